@@ -1,0 +1,1 @@
+"""Task-level metrics and ranking metrics."""

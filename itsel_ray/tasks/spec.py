@@ -1,0 +1,316 @@
+"""What a task is: where its rows come from, how a row becomes text-to-text examples, and how predictions score.
+
+A task is one `TaskSpec` registered in `TASKS`; nothing outside its declaration and its named formatter branches on
+a task name. Row -> text formatting is pure (`examples_from_rows`), so the golden-string tests need no dataset;
+`load` adds the only I/O (a `datasets` loader picked by `DataSource.kind`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from itsel_ray.registry import Registry
+
+CATEGORIES = ("classification", "multiple_choice", "qa")
+LABEL_STYLES = ("text", "abstract")
+SPLITS = ("train", "validation")
+EVAL_SPLITS = ("validation", "heldout")
+DATA_DIR_ENV = "ITSEL_RAY_DATA_DIR"
+
+
+class TaskDataError(ValueError):
+    """Bad or missing data for a task; the message names the task, split and column or row."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One text-to-text example.
+
+    input: the full model input, task prefix included. target: the training target text. label: index into the
+    task's label set for closed label sets, else None. answers: every gold string the metric accepts (QA); empty
+    means (target,). group: the question id MultiRC groups answers by for exact match.
+    """
+
+    input: str
+    target: str
+    label: int | None = None
+    answers: tuple[str, ...] = ()
+    group: str | None = None
+
+    @property
+    def golds(self) -> tuple[str, ...]:
+        return self.answers or (self.target,)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a task's rows come from.
+
+    kind: `hub` (`datasets.load_dataset(path, name, revision=...)`), `json` (local JSON-lines files named in
+    `splits`, read from the data folder) or `generated` (a function registered in `GENERATORS` under `path`,
+    called with the split name and `options`). splits maps our split names to the dataset's. carve_validation: the
+    validation split is that many rows carved from train under the trial seed (ReCoRD, as the authors).
+    """
+
+    kind: str
+    path: str
+    name: str | None = None
+    splits: Mapping[str, str] = field(default_factory=lambda: {"train": "train", "validation": "validation"})
+    revision: str | None = None
+    carve_validation: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A closed label set: `words` are the PROMPT-TEXT verbalizer, `abstract` the PROMPT-ABSTRACT ids."""
+
+    words: tuple[str, ...]
+    abstract: tuple[str, ...] | None = None
+
+    def for_style(self, style: str) -> tuple[str, ...]:
+        if style == "text":
+            return self.words
+        if style == "abstract":
+            return self.abstract or tuple(str(i) for i in range(len(self.words)))
+        raise TaskDataError(f"unknown label style {style!r}; valid: {', '.join(LABEL_STYLES)}")
+
+
+Formatter = Callable[[Mapping[str, Any], "TaskSpec", "FormatContext"], list[Example]]
+
+
+@dataclass(frozen=True)
+class FormatContext:
+    """What a formatter may depend on besides the row: the split, the label style and the row's position."""
+
+    split: str
+    label_style: str = "text"
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task, declared once.
+
+    name: the registry key. prefix: the task-name prefix of every input (the authors' spelling). columns: the
+    dataset columns the formatter reads (checked up front). formatter: a `FORMATTERS` name. labels: the closed
+    label set, None for free-text targets. metrics: `METRICS` names, x100; select_metric: one of them, or
+    "average" (their mean), picks the best checkpoint. train_size: rows in the training split (SIZE uses it).
+    """
+
+    name: str
+    category: str
+    task_type: str
+    prefix: str
+    data: DataSource
+    columns: tuple[str, ...]
+    formatter: str
+    metrics: tuple[str, ...]
+    select_metric: str
+    train_size: int
+    labels: Labels | None = None
+    max_source_length: int = 128
+    max_target_length: int = 128
+    role: str = "source"
+    description: str = ""
+
+    def __post_init__(self):
+        if self.category not in CATEGORIES:
+            raise ValueError(f"task {self.name}: category {self.category!r} not in {CATEGORIES}")
+        if self.select_metric != "average" and self.select_metric not in self.metrics:
+            raise ValueError(f"task {self.name}: select_metric {self.select_metric!r} is not one of {self.metrics}")
+
+    # ------------------------------------------------------------------ labels
+    def label_words(self, label_style: str = "text") -> tuple[str, ...] | None:
+        """The closed label set in `label_style`, or None when targets are free text."""
+        return None if self.labels is None else self.labels.for_style(label_style)
+
+    # ------------------------------------------------------------------ rows -> examples
+    def examples_from_rows(
+        self, rows: Iterable[Mapping[str, Any]], *, split: str, label_style: str = "text", columns=None
+    ) -> list[Example]:
+        """Format dataset rows into examples; a missing column names task, split and column."""
+        if label_style not in LABEL_STYLES:
+            raise TaskDataError(f"unknown label style {label_style!r}; valid: {', '.join(LABEL_STYLES)}")
+        if columns is not None:
+            self.check_columns(columns, split=split)
+        fmt = FORMATTERS.get(self.formatter)
+        out: list[Example] = []
+        for i, row in enumerate(rows):
+            if columns is None:
+                self.check_columns(row.keys(), split=split, row=i)
+            try:
+                out.extend(fmt(row, self, FormatContext(split=split, label_style=label_style, index=i)))
+            except TaskDataError:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                raise TaskDataError(f"task {self.name}, split {split}, row {i}: cannot format ({err!r})") from None
+        return out
+
+    def check_columns(self, present: Iterable[str], *, split: str, row: int | None = None) -> None:
+        present = set(present)
+        for col in self.columns:
+            if col not in present:
+                where = f", row {row}" if row is not None else ""
+                raise TaskDataError(
+                    f"task {self.name}, split {split}{where}: missing column {col!r} (found: {', '.join(sorted(present))})"
+                )
+
+    def label_target(self, label: Any, ctx: FormatContext) -> tuple[str, int]:
+        """Map a raw label id to (target text, label index); an id outside the label set raises."""
+        words = self.label_words(ctx.label_style)
+        if words is None:
+            raise TaskDataError(f"task {self.name} has no closed label set")
+        try:
+            idx = int(label)
+        except (TypeError, ValueError):
+            idx = -1
+        if not 0 <= idx < len(words):
+            raise TaskDataError(
+                f"task {self.name}, split {ctx.split}, row {ctx.index}: label {label!r} is outside the label set "
+                f"{list(words)} (hidden test labels are -1; evaluate on a labelled split)"
+            )
+        return words[idx], idx
+
+    # ------------------------------------------------------------------ loading
+    def load(
+        self,
+        split: str,
+        *,
+        label_style: str = "text",
+        data_dir: str | os.PathLike | None = None,
+        eval_split: str = "validation",
+        heldout_size: int = 1000,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> list[Example]:
+        """Examples of `split` ("train" or "validation").
+
+        eval_split="heldout" carves `heldout_size` training rows (under `seed`) as the validation split and drops
+        them from train, so checkpoint selection and the reported score use different data.
+        """
+        if split not in SPLITS:
+            raise TaskDataError(f"task {self.name}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        if eval_split not in EVAL_SPLITS:
+            raise TaskDataError(f"unknown eval split {eval_split!r}; valid: {', '.join(EVAL_SPLITS)}")
+        carve = heldout_size if eval_split == "heldout" else self.data.carve_validation
+        if carve:
+            rows, columns = fetch_rows(self, "train", data_dir)
+            order = list(range(len(rows)))
+            random.Random(seed).shuffle(order)
+            keep = order[:carve] if split == "validation" else sorted(order[carve:])
+            rows = [rows[i] for i in keep]
+            source_split = f"train ({'carved validation' if split == 'validation' else 'minus carved rows'})"
+        else:
+            rows, columns = fetch_rows(self, split, data_dir)
+            source_split = split
+        if limit is not None:
+            rows = rows[:limit]
+        examples = self.examples_from_rows(rows, split=source_split, label_style=label_style, columns=columns)
+        if not examples:
+            raise TaskDataError(f"task {self.name}, split {source_split}: no examples")
+        return examples
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, predictions: Sequence[str], examples: Sequence[Example], *, label_style: str = "text") -> dict:
+        """Every metric x100, plus "score": the selection metric (or the mean of all metrics for "average").
+
+        Invalid predictions (outside the label set, unparsable numbers) count as wrong. A metric that is undefined
+        (e.g. a correlation of constant predictions) is NaN, never 0.
+        """
+        from itsel_ray.metrics.task_metrics import METRICS
+
+        if len(predictions) != len(examples):
+            raise ValueError(f"task {self.name}: {len(predictions)} predictions for {len(examples)} examples")
+        labels = self.label_words(label_style)
+        out = {m: float(METRICS.get(m)(list(predictions), list(examples), labels)) for m in self.metrics}
+        if self.select_metric == "average":
+            out["score"] = sum(out[m] for m in self.metrics) / len(self.metrics)
+        else:
+            out["score"] = out[self.select_metric]
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ registries
+
+TASKS: Registry[TaskSpec] = Registry("task")
+FORMATTERS: Registry[Formatter] = Registry("formatter")
+LOADERS: Registry[Callable[..., Any]] = Registry("data source kind")
+GENERATORS: Registry[Callable[..., Any]] = Registry("data generator")
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Declare a task: this is the one step a new task needs (plus a formatter, if no existing one fits)."""
+    FORMATTERS.get(spec.formatter)  # fail at declaration time on a typo
+    LOADERS.get(spec.data.kind)
+    return TASKS.add(spec.name, spec)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called `name`; an unknown name raises with the list of valid names."""
+    from itsel_ray import tasks as _tasks  # noqa: F401  (registers every declared task)
+
+    return TASKS.get(name)
+
+
+# ------------------------------------------------------------------------------------------------ data access
+
+
+def data_dir_for(data_dir: str | os.PathLike | None) -> Path:
+    """The folder for local task files: the argument, else $ITSEL_RAY_DATA_DIR, else ~/.cache/itsel_ray/data."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    return Path.home() / ".cache" / "itsel_ray" / "data"
+
+
+def fetch_rows(spec: TaskSpec, split: str, data_dir=None) -> tuple[list[dict], list[str]]:
+    """Rows of `split` as plain dicts plus the column names, cached per process (reused Ray actors share it)."""
+    key = str(data_dir_for(data_dir)) if spec.data.kind == "json" else None
+    return _fetch_rows_cached(spec.name, split, key)
+
+
+@lru_cache(maxsize=32)
+def _fetch_rows_cached(name: str, split: str, data_dir: str | None) -> tuple[list[dict], list[str]]:
+    spec = TASKS.get(name)
+    if split not in spec.data.splits:
+        raise TaskDataError(f"task {name}: no {split!r} split declared (declared: {', '.join(spec.data.splits)})")
+    dataset = LOADERS.get(spec.data.kind)(spec, spec.data.splits[split], data_dir)
+    return dataset.to_list(), list(dataset.column_names)
+
+
+@LOADERS.register("hub")
+def _load_hub(spec: TaskSpec, split: str, data_dir: str | None):
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.data.path, spec.data.name, split=split, revision=spec.data.revision)
+    except Exception as err:
+        raise TaskDataError(
+            f"task {spec.name}: could not load {spec.data.path!r} (config {spec.data.name!r}, split {split!r}) "
+            f"from the Hugging Face Hub: {type(err).__name__}: {err}"
+        ) from err
+
+
+@LOADERS.register("json")
+def _load_json(spec: TaskSpec, split: str, data_dir: str | None):
+    import datasets
+
+    path = Path(data_dir or data_dir_for(None)) / spec.data.path / split
+    if not path.is_file():
+        raise TaskDataError(
+            f"task {spec.name}: local data file {path} not found; put the file there or point "
+            f"data.data_dir / ${DATA_DIR_ENV} at the folder holding {spec.data.path}/{split} (see docs/data.md)"
+        )
+    return datasets.load_dataset("json", data_files=str(path), split="train")
+
+
+@LOADERS.register("generated")
+def _load_generated(spec: TaskSpec, split: str, data_dir: str | None):
+    return GENERATORS.get(spec.data.path)(split, **dict(spec.data.options))
