@@ -26,7 +26,8 @@ class ModelConfig:
 
     `name` is a hub id or local folder loaded with `from_pretrained` (needs the weights); when `config` is given
     instead, a randomly initialised T5 is built from those `T5Config` fields under `init_seed` (offline demo, tests).
-    `tokenizer` is a hub id or folder, or "vocab": a word-level tokenizer built offline from the tasks' text.
+    `tokenizer` is a hub id or folder (default: `name`), or "vocab:<name>": a word-level tokenizer over a
+    registered vocabulary, built offline (e.g. "vocab:synthetic").
     """
 
     name: str = "t5-base"
@@ -35,8 +36,8 @@ class ModelConfig:
     init_seed: int = 0
 
     def __post_init__(self):
-        if self.config is None and self.tokenizer == "vocab":
-            raise ConfigError("model.tokenizer 'vocab' needs model.config (a randomly initialised backbone)")
+        if self.config is None and (self.tokenizer or "").startswith("vocab:"):
+            raise ConfigError("model.tokenizer 'vocab:...' needs model.config (a randomly initialised backbone)")
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,18 @@ class PromptConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and schedule. Adafactor uses an absolute LR (no relative step, no parameter scaling)."""
+    """Optimiser and schedule. Adafactor uses an absolute LR (no relative step, no parameter scaling).
+
+    max_grad_norm clips the prompt's gradient norm before each step (1.0 = the Hugging Face Trainer default the
+    authors ran with); null turns clipping off.
+    """
 
     name: str = "adafactor"
     lr: float = 0.5
     weight_decay: float = 1e-5
     schedule: str = "linear"
     warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
 
     def __post_init__(self):
         if self.lr <= 0:
@@ -83,15 +89,15 @@ class TrainConfig:
 
     loss: `sequence` (cross-entropy over the whole target, the paper) or `label` (cross-entropy over the label
     words' scores, closed label sets only). eval_mode: `generate` (greedy decoding then parsing, the paper) or `rank`
-    (score each label word in one decoder pass). `save_every` keeps a prompt snapshot for the analysis;
-    `checkpoint_every` (default: every evaluation) writes the resume state.
+    (score each label word in one decoder pass). The resume state is written at every evaluation; `save_every`
+    keeps a prompt snapshot for the analysis. max_new_tokens caps greedy decoding (default: the task's max target
+    length). threads sets torch's CPU threads (default: leave torch / Ray's OMP_NUM_THREADS alone).
     """
 
     max_steps: int = 30000
     batch_size: int = 32
     eval_every: int = 500
     save_every: int = 5000
-    checkpoint_every: int | None = None
     loss: str = "sequence"
     eval_mode: str = "generate"
     eval_batch_size: int = 64

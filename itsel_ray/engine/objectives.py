@@ -1,0 +1,119 @@
+"""Training losses and evaluation modes, each a registry entry.
+
+`label_scores` is shared by the label-restricted loss and rank classification: every label word is scored by its
+summed token log-likelihood in one decoder pass over [batch x labels] rows, so training and evaluation rank labels
+the same way. The closing EOS is left out of the score (unless one label's tokens are a prefix of another's), so
+for single-token labels rank classification picks exactly the label greedy decoding produces whenever that
+decoding is a valid label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from itsel_ray.engine.batching import pad
+from itsel_ray.engine.prompt import PromptedT5
+from itsel_ray.registry import Registry
+
+
+@dataclass(frozen=True)
+class Batch:
+    input_ids: torch.Tensor  # [B, L]
+    attention_mask: torch.Tensor  # [B, L]
+    target_ids: torch.Tensor  # [B, T], pad = tokenizer pad id
+    labels: torch.Tensor | None  # [B] label indices, closed label sets only
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The label words as padded token ids, for label scoring."""
+
+    words: tuple[str, ...]
+    ids: torch.Tensor  # [K, T]
+    mask: torch.Tensor  # [K, T]
+
+    @classmethod
+    def build(cls, words: Sequence[str], sequences: list[list[int]], pad_id: int, device) -> "LabelSet":
+        """`sequences` end with EOS; it is dropped when no label's tokens are a prefix of another's."""
+        bare = [s[:-1] if len(s) > 1 else s for s in sequences]
+        prefix_clash = any(a != b and b[: len(a)] == a for a in bare for b in bare)
+        ids, mask = pad(sequences if prefix_clash else bare, pad_id)
+        return cls(tuple(words), ids.to(device), mask.to(device))
+
+
+def shift_right(ids: torch.Tensor, start_id: int = 0) -> torch.Tensor:
+    out = ids.new_full(ids.shape, start_id)
+    out[:, 1:] = ids[:, :-1]
+    return out
+
+
+def label_scores(model: PromptedT5, enc: torch.Tensor, mask: torch.Tensor, labels: LabelSet) -> torch.Tensor:
+    """[B, K] summed log-probabilities of each label sequence given each encoded input."""
+    batch, k = enc.shape[0], labels.ids.shape[0]
+    enc_rep = enc.repeat_interleave(k, dim=0)  # row b*k + j = input b, label j
+    mask_rep = mask.repeat_interleave(k, dim=0)
+    targets = labels.ids.repeat(batch, 1)
+    tmask = labels.mask.repeat(batch, 1)
+    logits = model.decode_logits(enc_rep, mask_rep, shift_right(targets))
+    logp = logits.float().log_softmax(dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (logp * tmask).sum(dim=-1).view(batch, k)
+
+
+# ------------------------------------------------------------------------------------------------- losses
+
+Loss = Callable[[PromptedT5, Batch, "LabelSet | None", int], torch.Tensor]
+LOSSES: Registry[Loss] = Registry("loss")
+
+
+@LOSSES.register("sequence")
+def sequence_loss(model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
+    """Token cross-entropy over the whole target sequence (the paper's objective)."""
+    embeds, mask = model.encoder_inputs(batch.input_ids, batch.attention_mask)
+    targets = batch.target_ids.masked_fill(batch.target_ids == pad_id, -100)
+    return model.backbone(inputs_embeds=embeds, attention_mask=mask, labels=targets, use_cache=False).loss
+
+
+@LOSSES.register("label")
+def label_loss(model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
+    """Cross-entropy over the label words' scores only: the model need not first learn to avoid other words."""
+    if labels is None or batch.labels is None:
+        raise ValueError("the 'label' loss needs a task with a closed label set")
+    enc, mask = model.encode(batch.input_ids, batch.attention_mask)
+    return F.cross_entropy(label_scores(model, enc, mask, labels), batch.labels)
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+
+# predict(model, input_ids, attention_mask, labels, tokenizer, max_new_tokens) -> predicted strings
+Predict = Callable[..., list[str]]
+EVAL_MODES: Registry[Predict] = Registry("evaluation mode")
+
+
+@EVAL_MODES.register("rank")
+def predict_rank(model, input_ids, attention_mask, *, labels: LabelSet | None, tokenizer, max_new_tokens: int):
+    """The label word with the highest score (one decoder pass for all labels)."""
+    if labels is None:
+        raise ValueError("rank evaluation needs a task with a closed label set")
+    enc, mask = model.encode(input_ids, attention_mask)
+    best = label_scores(model, enc, mask, labels).argmax(dim=-1).tolist()
+    return [labels.words[i] for i in best]
+
+
+@EVAL_MODES.register("generate")
+def predict_generate(model, input_ids, attention_mask, *, labels: LabelSet | None, tokenizer, max_new_tokens: int):
+    """Greedy decoding, then the decoded text (the metric parses it; the paper's evaluation)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    enc, mask = model.encode(input_ids, attention_mask)
+    out = model.backbone.generate(
+        encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+        attention_mask=mask,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+    )
+    return [s.strip() for s in tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -1,0 +1,375 @@
+"""One prompt-tuning trial from a config: train, evaluate, keep the best prompt, checkpoint, resume.
+
+`run_trial` is a plain function with a reporting callback and no Ray import; the sweep wraps it in a Tune
+trainable, tests call it directly. Everything it produces lives in one work folder (`TrialFiles`), which is also
+the unit the sweep checkpoints: copying the folder and calling `run_trial` on it again resumes the run exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from itsel_ray.artifacts import TrialFiles, atomic_write_bytes, read_json, save_prompt, write_json
+from itsel_ray.config import ModelConfig, TrialConfig
+from itsel_ray.engine.backbone import Backbone, load_backbone
+from itsel_ray.engine.batching import Encoded, batch_indices, encode_examples, label_sequences, pad
+from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Batch, LabelSet
+from itsel_ray.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer
+from itsel_ray.engine.prompt import PROMPT_INITS, PromptedT5, initial_prompt
+from itsel_ray.registry import UnknownNameError
+from itsel_ray.tasks import Example, TaskSpec, get_task
+from itsel_ray.tasks.spec import EVAL_SPLITS, LABEL_STYLES
+
+Report = Callable[[dict, bool], None]
+
+
+class TrialError(RuntimeError):
+    """A trial that cannot go on (NaN loss, a config that does not fit the task)."""
+
+
+@dataclass
+class TrialResult:
+    status: str
+    best_score: float
+    best_step: int | None
+    best_metrics: dict
+    steps: int
+    wall_s: float
+    history: list[dict] = field(default_factory=list)
+
+
+def validate_config(cfg: TrialConfig) -> None:
+    """Check every name in `cfg` (task, strategies, modes) without loading a model; raise listing valid names."""
+    task = get_task(cfg.task)
+    for registry, name in (
+        (PROMPT_INITS, cfg.prompt.init),
+        (OPTIMIZERS, cfg.optim.name),
+        (SCHEDULES, cfg.optim.schedule),
+        (LOSSES, cfg.train.loss),
+        (EVAL_MODES, cfg.train.eval_mode),
+    ):
+        registry.get(name)
+    for kind, name, valid in (("label style", cfg.data.label_style, LABEL_STYLES), ("eval split", cfg.data.eval_split, EVAL_SPLITS)):
+        if name not in valid:
+            raise UnknownNameError(kind, name, sorted(valid))
+    if task.labels is None and (cfg.train.loss == "label" or cfg.train.eval_mode == "rank"):
+        raise TrialError(
+            f"task {task.name} has free-text targets: loss 'label' and eval_mode 'rank' need a closed label set "
+            "(use loss 'sequence' and eval_mode 'generate')"
+        )
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class TrialData:
+    train: Encoded
+    eval: Encoded
+    eval_examples: list[Example]
+    labels: LabelSet | None
+
+
+def prepare_data(cfg: TrialConfig, task: TaskSpec, bb: Backbone) -> TrialData:
+    key = json.dumps({"task": task.name, "data": asdict(cfg.data), "model": asdict(cfg.model),
+                      "seed": cfg.seed if (cfg.data.eval_split == "heldout" or task.data.carve_validation) else None,
+                      "ntrain": cfg.train.max_train_examples, "neval": cfg.train.max_eval_examples}, sort_keys=True)
+    return _prepare_cached(key, str(bb.device))
+
+
+@lru_cache(maxsize=8)
+def _prepare_cached(key: str, device: str) -> TrialData:
+    spec = json.loads(key)
+    task, bb = get_task(spec["task"]), load_backbone(ModelConfig(**spec["model"]), device)
+    d = spec["data"]
+    load = lambda split, limit: task.load(  # noqa: E731
+        split, label_style=d["label_style"], data_dir=d["data_dir"], eval_split=d["eval_split"],
+        heldout_size=d["heldout_size"], seed=spec["seed"] or 0, limit=limit)
+    train_ex, eval_ex = load("train", spec["ntrain"]), load("validation", spec["neval"])
+    lengths = dict(max_source=task.max_source_length, max_target=task.max_target_length)
+    words = task.label_words(d["label_style"])
+    labels = None
+    if words is not None:
+        seqs = label_sequences(bb.tokenizer, words, max_target=task.max_target_length)
+        labels = LabelSet.build(words, seqs, bb.tokenizer.pad_token_id, bb.device)
+    return TrialData(encode_examples(bb.tokenizer, train_ex, **lengths), encode_examples(bb.tokenizer, eval_ex, **lengths),
+                     eval_ex, labels)
+
+
+def make_batch(data: Encoded, idx: list[int], pad_id: int, device) -> Batch:
+    ids, mask = pad([data.inputs[i] for i in idx], pad_id)
+    tgt, _ = pad([data.targets[i] for i in idx], pad_id)
+    labels = [data.labels[i] for i in idx]
+    lab = torch.tensor(labels, dtype=torch.long, device=device) if None not in labels else None
+    return Batch(ids.to(device), mask.to(device), tgt.to(device), lab)
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+
+
+def predict(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone,
+            mode: str | None = None) -> list[str]:
+    """Predicted strings for every eval example, in order (`mode` defaults to cfg.train.eval_mode)."""
+    fn = EVAL_MODES.get(mode or cfg.train.eval_mode)
+    max_new = cfg.train.max_new_tokens or task.max_target_length
+    order = sorted(range(len(data.eval)), key=lambda i: len(data.eval.inputs[i]))  # less padding per batch
+    preds: list[str] = [""] * len(order)
+    was_training = model.backbone.training
+    model.backbone.eval()
+    try:
+        with torch.no_grad(), _autocast(bb.device):
+            for start in range(0, len(order), cfg.train.eval_batch_size):
+                chunk = order[start : start + cfg.train.eval_batch_size]
+                ids, mask = pad([data.eval.inputs[i] for i in chunk], bb.tokenizer.pad_token_id)
+                out = fn(model, ids.to(bb.device), mask.to(bb.device), labels=data.labels,
+                         tokenizer=bb.tokenizer, max_new_tokens=max_new)
+                for i, p in zip(chunk, out):
+                    preds[i] = p
+    finally:
+        model.backbone.train(was_training)
+    return preds
+
+
+def evaluate(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone) -> dict:
+    """Task metrics on the eval split (x100) plus "valid": the share of predictions inside the label set."""
+    preds = predict(model, cfg, task, data, bb)
+    metrics = task.score(preds, data.eval_examples, label_style=cfg.data.label_style)
+    if data.labels is not None:
+        metrics["valid"] = 100.0 * sum(p in data.labels.words for p in preds) / len(preds)
+    return metrics
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------------------------------------- the trial
+
+
+def run_trial(
+    cfg: TrialConfig, work_dir: str | Path, *, report: Report | None = None, init_prompt: np.ndarray | None = None
+) -> TrialResult:
+    """Train `cfg` in `work_dir`, resuming from `work_dir/state.pt` when present.
+
+    report(metrics, checkpointed) is called after every evaluation, once the resume state for that step is on disk.
+    init_prompt ([P, H]) starts the prompt from a given array (transfer); otherwise cfg.prompt.init decides.
+    """
+    files = TrialFiles(work_dir)
+    files.root.mkdir(parents=True, exist_ok=True)
+    validate_config(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _Trainer(cfg, files, report or (lambda m, c: None), init_prompt).run()
+    except BaseException as err:
+        if not isinstance(err, (KeyboardInterrupt, SystemExit)):
+            _mark_failed(files, err)
+        raise
+
+
+def _mark_failed(files: TrialFiles, err: BaseException) -> None:
+    record = read_json(files.result) if files.result.is_file() else {}
+    record.update(status="failed", error=f"{type(err).__name__}: {err}")
+    write_json(files.result, record)
+    _log(files, f"FAILED {record['error']}")
+
+
+def _log(files: TrialFiles, line: str) -> None:
+    with open(files.log, "a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+class _Trainer:
+    """The loop's state, kept in one place so that checkpoint and resume cover all of it."""
+
+    def __init__(self, cfg: TrialConfig, files: TrialFiles, report: Report, init_prompt):
+        self.cfg, self.files, self.report = cfg, files, report
+        self.task = get_task(cfg.task)
+        self.bb = load_backbone(cfg.model, cfg.train.device)
+        self.data = prepare_data(cfg, self.task, self.bb)
+        emb = self.bb.model.get_input_embeddings().weight
+        prompt = initial_prompt(cfg.prompt, emb, seed=cfg.seed, init_prompt=init_prompt)
+        self.model = PromptedT5(self.bb.model, prompt.to(self.bb.device))
+        self.opt, self.sched = build_optimizer([self.model.prompt], cfg.optim, max_steps=cfg.train.max_steps)
+        self.step, self.wall_before = 0, 0.0
+        self.best_score, self.best_step, self.best_metrics = -math.inf, None, {}
+        self.history: list[dict] = []
+        self.loss_sum, self.loss_n = 0.0, 0
+
+    # -------------------------------------------------------------- checkpoint / resume
+    def _state(self) -> dict:
+        state = {
+            "prompt": self.model.prompt.detach().cpu().clone(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "rng_cpu": torch.get_rng_state(),
+            "best_score": self.best_score,
+            "best_step": -1 if self.best_step is None else self.best_step,
+            "best_metrics": json.dumps(self.best_metrics),
+            "history": json.dumps(self.history),
+            "wall_s": self._wall(),
+        }
+        if self.bb.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.bb.device)
+        return state
+
+    def _restore(self) -> None:
+        saved = read_json(self.files.config)["config"] if self.files.config.is_file() else None
+        if saved != self.cfg.to_dict():
+            raise TrialError(f"{self.files.root} holds the state of a different trial config; use a fresh folder")
+        try:
+            state = torch.load(self.files.state, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise TrialError(f"cannot read the resume state {self.files.state}: {err}") from None
+        with torch.no_grad():
+            self.model.prompt.copy_(state["prompt"].to(self.bb.device))
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and self.bb.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.bb.device)
+        self.step, self.wall_before = int(state["step"]), float(state["wall_s"])
+        self.best_score = float(state["best_score"])
+        self.best_step = None if int(state["best_step"]) < 0 else int(state["best_step"])
+        self.best_metrics, self.history = json.loads(state["best_metrics"]), json.loads(state["history"])
+        _log(self.files, f"resumed at step {self.step}")
+
+    def _checkpoint(self, status: str) -> None:
+        buf = io.BytesIO()
+        torch.save(self._state(), buf)
+        atomic_write_bytes(self.files.state, buf.getvalue())
+        write_json(self.files.result, self._record(status))
+
+    def _record(self, status: str) -> dict:
+        return {
+            "status": status,
+            "task": self.cfg.task,
+            "source": self.cfg.source,
+            "seed": self.cfg.seed,
+            "best_score": self.best_score if self.best_step is not None else None,
+            "best_step": self.best_step,
+            "best_metrics": self.best_metrics,
+            "steps": self.step,
+            "max_steps": self.cfg.train.max_steps,
+            "wall_s": round(self._wall(), 3),
+            "history": self.history,
+        }
+
+    def _wall(self) -> float:
+        return self.wall_before + (time.perf_counter() - self.t0)
+
+    # -------------------------------------------------------------- main loop
+    def run(self) -> TrialResult:
+        self.t0 = time.perf_counter()
+        if self.files.state.is_file():
+            self._restore()
+        else:
+            torch.manual_seed(self.cfg.seed)  # dropout stream; the prompt init has its own generator
+            write_json(self.files.config, provenance(self.cfg))
+            self._snapshot(0)
+            _log(self.files, f"start task={self.cfg.task} seed={self.cfg.seed} source={self.cfg.source}")
+        if self.step >= self.cfg.train.max_steps:  # finished earlier: make sure the record says so
+            if not (self.files.result.is_file() and read_json(self.files.result).get("status") == "done"):
+                write_json(self.files.result, self._record("done"))
+            return self._result("done")
+        train, cfg = self.cfg.train, self.cfg
+        loss_fn, pad_id = LOSSES.get(train.loss), self.bb.tokenizer.pad_token_id
+        self.bb.model.train()  # dropout as configured; the weights stay frozen
+        try:
+            while self.step < train.max_steps:
+                idx = batch_indices(len(self.data.train), train.batch_size, seed=cfg.seed, step=self.step)
+                batch = make_batch(self.data.train, idx, pad_id, self.bb.device)
+                with _autocast(self.bb.device):
+                    loss = loss_fn(self.model, batch, self.data.labels, pad_id)
+                value = float(loss.item())
+                if not math.isfinite(value):
+                    raise TrialError(f"task {cfg.task} seed {cfg.seed}: loss is {value} at step {self.step + 1} "
+                                     f"(lr {self.sched.get_last_lr()[0]:g}); lower optim.lr or check the data")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_([self.model.prompt], cfg.optim.max_grad_norm)
+                self.opt.step()
+                self.sched.step()
+                self.step += 1
+                self.loss_sum, self.loss_n = self.loss_sum + value, self.loss_n + 1
+                if self.step % train.save_every == 0:
+                    self._snapshot(self.step)
+                if self.step % train.eval_every == 0 or self.step == train.max_steps:
+                    self._eval_and_checkpoint()
+        finally:
+            self.bb.model.eval()
+        return self._result("done")
+
+    def _eval_and_checkpoint(self) -> None:
+        metrics = evaluate(self.model, self.cfg, self.task, self.data, self.bb)
+        score = metrics["score"]
+        if math.isfinite(score) and score > self.best_score:  # strict: the earliest step wins ties
+            self.best_score, self.best_step = score, self.step
+            self.best_metrics = {k: v for k, v in metrics.items() if k != "score"}
+            save_prompt(self.files.best_prompt, self._prompt_array(), metadata={"step": self.step, "score": score})
+        loss = self.loss_sum / max(1, self.loss_n)
+        self.loss_sum, self.loss_n = 0.0, 0
+        entry = {"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0], **metrics}
+        self.history.append(entry)
+        done = self.step >= self.cfg.train.max_steps
+        self._checkpoint("done" if done else "running")
+        _log(self.files, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+        out = {"step": self.step, "score": score, "loss": loss, "best_score": self._best_or_nan(),
+               "best_step": self.best_step, "wall_s": self._wall(), "done": done,
+               **{f"eval_{k}": v for k, v in metrics.items() if k != "score"}}
+        self.report(out, True)
+
+    def _best_or_nan(self) -> float:
+        return self.best_score if self.best_step is not None else float("nan")
+
+    def _prompt_array(self) -> np.ndarray:
+        return self.model.prompt.detach().float().cpu().numpy()
+
+    def _snapshot(self, step: int) -> None:
+        save_prompt(self.files.snapshot(step), self._prompt_array(), metadata={"step": step})
+
+    def _result(self, status: str) -> TrialResult:
+        return TrialResult(status=status, best_score=self._best_or_nan(), best_step=self.best_step,
+                           best_metrics=self.best_metrics, steps=self.step, wall_s=self._wall(), history=self.history)
+
+
+def provenance(cfg: TrialConfig) -> dict:
+    """The resolved config plus what produced it, so a trial folder explains itself."""
+    import transformers
+
+    from itsel_ray import __version__
+
+    return {
+        "config": cfg.to_dict(),
+        "versions": {"itsel_ray": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                     "python": platform.python_version()},
+        "git_sha": _git_sha(),
+        "host": platform.node(),
+    }
+
+
+@lru_cache(maxsize=1)
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

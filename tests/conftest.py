@@ -1,0 +1,39 @@
+"""Shared test set-up: everything offline, Ray without auth, a tiny frozen T5 on the synthetic tasks."""
+
+import os
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import pytest  # noqa: E402
+
+from itsel_ray.config import TrialConfig, merge  # noqa: E402
+
+TINY_MODEL = {
+    "config": {"d_model": 128, "d_ff": 512, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4, "d_kv": 32,
+               "dropout_rate": 0.0},
+    "tokenizer": "vocab:synthetic",
+}
+
+
+def tiny_trial(**overrides) -> TrialConfig:
+    """A trial on a synthetic task with a tiny random frozen T5; nested overrides merge into the defaults."""
+    base = {
+        "task": "syn_has0",
+        "seed": 0,
+        "model": TINY_MODEL,
+        "prompt": {"length": 10, "init": "vocab_sample", "population": 300},
+        "optim": {"name": "adam", "lr": 0.3, "weight_decay": 0.0, "schedule": "constant", "max_grad_norm": None},
+        "train": {"max_steps": 20, "batch_size": 16, "eval_every": 10, "save_every": 10, "loss": "label",
+                  "eval_mode": "rank", "max_eval_examples": 64, "threads": 1},
+    }
+    return TrialConfig.from_dict(merge(base, overrides))
+
+
+@pytest.fixture
+def trial_cfg():
+    return tiny_trial
