@@ -7,6 +7,7 @@ a task name. Row -> text formatting is pure (`examples_from_rows`), so the golde
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -68,12 +69,30 @@ class DataSource:
 
 @dataclass(frozen=True)
 class Labels:
-    """A closed label set: `words` are the PROMPT-TEXT verbalizer, `abstract` the PROMPT-ABSTRACT ids."""
+    """A closed label set: `words` are the PROMPT-TEXT verbalizer, `abstract` the PROMPT-ABSTRACT ids.
 
-    words: tuple[str, ...]
+    words=None: in the text style the target is free text chosen per row (CosmosQA's answer text), so only the
+    abstract style has a closed set; `abstract` must then be given.
+    """
+
+    words: tuple[str, ...] | None
     abstract: tuple[str, ...] | None = None
+    encoding: tuple[str, ...] | None = None  # the dataset's raw label values by index, when not the ints 0..n-1
 
-    def for_style(self, style: str) -> tuple[str, ...]:
+    def __post_init__(self):
+        if self.words is None and self.abstract is None:
+            raise ValueError("Labels needs words, abstract ids, or both")
+
+    def index_of(self, raw: Any) -> int:
+        """The label index of a raw dataset label (-1 when it is not one: hidden test labels are -1 or "")."""
+        if self.encoding is not None:
+            return self.encoding.index(str(raw)) if str(raw) in self.encoding else -1
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            return -1
+
+    def for_style(self, style: str) -> tuple[str, ...] | None:
         if style == "text":
             return self.words
         if style == "abstract":
@@ -86,11 +105,23 @@ Formatter = Callable[[Mapping[str, Any], "TaskSpec", "FormatContext"], list[Exam
 
 @dataclass(frozen=True)
 class FormatContext:
-    """What a formatter may depend on besides the row: the split, the label style and the row's position."""
+    """What a formatter may depend on besides the row: the split, the label style and the row's position.
+
+    split is the logical split ("train" or "validation"; rows carved from train for validation format as
+    validation); where names the rows' origin for error messages.
+    """
 
     split: str
     label_style: str = "text"
     index: int = 0
+    where: str = ""
+
+    @property
+    def is_train(self) -> bool:
+        return self.split == "train"
+
+    def error(self, message: str) -> "TaskDataError":
+        return TaskDataError(f"split {self.where or self.split}, row {self.index}: {message}")
 
 
 @dataclass(frozen=True)
@@ -98,8 +129,9 @@ class TaskSpec:
     """One task, declared once.
 
     name: the registry key. prefix: the task-name prefix of every input (the authors' spelling). columns: the
-    dataset columns the formatter reads (checked up front). formatter: a `FORMATTERS` name. labels: the closed
-    label set, None for free-text targets. metrics: `METRICS` names, x100; select_metric: one of them, or
+    dataset columns the formatter reads (checked up front). formatter: a `FORMATTERS` name; format_options: its
+    parameters (e.g. which columns become "name: value" fields), so one formatter serves many tasks. labels: the
+    closed label set, None for free-text targets. metrics: `METRICS` names, x100; select_metric: one of them, or
     "average" (their mean), picks the best checkpoint. train_size: rows in the training split (SIZE uses it).
     """
 
@@ -118,6 +150,7 @@ class TaskSpec:
     max_target_length: int = 128
     role: str = "source"
     description: str = ""
+    format_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.category not in CATEGORIES:
@@ -132,24 +165,37 @@ class TaskSpec:
 
     # ------------------------------------------------------------------ rows -> examples
     def examples_from_rows(
-        self, rows: Iterable[Mapping[str, Any]], *, split: str, label_style: str = "text", columns=None
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        split: str,
+        label_style: str = "text",
+        columns=None,
+        where: str | None = None,
     ) -> list[Example]:
-        """Format dataset rows into examples; a missing column names task, split and column."""
+        """Format dataset rows into examples; a missing column names task, split and column.
+
+        split: the logical split the examples are for ("train" formats training examples, anything else
+        evaluation examples); where: the rows' origin named in errors (default: split).
+        """
         if label_style not in LABEL_STYLES:
             raise TaskDataError(f"unknown label style {label_style!r}; valid: {', '.join(LABEL_STYLES)}")
+        where = where or split
         if columns is not None:
-            self.check_columns(columns, split=split)
+            self.check_columns(columns, split=where)
         fmt = FORMATTERS.get(self.formatter)
         out: list[Example] = []
         for i, row in enumerate(rows):
             if columns is None:
-                self.check_columns(row.keys(), split=split, row=i)
+                self.check_columns(row.keys(), split=where, row=i)
+            ctx = FormatContext(split=split, label_style=label_style, index=i, where=where)
             try:
-                out.extend(fmt(row, self, FormatContext(split=split, label_style=label_style, index=i)))
-            except TaskDataError:
-                raise
+                out.extend(fmt(row, self, ctx))
+            except TaskDataError as err:
+                msg = str(err)
+                raise TaskDataError(msg if msg.startswith("task ") else f"task {self.name}, {msg}") from None
             except (KeyError, IndexError, TypeError, ValueError) as err:
-                raise TaskDataError(f"task {self.name}, split {split}, row {i}: cannot format ({err!r})") from None
+                raise TaskDataError(f"task {self.name}, split {where}, row {i}: cannot format ({err!r})") from None
         return out
 
     def check_columns(self, present: Iterable[str], *, split: str, row: int | None = None) -> None:
@@ -162,18 +208,15 @@ class TaskSpec:
                 )
 
     def label_target(self, label: Any, ctx: FormatContext) -> tuple[str, int]:
-        """Map a raw label id to (target text, label index); an id outside the label set raises."""
+        """Map a raw dataset label to (target text, label index); a label outside the label set raises."""
         words = self.label_words(ctx.label_style)
         if words is None:
-            raise TaskDataError(f"task {self.name} has no closed label set")
-        try:
-            idx = int(label)
-        except (TypeError, ValueError):
-            idx = -1
+            raise TaskDataError(f"task {self.name} has no closed label set in the {ctx.label_style!r} style")
+        idx = self.labels.index_of(label)
         if not 0 <= idx < len(words):
             raise TaskDataError(
-                f"task {self.name}, split {ctx.split}, row {ctx.index}: label {label!r} is outside the label set "
-                f"{list(words)} (hidden test labels are -1; evaluate on a labelled split)"
+                f"task {self.name}, split {ctx.where or ctx.split}, row {ctx.index}: label {label!r} is outside the "
+                f"label set {list(words)} (hidden test labels are -1 or empty; evaluate on a labelled split)"
             )
         return words[idx], idx
 
@@ -201,6 +244,10 @@ class TaskSpec:
         carve = heldout_size if eval_split == "heldout" else self.data.carve_validation
         if carve:
             rows, columns = fetch_rows(self, "train", data_dir)
+            if not 0 < carve < len(rows):
+                raise TaskDataError(
+                    f"task {self.name}: cannot carve {carve} validation rows from {len(rows)} training rows"
+                )
             order = list(range(len(rows)))
             random.Random(seed).shuffle(order)
             keep = order[:carve] if split == "validation" else sorted(order[carve:])
@@ -211,7 +258,9 @@ class TaskSpec:
             source_split = split
         if limit is not None:
             rows = rows[:limit]
-        examples = self.examples_from_rows(rows, split=source_split, label_style=label_style, columns=columns)
+        examples = self.examples_from_rows(
+            rows, split=split, label_style=label_style, columns=columns, where=source_split
+        )
         if not examples:
             raise TaskDataError(f"task {self.name}, split {source_split}: no examples")
         return examples
@@ -276,6 +325,11 @@ def fetch_rows(spec: TaskSpec, split: str, data_dir=None) -> tuple[list[dict], l
     return _fetch_rows_cached(spec.name, split, key)
 
 
+def clear_row_cache() -> None:
+    """Forget rows fetched in this process (tests that swap a loader call it)."""
+    _fetch_rows_cached.cache_clear()
+
+
 @lru_cache(maxsize=32)
 def _fetch_rows_cached(name: str, split: str, data_dir: str | None) -> tuple[list[dict], list[str]]:
     spec = TASKS.get(name)
@@ -298,17 +352,41 @@ def _load_hub(spec: TaskSpec, split: str, data_dir: str | None):
         ) from err
 
 
+@dataclass(frozen=True)
+class RowTable:
+    """Rows read without `datasets`: what a loader returns when there is no `datasets.Dataset` to hand back."""
+
+    rows: list[dict]
+    column_names: list[str]
+
+    def to_list(self) -> list[dict]:
+        return self.rows
+
+
 @LOADERS.register("json")
 def _load_json(spec: TaskSpec, split: str, data_dir: str | None):
-    import datasets
-
+    """A local JSON-lines file, read directly: no `datasets` cache is written, and a bad line is named."""
     path = Path(data_dir or data_dir_for(None)) / spec.data.path / split
     if not path.is_file():
         raise TaskDataError(
             f"task {spec.name}: local data file {path} not found; put the file there or point "
             f"data.data_dir / ${DATA_DIR_ENV} at the folder holding {spec.data.path}/{split} (see docs/data.md)"
         )
-    return datasets.load_dataset("json", data_files=str(path), split="train")
+    rows: list[dict] = []
+    columns: dict[str, None] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise TaskDataError(f"task {spec.name}: {path} line {lineno} is not JSON ({err})") from None
+            if not isinstance(row, dict):
+                raise TaskDataError(f"task {spec.name}: {path} line {lineno} is not a JSON object")
+            rows.append(row)
+            columns.update(dict.fromkeys(row))
+    return RowTable(rows, list(columns))
 
 
 @LOADERS.register("generated")
