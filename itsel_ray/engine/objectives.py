@@ -54,6 +54,10 @@ def shift_right(ids: torch.Tensor, start_id: int = 0) -> torch.Tensor:
 def label_scores(model: PromptedT5, enc: torch.Tensor, mask: torch.Tensor, labels: LabelSet) -> torch.Tensor:
     """[B, K] summed log-probabilities of each label sequence given each encoded input."""
     batch, k = enc.shape[0], labels.ids.shape[0]
+    if labels.ids.shape[1] == 1:  # single-token labels share the decoder input: one row per example suffices
+        start = labels.ids.new_zeros(batch, 1)
+        logp = model.decode_logits(enc, mask, start)[:, 0].float().log_softmax(dim=-1)
+        return logp[:, labels.ids[:, 0]]
     enc_rep = enc.repeat_interleave(k, dim=0)  # row b*k + j = input b, label j
     mask_rep = mask.repeat_interleave(k, dim=0)
     targets = labels.ids.repeat(batch, 1)

@@ -1,0 +1,178 @@
+"""Engine benchmarks: training-step throughput against peft, rank vs generation evaluation, trial peak memory.
+
+    python benchmarks/bench_engine.py train      # ours vs peft prompt tuning, same model shape, batch and tensors
+    python benchmarks/bench_engine.py eval       # rank classification vs greedy generation, same predictions
+    python benchmarks/bench_engine.py memory     # peak RSS of one t5-small-shaped trial on CPU
+    python benchmarks/bench_engine.py all
+
+Models are randomly initialised from configs (no download). Steps are interleaved (ours, peer, ours, ...) so that
+machine noise hits both sides alike; medians and ratios are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+SHAPES = {
+    "tiny": dict(vocab_size=300, d_model=128, d_ff=512, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=32),
+    "t5-small": dict(vocab_size=32128, d_model=512, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8, d_kv=64),
+}
+
+
+def _t5(shape: str, seed: int = 0):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = T5Config(**SHAPES[shape], dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    return T5ForConditionalGeneration(cfg).requires_grad_(False).eval()
+
+
+def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int) -> dict:
+    """Median seconds per optimiser step: our PromptedT5 + sequence loss vs peft's prompt tuning (encoder only)."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    from itsel_ray.engine.objectives import Batch, sequence_loss
+    from itsel_ray.engine.prompt import PromptedT5
+
+    gen = torch.Generator().manual_seed(0)
+    vocab = SHAPES[shape]["vocab_size"]
+    ids = torch.randint(3, vocab, (batch, seq), generator=gen)
+    mask = torch.ones_like(ids)
+    target = torch.randint(3, vocab, (batch, 4), generator=gen)
+    init = torch.randn(prompt_len, SHAPES[shape]["d_model"], generator=gen)
+
+    ours = PromptedT5(_t5(shape), init.clone())
+    ours_opt = torch.optim.Adam([ours.prompt], lr=0.1)
+    b = Batch(ids, mask, target, None)
+
+    peer_cfg = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=prompt_len,
+                                  num_transformer_submodules=1)  # encoder-only prompt, as the paper
+    peer = get_peft_model(_t5(shape), peer_cfg)
+    peer_params = [p for p in peer.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in peer_params) == init.numel(), "peft must train exactly one [P, H] prompt"
+    peer_opt = torch.optim.Adam(peer_params, lr=0.1)
+    labels = target.masked_fill(target == 0, -100)
+
+    def step_ours():
+        loss = sequence_loss(ours, b, None, 0)
+        ours_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ours_opt.step()
+
+    def step_peer():
+        loss = peer(input_ids=ids, attention_mask=mask, labels=labels).loss
+        peer_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        peer_opt.step()
+
+    ours.backbone.train()
+    peer.train()
+    times = {"ours": [], "peft": []}
+    step_ours(), step_peer()  # warm-up
+    for _ in range(repeats):
+        for name, fn in (("ours", step_ours), ("peft", step_peer)):
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"shape": shape, "batch": batch, "tokens": f"{prompt_len}+{seq}", "ours_s": med["ours"],
+            "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"], "repeats": repeats}
+
+
+def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> dict:
+    """Rank classification vs greedy generation on a synthetic classification task, after a short training run."""
+    from itsel_ray.config import TrialConfig
+    from itsel_ray.engine import load_backbone, run_trial
+    from itsel_ray.engine.prompt import PromptedT5
+    from itsel_ray.engine.trial import predict, prepare_data
+    from itsel_ray.artifacts import TrialFiles, load_prompt
+    from itsel_ray.tasks import get_task
+
+    model_cfg = {"config": {**SHAPES[shape], "dropout_rate": 0.0}, "tokenizer": "vocab:synthetic"}
+    cfg = TrialConfig.from_dict({
+        "task": "syn_has0", "seed": 0, "model": model_cfg, "prompt": {"length": 20, "population": 300},
+        "optim": {"name": "adam", "lr": 0.3, "weight_decay": 0.0, "schedule": "constant", "max_grad_norm": None},
+        "train": {"max_steps": train_steps, "eval_every": train_steps, "batch_size": 32, "loss": "sequence",
+                  "eval_mode": "rank", "max_eval_examples": n_eval, "eval_batch_size": 64,
+                  "max_new_tokens": 128},  # the paper's generation cap
+    })
+    work = tempfile.mkdtemp()
+    run_trial(cfg, work)  # the sequence loss teaches the model to emit "<label></s>", so generation is valid
+    bb, task = load_backbone(cfg.model), get_task(cfg.task)
+    data = prepare_data(cfg, task, bb)
+    model = PromptedT5(bb.model, torch.from_numpy(load_prompt(TrialFiles(work).best_prompt)))
+    times, preds = {"rank": [], "generate": []}, {}
+    for _ in range(repeats):
+        for mode in ("rank", "generate"):
+            t = time.perf_counter()
+            preds[mode] = predict(model, cfg, task, data, bb, mode=mode)
+            times[mode].append(time.perf_counter() - t)
+    valid = [i for i, g in enumerate(preds["generate"]) if g in data.labels.words]
+    agree = sum(preds["rank"][i] == preds["generate"][i] for i in valid)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"shape": shape, "examples": len(preds["rank"]), "rank_s": med["rank"], "generate_s": med["generate"],
+            "rank_speedup": med["generate"] / med["rank"], "generation_valid": f"{len(valid)}/{len(preds['rank'])}",
+            "same_prediction_where_valid": f"{agree}/{len(valid)}"}
+
+
+def _memory_child(steps: int) -> None:
+    from itsel_ray.config import TrialConfig
+    from itsel_ray.engine import run_trial
+
+    cfg = TrialConfig.from_dict({
+        "task": "syn_has0", "seed": 0,
+        "model": {"config": {**SHAPES["t5-small"], "dropout_rate": 0.1}, "tokenizer": "vocab:synthetic"},
+        "prompt": {"length": 100, "population": 300},
+        "optim": {"name": "adafactor", "lr": 0.5},
+        "train": {"max_steps": steps, "eval_every": steps, "batch_size": 32, "loss": "sequence",
+                  "eval_mode": "generate", "max_eval_examples": 64, "threads": 2},
+    })
+    t = time.perf_counter()
+    run_trial(cfg, tempfile.mkdtemp())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mib": round(peak, 1), "steps": steps, "wall_s": round(time.perf_counter() - t, 1)}))
+
+
+def bench_memory(steps: int) -> dict:
+    """Peak RSS of a whole t5-small-shaped trial (100 prompt tokens, batch 32) in a fresh process."""
+    out = subprocess.run([sys.executable, __file__, "_memory_child", "--steps", str(steps)], capture_output=True,
+                         text=True, check=True)
+    return {"shape": "t5-small", **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["train", "eval", "memory", "all", "_memory_child"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for train/eval (default 1, as a trial)")
+    args = ap.parse_args(argv)
+    if args.what == "_memory_child":
+        return _memory_child(args.steps)
+    torch.set_num_threads(args.threads)
+    rows = []
+    if args.what in ("train", "all"):
+        rows.append(bench_train("tiny", batch=32, seq=32, prompt_len=20, repeats=max(args.repeats, 10)))
+        rows.append(bench_train("t5-small", batch=32, seq=128, prompt_len=100, repeats=args.repeats))
+    if args.what in ("eval", "all"):
+        rows.append(bench_eval("tiny", n_eval=512, repeats=args.repeats, train_steps=80))
+    if args.what in ("memory", "all"):
+        rows.append(bench_memory(args.steps))
+    for row in rows:
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+
+
+if __name__ == "__main__":
+    main()
