@@ -1,0 +1,152 @@
+"""Build a `Study` from a sweep's results folder (the contract is in `inputs.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from itsel_ray.analysis.inputs import InputError, load_prompts, load_results, resolve_path
+from itsel_ray.analysis.meta import PAPER_SOURCES, PAPER_TARGETS, TaskMeta, resolve_metadata
+from itsel_ray.analysis.study import Study
+from itsel_ray.artifacts import load_prompt
+
+
+def order_tasks(names: Iterable[str], paper_order: tuple[str, ...]) -> tuple[str, ...]:
+    """The paper's order for the paper's tasks, then any others alphabetically."""
+    names = set(names)
+    known = [n for n in paper_order if n in names]
+    return tuple(known + sorted(names - set(known)))
+
+
+def _score_table(rows: pd.DataFrame, keys: list[str], what: str, path: str) -> dict[tuple, float]:
+    """keys -> score of the done run; NaN for runs that exist but are not done. Two done runs of one key raise."""
+    out: dict[tuple, float] = {}
+    for key, group in rows.groupby(keys, sort=False):
+        done = group[group["status"] == "done"]
+        if len(done) > 1:
+            raise InputError(f"{path}: {len(done)} finished {what} runs for {dict(zip(keys, key))}")
+        out[tuple(key)] = float(done["score"].iloc[0]) if len(done) else float("nan")
+    return out
+
+
+def _best_source_runs(results: pd.DataFrame, sources: tuple[str, ...], notes: list[str]) -> dict[str, pd.Series]:
+    """Each source's best done tune run: highest score, ties -> the smallest seed."""
+    tune = results[(results["stage"] == "tune") & (results["role"] == "source") & (results["status"] == "done")]
+    best = {}
+    for source in sources:
+        runs = tune[(tune["task"] == source) & tune["score"].notna()].sort_values("seed", kind="stable")
+        if runs.empty:
+            notes.append(f"source {source}: no finished tune run, so no source prompt")
+            continue
+        best[source] = runs.loc[runs["score"].idxmax()]
+    return best
+
+
+def _source_prompt_path(folder: Path, run: pd.Series, prompts: pd.DataFrame) -> Path | None:
+    if run["best_prompt"]:
+        return resolve_path(folder, run["best_prompt"])
+    rows = prompts[(prompts["stage"] == "tune") & (prompts["role"] == "source") & (prompts["task"] == run["task"])
+                   & (prompts["seed"] == run["seed"]) & prompts["is_best"]]
+    return resolve_path(folder, rows["path"].iloc[-1]) if len(rows) else None
+
+
+def _load_source_prompts(folder: Path, results: pd.DataFrame, prompts: pd.DataFrame, sources: tuple[str, ...],
+                         notes: list[str]) -> np.ndarray | None:
+    best = _best_source_runs(results, sources, notes)
+    arrays = []
+    for source in sources:
+        if source not in best:
+            return None
+        path = _source_prompt_path(folder, best[source], prompts)
+        if path is None:
+            notes.append(f"source {source}: its best run (seed {best[source]['seed']}) lists no prompt file")
+            return None
+        arrays.append(load_prompt(path))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise InputError(f"{folder}: source prompts differ in shape: "
+                         + ", ".join(f"{s} {a.shape}" for s, a in zip(sources, arrays)))
+    return np.stack(arrays)
+
+
+def source_library_from_sweep(folder: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
+    """(source names, [S, P, H] best prompts) of every source with a finished tune run in a results folder."""
+    folder = Path(folder)
+    results = load_results(folder)
+    tune = results[(results["stage"] == "tune") & (results["role"] == "source") & (results["status"] == "done")]
+    sources = order_tasks(tune["task"], PAPER_SOURCES)
+    if not sources:
+        raise InputError(f"{results.attrs['path']}: no finished source tune runs, so no source prompts")
+    notes: list[str] = []
+    prompts = _load_source_prompts(folder, results, load_prompts(folder), sources, notes)
+    if prompts is None:
+        raise InputError(f"{folder}: " + "; ".join(notes))
+    return sources, prompts
+
+
+def _load_target_prompts(folder: Path, prompts: pd.DataFrame, targets: tuple[str, ...], seeds: tuple[int, ...],
+                         steps: Iterable[int] | None) -> dict[tuple[str, int, int], np.ndarray]:
+    rows = prompts[(prompts["stage"] == "tune") & (prompts["role"] == "target") & prompts["task"].isin(targets)
+                   & prompts["seed"].isin(seeds)]
+    rows = rows[rows["step"] > 0] if steps is None else rows[rows["step"].isin(list(steps))]
+    # Prefer the regular snapshot over a best-prompt row that shares its step.
+    rows = rows.sort_values("is_best", kind="stable").drop_duplicates(["task", "seed", "step"], keep="first")
+    return {(r.task, int(r.seed), int(r.step)): load_prompt(resolve_path(folder, r.path))
+            for r in rows.itertuples(index=False)}
+
+
+def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | None = None,
+                     with_prompts: bool = True, steps: Iterable[int] | None = None) -> Study:
+    """Read a sweep's results folder into a Study.
+
+    Args:
+        folder: holds results.parquet|csv and prompts.parquet|csv.
+        metadata: task -> TaskMeta; default: the tasks registry, else the paper's table.
+        with_prompts: read the prompt files (False: a study for the prompt-free selectors only).
+        steps: target checkpoint steps to load (default: every saved step above 0; step 0 is the initial prompt).
+    """
+    folder = Path(folder)
+    results = load_results(folder)
+    path = results.attrs["path"]
+    transfer_rows = results[results["stage"] == "transfer"]
+    if transfer_rows.empty:
+        raise InputError(f"{path}: no transfer rows (stage 'transfer'), so there is no ground truth")
+    for column in ("source", "target"):
+        empty = transfer_rows[transfer_rows[column] == ""]
+        if len(empty):
+            raise InputError(f"{path}: transfer row {int(empty.index[0])} has no {column!r}")
+    sources = order_tasks(transfer_rows["source"], PAPER_SOURCES)
+    targets = order_tasks(transfer_rows["target"], PAPER_TARGETS)
+    seeds = tuple(sorted(int(s) for s in transfer_rows["seed"].unique()))
+    notes: list[str] = []
+
+    scores = _score_table(transfer_rows, ["source", "target", "seed"], "transfer", path)
+    transfer = np.full((len(sources), len(targets), len(seeds)), np.nan)
+    for (s, t, r), value in scores.items():
+        transfer[sources.index(s), targets.index(t), seeds.index(int(r))] = value
+    baseline_rows = results[(results["stage"] == "tune") & (results["role"] == "target")]
+    base = _score_table(baseline_rows, ["task", "seed"], "target tune", path)
+    baseline = np.array([[base.get((t, r), np.nan) for r in seeds] for t in targets], dtype=np.float64)
+
+    n_missing = int(np.isnan(transfer).sum())
+    if n_missing:
+        notes.append(f"{n_missing} of {transfer.size} transfer scores are missing (not done)")
+    for t, r in zip(*np.nonzero(np.isnan(baseline))):
+        notes.append(f"no finished baseline (target tune run) for {targets[t]} seed {seeds[r]}")
+
+    source_prompts, target_prompts = None, {}
+    if with_prompts:
+        prompts = load_prompts(folder)
+        source_prompts = _load_source_prompts(folder, results, prompts, sources, notes)
+        target_prompts = _load_target_prompts(folder, prompts, targets, seeds, steps)
+        if not target_prompts:
+            notes.append("no target prompt snapshots in the prompts table")
+    meta = resolve_metadata((*sources, *targets), metadata, notes=notes)
+    return Study(
+        sources=sources, targets=targets, seeds=seeds, transfer=transfer, baseline=baseline, meta=meta,
+        source_prompts=source_prompts, target_prompts=target_prompts, origin=f"sweep results {folder}",
+        notes=tuple(notes),
+    )

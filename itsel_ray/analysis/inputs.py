@@ -1,0 +1,132 @@
+"""The contract between the sweep and the analysis: the two tables a sweep writes, and their loader.
+
+A sweep's results folder holds `results.parquet` (or `results.csv`) and `prompts.parquet` (or `prompts.csv`).
+
+results: one row per trial.
+    stage       "tune" | "transfer"
+    role        "source" | "target" | "transfer"
+    task        the task trained on (for transfer rows: the target)
+    source      transfer rows: the source task; otherwise empty / None
+    target      transfer rows and tune-target rows: the target task; None for source tuning
+    seed        int
+    status      "done" | "failed" | "running" | "pending"
+    score       best selection-metric value, 0-100; NaN unless done
+    best_step, steps, wall_s, metric_<name>..., trial_dir
+    best_prompt path of the best prompt file (relative paths are relative to the folder), or empty
+prompts: one row per saved prompt file.
+    stage, role, task, source, seed, step (int), path, is_best (bool)
+
+Meaning: transfer rows give the ground truth (source, target, seed) -> score; tune rows with role "target" give
+the no-transfer baseline (task, seed) -> score; the best prompt of each source (best score over its seeds, ties ->
+the smallest seed) is the source's prompt; the target's own tune run at seed s, at every saved step, is the
+target prompt of the (target, s) cell.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+RESULTS_STEM = "results"
+PROMPTS_STEM = "prompts"
+RESULTS_COLUMNS = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_step", "steps",
+                   "wall_s", "trial_dir", "best_prompt")
+RESULTS_REQUIRED = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_prompt")
+PROMPTS_COLUMNS = ("stage", "role", "task", "source", "seed", "step", "path", "is_best")
+STAGES = ("tune", "transfer")
+ROLES = ("source", "target", "transfer")
+STATUSES = ("done", "failed", "running", "pending")
+METRIC_PREFIX = "metric_"
+
+
+class InputError(ValueError):
+    """A results folder or ground-truth file that does not follow the contract; names the file and field."""
+
+
+def find_table(folder: str | Path, stem: str) -> Path:
+    """`<folder>/<stem>.parquet`, else `<stem>.csv`; raises InputError naming both when neither exists."""
+    folder = Path(folder)
+    for suffix in (".parquet", ".csv"):
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    raise InputError(f"{folder}: no {stem}.parquet or {stem}.csv (is this a sweep's results folder?)")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=True)
+    except Exception as err:
+        raise InputError(f"{path}: cannot read the table ({type(err).__name__}: {err})") from None
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Strings with None/NaN/"" all as ""."""
+    return series.astype(object).where(series.notna(), "").astype(str).str.strip().replace({"None": "", "nan": ""})
+
+
+def _check_values(df: pd.DataFrame, column: str, allowed: tuple[str, ...], path: Path) -> None:
+    bad = sorted(set(df[column]) - set(allowed))
+    if bad:
+        row = int(df.index[df[column].isin(bad)][0])
+        raise InputError(f"{path}: column {column!r} has {bad} (first at row {row}); valid: {', '.join(allowed)}")
+
+
+def _int_column(df: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    values = pd.to_numeric(df[column], errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if bad.any():
+        row = int(df.index[bad][0])
+        raise InputError(f"{path}: column {column!r} must hold integers; row {row} has {df[column].iloc[row]!r}")
+    return values.astype("int64")
+
+
+def _require(df: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; the table has {list(df.columns)}")
+
+
+def load_results(folder: str | Path) -> pd.DataFrame:
+    """The validated results table: text columns as str ("" for none), seed int, score float (NaN unless done)."""
+    path = find_table(folder, RESULTS_STEM)
+    df = read_table(path).reset_index(drop=True)
+    _require(df, RESULTS_REQUIRED, path)
+    for column in ("stage", "role", "task", "source", "target", "status", "best_prompt"):
+        df[column] = _text(df[column])
+    _check_values(df, "stage", STAGES, path)
+    _check_values(df, "role", ROLES, path)
+    _check_values(df, "status", STATUSES, path)
+    df["seed"] = _int_column(df, "seed", path)
+    df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
+    df.loc[df["status"] != "done", "score"] = float("nan")
+    df.attrs["path"] = str(path)
+    return df
+
+
+def load_prompts(folder: str | Path) -> pd.DataFrame:
+    """The validated prompts table (an empty table with the right columns if the file is absent)."""
+    try:
+        path = find_table(folder, PROMPTS_STEM)
+    except InputError:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in PROMPTS_COLUMNS})
+    df = read_table(path).reset_index(drop=True)
+    _require(df, PROMPTS_COLUMNS, path)
+    for column in ("stage", "role", "task", "source", "path"):
+        df[column] = _text(df[column])
+    _check_values(df, "stage", STAGES, path)
+    _check_values(df, "role", ROLES, path)
+    df["seed"] = _int_column(df, "seed", path)
+    df["step"] = _int_column(df, "step", path)
+    flags = df["is_best"].astype(str).str.strip().str.lower()
+    _check_values(df.assign(is_best=flags), "is_best", ("true", "false", "1", "0"), path)
+    df["is_best"] = flags.isin(("true", "1"))
+    df.attrs["path"] = str(path)
+    return df
+
+
+def resolve_path(folder: str | Path, path: str) -> Path:
+    """A path from a table: absolute as is, relative to the results folder otherwise."""
+    p = Path(path)
+    return p if p.is_absolute() else Path(folder) / p

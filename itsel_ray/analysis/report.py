@@ -1,0 +1,194 @@
+"""Write the analysis outputs: tables (CSV + Markdown), figures (PNG), the tidy metrics, and report.md.
+
+report.md links every file by a relative path and embeds every figure, each with one sentence on what it shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from itsel_ray.analysis import figures, tables
+from itsel_ray.analysis.cells import CellContext
+from itsel_ray.analysis.config import AnalysisConfig
+from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
+from itsel_ray.analysis.run import AnalysisResult
+from itsel_ray.analysis.study import Study, seed_label
+from itsel_ray.artifacts import atomic_write_text, write_json
+
+
+def _csv(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
+    return atomic_write_text(path, df.to_csv(index=index, float_format="%.10g"))
+
+
+def _table7_md(t7: pd.DataFrame, study: Study) -> str:
+    rows = []
+    for name, row in t7.iterrows():
+        cells = []
+        for t in study.targets:
+            mean, std = row[t], row[f"{t}_std"]
+            text = f"{fmt(mean)} ± {fmt(std)}"
+            base = t7.loc["no transfer", t]
+            if name != "no transfer" and np.isfinite(mean) and np.isfinite(base) and mean >= base:
+                text = f"**{text}**"
+            cells.append(text)
+        rows.append([name, *cells])
+    return md_table(["source", *study.targets], rows)
+
+
+def _table8_md(t8: pd.DataFrame, top_n: int) -> str:
+    if t8.empty:
+        return "_no complete transfer scores_"
+    rows = []
+    for (target, seed), part in t8.groupby(["target", "seed"], sort=False):
+        cells = []
+        for _, r in part.sort_values("rank").iterrows():
+            star = "*" if r["same_type"] else ""
+            cells.append(f"{r['sources']}{star} ({r['task_types']}) {r['rel_pct']:+.2f}%")
+        cells += ["-"] * (top_n - len(cells))
+        rows.append([target, seed, *cells])
+    return md_table(["target", "seed", *[f"#{i}" for i in range(1, top_n + 1)]], rows, align="ll" + "l" * top_n)
+
+
+def _table4_md(t4: pd.DataFrame) -> str:
+    rows = []
+    for _, r in t4.iterrows():
+        k = "" if pd.isna(r["k"]) else f"k={int(r['k'])}"
+        rows.append([r["selector"], k, fmt(r["abs"]), fmt(r["rel"]), fmt(r["rel_cells"]), fmt(r["avg_score"])])
+    return md_table(["selector", "best of top-k", "abs. gain", "rel. gain (%)", "rel. gain, cell mean (%)",
+                     "avg. score"], rows)
+
+
+def _step_summary(tidy: pd.DataFrame, metric_labels: list[str]) -> pd.DataFrame:
+    rows = tidy[(tidy["status"] == "ok") & tidy["step"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=["selector", "group", "step", *metric_labels])
+    return rows.groupby(["selector", "group", "step"], sort=False)[metric_labels].mean().reset_index()
+
+
+def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.DataFrame, scores: pd.DataFrame,
+                  lookup: dict, headline: int | None, out_dir: Path, messages: list[str]) -> AnalysisResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir = out_dir / "figures"
+    files: dict[str, Path] = {}
+    metric_labels = [m.label for m in ctx.metrics]
+    labels = [e.label for e in ctx.entries]
+    if tidy.empty:
+        tidy = pd.DataFrame(columns=["selector", "target", "seed", "step", "group", "n_sources", "partial",
+                                     "status", *metric_labels])
+    files["selector_metrics"] = _csv(tidy, out_dir / "selector_metrics.csv")
+    files["scores"] = _csv(scores, out_dir / "selector_scores.csv")
+    summary = tables.selector_summary(tidy, metric_labels, headline)
+    files["summary"] = _csv(summary, out_dir / "summary.csv")
+    files["summary_by_step"] = _csv(_step_summary(tidy, metric_labels), out_dir / "summary_by_step.csv")
+
+    t3 = tables.table3(summary, labels, list(ctx.groups)[:-1], metric_labels)
+    t3c = tables.correlations_table(summary, labels, metric_labels)
+    t4_labels = cfg.labels_for(cfg.table4_selectors)
+    t4_rows = [(e.label, e.selector.uniform, headline if e.uses_prompts else None) for e in ctx.entries
+               if e.label in t4_labels]
+    t4 = tables.table4(study, lookup, t4_rows, cfg.table4_ks)
+    t7 = tables.table7(study)
+    t8 = tables.table8(study, cfg.top_n)
+    md = {
+        "table3": frame_to_md(t3), "table3_all_metrics": frame_to_md(t3c, digits=3), "table4": _table4_md(t4),
+        "table7": _table7_md(t7, study), "table8": _table8_md(t8, cfg.top_n),
+    }
+    for name, df, index in (("table3", t3, True), ("table3_all_metrics", t3c, True), ("table4", t4, False),
+                            ("table7", t7, True), ("table8", t8, False)):
+        files[name] = _csv(df, out_dir / f"{name}.csv", index=index)
+        files[f"{name}_md"] = atomic_write_text(out_dir / f"{name}.md", md[name] + "\n")
+
+    figs = {"fig3": figures.fig3_violin(study, fig_dir / "fig3_relative_transfer.png"),
+            "fig6": figures.fig6_gain_vs_size(study, fig_dir / "fig6_gain_vs_size.png"),
+            "heatmap": figures.heatmap(study, fig_dir / "heatmap_transfer.png")}
+    step_labels = [label for label in cfg.labels_for(cfg.step_selectors) if label in labels]
+    prompt_labels = [e.label for e in ctx.entries if e.uses_prompts and e.label in step_labels]
+    if prompt_labels and tidy["step"].notna().any():
+        refs = [e.label for e in ctx.entries if not e.uses_prompts]
+        figs["fig5"] = figures.fig5_ndcg_by_step(tidy, prompt_labels, refs, fig_dir / "fig5_ndcg_by_step.png")
+        figs["fig7"] = figures.fig7_ndcg_by_step_per_target(tidy, prompt_labels, study.targets,
+                                                            fig_dir / "fig7_ndcg_by_step_per_target.png")
+    if study.has_prompts and headline is not None:
+        for target in cfg.tsne_targets:
+            key = (target, study.seeds[0], headline)
+            if target not in study.targets or key not in study.target_prompts or len(study.sources) < 3:
+                messages.append(f"Figure 4: no t-SNE for {target} (not a target, no prompt at {key}, "
+                                "or fewer than 3 sources)")
+                continue
+            figs[f"fig4_{target}"] = figures.fig4_tsne(study, target, study.seeds[0], headline,
+                                                       fig_dir / f"fig4_tsne_{target}.png",
+                                                       random_state=cfg.tsne_seed)
+    files.update(figs)
+    files["config"] = write_json(out_dir / "analysis_config.json", dataclasses.asdict(cfg))
+    report = out_dir / "report.md"
+    atomic_write_text(report, _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir))
+    files["report"] = report
+    return AnalysisResult(out_dir=out_dir, report=report, tidy=tidy, summary=summary, files=files,
+                          messages=messages, headline_step=headline)
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    return path.relative_to(out_dir).as_posix()
+
+
+def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir) -> str:
+    link = lambda key: f"[{_rel(files[key], out_dir)}]({_rel(files[key], out_dir)})"  # noqa: E731
+    opts = cfg.options
+    lines = [
+        f"# Intermediate-task selection: {cfg.name}", "",
+        cfg.description.strip() or "Selector evaluation for intermediate-task transfer.", "",
+        f"- input: {study.origin}",
+        f"- {len(study.sources)} sources, {len(study.targets)} targets, seeds "
+        f"{', '.join(seed_label(s) for s in study.seeds)}; checkpoint steps evaluated: "
+        f"{', '.join(str(s) for s in sorted({c for c in ctx.study.steps})) or 'none (no prompts)'}",
+        f"- Tables 3 and 4 use the prompt selectors at step {headline if headline is not None else '-'}",
+        f"- nDCG gain `{cfg.ranking.gain}`, relevance `{cfg.ranking.relevance}`, missing cells "
+        f"`{cfg.ranking.missing}`; MAX direction `{opts.max_direction}`, token normalisation "
+        f"{'on' if opts.normalize else 'off'}, seed averaging {'on' if cfg.seed_average else 'off'}",
+        "- ties between equal selector scores are broken by source name (ascending)", "",
+    ]
+    if messages:
+        lines += ["## Notes", "", *[f"- {m}" for m in messages], ""]
+    lines += [
+        "## Table 3: selector quality by source group", "",
+        "Mean Regret@k (lower is better) and nDCG x100 (higher is better) over (target, seed) cells; each group "
+        "ranks only the sources of that Table 6 category, ALL ranks every source. "
+        f"CSV: {link('table3')}.", "", md["table3"], "",
+        f"Every metric over ALL sources, with Spearman and Kendall rank correlations and the number of scored and "
+        f"missing cells ({link('table3_all_metrics')}):", "", md["table3_all_metrics"], "",
+        "## Table 4: transfer gain of the selected sources", "",
+        "The best transfer score among each selector's top-k sources, against no transfer (rel. gain = mean "
+        f"absolute gain / mean baseline, as the paper; ORACLE picks the best source). CSV: {link('table4')}.", "",
+        md["table4"], "",
+        "## Table 7: transfer matrix", "",
+        "Mean ± std over seeds of every source -> target transfer; bold marks scores at or above the no-transfer "
+        f"baseline. CSV: {link('table7')}.", "", md["table7"], "",
+        f"## Table 8: top-{cfg.top_n} sources per target and seed", "",
+        "The best sources of each cell (sources tying on score share a rank) with task types and relative gain; "
+        f"* marks a source of the target's task type. CSV: {link('table8')}.", "", md["table8"], "",
+        "## Figures", "",
+    ]
+    captions = {
+        "fig3": "Figure 3: relative transfer of every (source, seed) run per target, targets by training-set size.",
+        "fig6": "Figure 6: relative transfer against the target's training-set size, with the mean trend.",
+        "heatmap": "Transfer matrix heatmap: relative gain of the seed-mean transfer over the seed-mean baseline.",
+        "fig5": "Figure 5: mean nDCG of the prompt selectors against the target checkpoint step (dotted: "
+                "prompt-free selectors).",
+        "fig7": "Figure 7: the same per target.",
+    }
+    for key, path in figs.items():
+        caption = captions.get(key) or (f"Figure 4: t-SNE of the prompt tokens of the best, second-best and "
+                                        f"worst source and of the target ({key.split('_', 1)[1]}).")
+        lines += [caption, "", f"![{key}]({_rel(path, out_dir)})", ""]
+    lines += [
+        "## Files", "",
+        f"- per-cell metrics (selector, target, seed, step, group, metrics): {link('selector_metrics')}",
+        f"- per-source selector scores and ranks: {link('scores')}",
+        f"- summary at the headline step: {link('summary')}; by step: {link('summary_by_step')}",
+        f"- the analysis configuration: {link('config')}", "",
+    ]
+    return "\n".join(lines)
