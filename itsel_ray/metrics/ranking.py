@@ -63,6 +63,8 @@ def exp2_raw_gain(rel: np.ndarray) -> np.ndarray:
     every term <= 1 in float64 even for scores far above 1000.
     """
     top = float(np.max(rel))
+    if top <= 1000.0:  # expm1 keeps tiny scores' gains positive (2^1e-300 - 1 is not 0)
+        return np.expm1(rel * np.log(2.0)) * np.exp2(-top)
     return np.exp2(rel - top) - np.exp2(-top)
 
 

@@ -1,0 +1,96 @@
+"""The trial plan of a sweep: which trials each stage runs, their stable folder names, and Tune's param_space.
+
+Pure (no Ray): `--dry-run`, `status`, the results table and the tests all expand the same plan. A trial's key is
+also its folder under the sweep root, stable across drivers and Ray versions:
+    tune/<task>/seed=<s>                  source and target prompt tuning
+    transfer/<source>__<target>/seed=<s>  a target tuned from a source's best prompt
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from itsel_ray.sweep.config import Sweep
+
+STAGES = ("tune", "transfer")
+RUN_STAGES = ("tune", "transfer", "analyze")
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    stage: str  # "tune" | "transfer"
+    role: str  # "source" | "target" | "transfer"
+    task: str  # the task trained on (transfer: the target)
+    seed: int
+    source: str = ""  # transfer only
+
+    @property
+    def target(self) -> str:
+        return "" if self.role == "source" else self.task
+
+    @property
+    def key(self) -> str:
+        """The trial's folder relative to the sweep root."""
+        if self.stage == "transfer":
+            return f"transfer/{self.source}__{self.task}/seed={self.seed}"
+        return f"tune/{self.task}/seed={self.seed}"
+
+    @property
+    def name(self) -> str:
+        """A one-segment name for Tune (trial names and dirnames may not contain '/')."""
+        if self.stage == "transfer":
+            return f"{self.source}__{self.task}_seed={self.seed}"
+        return f"{self.task}_seed={self.seed}"
+
+
+def plan_stage(sweep: Sweep, stage: str) -> list[PlannedTrial]:
+    """The trials of `stage` in the sweep's order (sources, then targets; seeds as listed)."""
+    g = sweep.grid
+    if stage == "tune":
+        return [PlannedTrial("tune", "source", t, s) for t in g.sources for s in g.source_seeds] + [
+            PlannedTrial("tune", "target", t, s) for t in g.targets for s in g.target_seeds
+        ]
+    if stage == "transfer":
+        return [
+            PlannedTrial("transfer", "transfer", t, s, source=src)
+            for src in g.sources for t in g.targets for s in g.target_seeds
+        ]
+    raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+
+
+def grid_search(values: list) -> dict:
+    """Tune's grid_search marker, spelled out so that planning needs no Ray import."""
+    return {"grid_search": list(values)}
+
+
+def param_space(sweep: Sweep, stage: str) -> dict:
+    """Tune's search space: grid axes (task, seed) for tune, (source, target, seed) for transfer.
+
+    Source and target runs use different seed lists, so the tune grid is one axis of (task, seed) points rather
+    than a cross product; transfer is the full product.
+    """
+    g = sweep.grid
+    if stage == "tune":
+        return {"run": grid_search([{"task": t.task, "seed": t.seed} for t in plan_stage(sweep, "tune")])}
+    if stage == "transfer":
+        return {"source": grid_search(g.sources), "target": grid_search(g.targets), "seed": grid_search(g.target_seeds)}
+    raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+
+
+def expand(space: Mapping[str, Any]) -> list[dict]:
+    """All grid points of a param_space, in Tune's order (the last axis varies slowest)."""
+    points: list[dict] = [{}]
+    for key, value in space.items():
+        values = value["grid_search"] if isinstance(value, Mapping) and "grid_search" in value else [value]
+        points = [{**p, key: v} for v in values for p in points]
+    return points
+
+
+def trial_from_config(sweep: Sweep, stage: str, config: Mapping[str, Any]) -> PlannedTrial:
+    """The planned trial behind one Tune config (a grid point)."""
+    if stage == "tune":
+        task, seed = config["run"]["task"], int(config["run"]["seed"])
+        role = "source" if task in sweep.grid.sources else "target"
+        return PlannedTrial("tune", role, task, seed)
+    return PlannedTrial("transfer", "transfer", config["target"], int(config["seed"]), source=config["source"])

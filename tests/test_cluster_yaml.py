@@ -1,0 +1,67 @@
+"""cluster.yaml passes the offline validation `ray up` runs (and Ray's shipped JSON schema); broken copies fail."""
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load() -> dict:
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def ray_up_validate(cfg: dict) -> dict:
+    """The same calls `ray up` makes before it touches a cloud: merge provider defaults, then validate."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(cfg))
+    validate_config(prepared)
+    return prepared
+
+
+def schema_validate(cfg: dict) -> None:
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(cfg, schema)
+
+
+def test_cluster_yaml_is_valid():
+    cfg = load()
+    schema_validate(cfg)
+    prepared = ray_up_validate(cfg)
+    assert prepared["head_node_type"] in prepared["available_node_types"]
+
+
+def test_cluster_yaml_has_gpu_workers_token_auth_and_the_project():
+    cfg = load()
+    workers = [t for name, t in cfg["available_node_types"].items() if name != cfg["head_node_type"]]
+    assert any(t["resources"].get("GPU", 0) >= 1 and t.get("min_workers", 0) >= 1 for t in workers)
+    assert cfg["available_node_types"][cfg["head_node_type"]]["resources"].get("CPU") == 0
+    text = (ROOT / "cluster.yaml").read_text()
+    assert "RAY_AUTH_MODE=token" in " ".join(cfg["head_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in " ".join(cfg["worker_start_ray_commands"])
+    assert any("auth_token" in k for k in cfg["file_mounts"])
+    assert any("pip install -e" in c for c in cfg["setup_commands"])
+    assert "shared storage" in text.lower() or "Shared storage" in text
+
+
+@pytest.mark.parametrize("breakage", ["typo", "fractional_cpu", "bad_head_type"])
+def test_broken_copies_fail(breakage):
+    cfg = load()
+    if breakage == "typo":
+        cfg["setup_commandz"] = cfg.pop("setup_commands")
+    elif breakage == "fractional_cpu":
+        cfg["available_node_types"]["gpu_worker"]["resources"]["CPU"] = 0.5
+    else:
+        cfg["head_node_type"] = "no_such_type"
+    with pytest.raises((jsonschema.ValidationError, ValueError)):
+        ray_up_validate(cfg)
+    if breakage != "bad_head_type":  # the plain schema cannot see cross-field rules
+        with pytest.raises(jsonschema.ValidationError):
+            schema_validate(cfg)
