@@ -14,12 +14,26 @@ ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
 def test_shipped_definitions_parse(name):
     cfg = load_analysis_config(ANALYSIS / f"{name}.yaml")
     labels = [label for label, _, _ in cfg.resolved_selectors()]
-    assert {"RANDOM", "SIZE", "SEMB-B", "SEMB-R", "FEATURE", "UNIGRAM", "MAX"} <= set(labels)
+    assert {"RANDOM", "SIZE", "SEMB-B", "SEMB-R", "FEATURE", "UNIGRAM", "MAX", "PROBE"} <= set(labels)
+    assert "PROBE" in cfg.labels_for(cfg.table4_selectors)
     assert [m.label for m in cfg.metric_specs()] == ["ndcg", "regret@1", "regret@3", "spearman", "kendall"]
     assert cfg.ranking.gain == "exp2_raw" and cfg.options.max_direction == "target_centric"
     assert cfg.options.normalize is True
     src = dict((label, opts) for label, _, opts in cfg.resolved_selectors())["MAX-SRC"]
     assert src.max_direction == "source_centric"
+
+
+def test_demo_definition_names_the_demo_tasks():
+    # Figure 4's targets are demo targets, and every group holds a demo source (else Table 3 drops it with a note).
+    from itsel_ray.analysis.meta import resolve_metadata
+    from itsel_ray.sweep.config import load_sweep
+
+    cfg = load_analysis_config(ANALYSIS / "demo.yaml")
+    grid = load_sweep("demo").grid
+    assert cfg.tsne_targets and set(cfg.tsne_targets) <= set(grid.targets)
+    categories = {m.category for m in resolve_metadata(grid.sources).values()}
+    assert set(cfg.groups) <= categories
+    assert cfg.labels_for(cfg.table4_selectors)[-2:] == ["MAX-TOPK", "PROBE"]
 
 
 def test_unknown_key_names_key_and_file(tmp_path):

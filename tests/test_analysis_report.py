@@ -19,12 +19,14 @@ FIGURES = ("fig3_relative_transfer", "fig6_gain_vs_size", "heatmap_transfer", "f
 
 
 def small_study():
-    return synthetic_study(n_sources=7, n_targets=3, seeds=(28, 52), steps=(10, 20), tokens=6, dim=8, missing=1)
+    return synthetic_study(n_sources=7, n_targets=3, seeds=(28, 52), steps=(10, 20), tokens=6, dim=8, missing=1,
+                           probe=True)
 
 
 def small_config():
+    # The demo's definition on paper-named tasks: the paper's Table 6 groups and targets.
     data = dataclasses.asdict(load_analysis_config(builtin_config("demo")))
-    data.update(tsne_targets=["cola", "copa"])
+    data.update(tsne_targets=["cola", "copa"], groups=["classification", "multiple_choice", "qa"])
     return analysis_config_from_dict(data)
 
 
@@ -50,7 +52,7 @@ def test_report_writes_and_links_everything(tmp_path):
     tidy = pd.read_csv(tmp_path / "selector_metrics.csv")
     assert {"selector", "target", "seed", "step", "ndcg", "regret@1", "regret@3", "spearman", "kendall"} <= set(tidy)
     assert set(tidy.selector) >= {"RANDOM", "SIZE", "SEMB-B", "SEMB-R", "FEATURE", "UNIGRAM", "MAX", "MAX-SRC",
-                                  "MAX-TOPK", "MMD", "FUSION"}
+                                  "MAX-TOPK", "MMD", "FUSION", "PROBE"}
     assert (tidy.status == "missing").any()  # the blanked transfer score is reported, not scored
     t3 = pd.read_csv(tmp_path / "table3.csv", index_col=0)
     assert list(t3.columns)[:3] == ["CLASSIFICATION R@1", "CLASSIFICATION nDCG", "CLASSIFICATION R@3"]
@@ -59,6 +61,7 @@ def test_report_writes_and_links_everything(tmp_path):
     assert t4.selector.iloc[0] == "NO TRANSFER" and t4.selector.iloc[-1] == "ORACLE"
     oracle = t4.set_index("selector").loc["ORACLE", "avg_score"]
     assert (t4.avg_score <= oracle + 1e-9).all()
+    assert {"MAX-TOPK", "PROBE"} <= set(t4.selector)  # the demo's Table 4 rows beyond the paper
     assert any("Figure 4: no t-SNE for copa" in m for m in result.messages)
 
 

@@ -22,7 +22,8 @@ def test_unknown_stage_raises():
 def test_source_and_target_seeds_stay_apart():
     sweep = load_sweep("demo")
     tune = plan_stage(sweep, "tune")
-    assert {(t.role, t.seed) for t in tune} == {("source", 42), ("source", 150), ("target", 28), ("target", 52)}
+    assert {(t.role, t.seed) for t in tune} == {("source", 42), ("source", 150), ("source", 386),
+                                                ("target", 28), ("target", 52), ("target", 112)}
 
 
 @pytest.mark.parametrize("name", ["smoke", "demo", "paper"])

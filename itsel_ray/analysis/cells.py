@@ -4,8 +4,11 @@
 embeddings and RANDOM draws) and returns rows. Run through the builtin `map` or through Ray
 (`itsel_ray.sweep.parallel.ray_map`), the same function runs on the same cells, so both give identical numbers.
 
-Cells with `step=None` hold the selectors that do not read prompts (RANDOM, SIZE, SEMB); cells with a step hold
-the prompt selectors, whose target prompt is the target's own tune run at that seed and step.
+Cells with `step=None` hold the selectors that do not read prompts (RANDOM, SIZE, SEMB, PROBE); cells with a step
+hold the prompt selectors, whose target prompt is the target's own tune run at that seed and step.
+
+A NaN selector score (a source PROBE has no score for) is missing exactly like a NaN transfer score: the
+`missing` policy decides, and it is never read as 0.
 """
 
 from __future__ import annotations
@@ -85,14 +88,16 @@ def selection_input(cell: Cell, ctx: CellContext) -> SelectionInput:
         texts[name] = (table[cell.target], np.stack([table[s] for s in study.sources]))
     return SelectionInput(
         target=cell.target, sources=study.sources, prompts=prompts, sizes=study.sizes(),
-        text_embeddings=texts, draw=ctx.draws.get((cell.target, cell.seed)),
+        text_embeddings=texts, draw=ctx.draws.get((cell.target, cell.seed)), probe=study.probe_scores(cell.target),
     )
 
 
 def score_group(entry: Entry, scores: np.ndarray, relevance: np.ndarray, names: tuple[str, ...],
                 metrics: tuple[MetricSpec, ...], missing: str) -> dict:
-    """Metric values of one selector on one group of sources (scores, relevance: [n] for that group)."""
-    present = ~np.isnan(relevance)
+    """Metric values of one selector on one group of sources (scores, relevance: [n] for that group).
+
+    A source is present when it has both a transfer score and a finite selector score."""
+    present = ~np.isnan(relevance) & np.isfinite(scores)
     row = {"n_sources": int(present.sum()), "partial": False, "status": "ok"}
     if not present.all():
         if missing == "skip" or present.sum() < 1:

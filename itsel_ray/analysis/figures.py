@@ -134,7 +134,7 @@ def fig5_ndcg_by_step(tidy: pd.DataFrame, labels: Sequence[str], references: Seq
     for label, style, shade in zip(references, [":", "--", "-."] * len(references), shades):
         v = flat.loc[flat["selector"] == label, "ndcg"].mean()
         if np.isfinite(v):
-            ax.axhline(v * 100, ls=style, lw=1.2, color=shade, label=f"{label} (no prompts)")
+            ax.axhline(v * 100, ls=style, lw=1.2, color=shade, label=f"{label} (no target prompt)")
     ax.set_xlabel("target prompt checkpoint step")
     ax.set_ylabel("nDCG (x100), mean over targets and seeds")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

@@ -1,6 +1,7 @@
-"""The contract between the sweep and the analysis: the two tables a sweep writes, and their loader.
+"""The contract between the sweep and the analysis: the tables a sweep writes, and their loaders.
 
-A sweep's results folder holds `results.parquet` (or `results.csv`) and `prompts.parquet` (or `prompts.csv`).
+A sweep's results folder holds `results.parquet` (or `results.csv`), `prompts.parquet` (or `prompts.csv`) and,
+optionally, `probe.parquet` (or `probe.csv`).
 
 results: one row per trial.
     stage       "tune" | "transfer"
@@ -15,21 +16,30 @@ results: one row per trial.
     best_prompt path of the best prompt file (relative paths are relative to the folder), or empty
 prompts: one row per saved prompt file.
     stage, role, task, source, seed, step (int), path, is_best (bool)
+probe (optional; the sweep's analyze stage writes it for the torch engine): one row per (target, source) pair.
+    target, source  task names
+    score           the source's best prompt, zero-shot on the target: minus the mean training loss of the target's
+                    objective over a fixed sample of the target's training rows (higher = better); NaN/empty = none
+    examples, loss  optional: the rows probed and the loss used (informative only)
 
 Meaning: transfer rows give the ground truth (source, target, seed) -> score; tune rows with role "target" give
 the no-transfer baseline (task, seed) -> score; the best prompt of each source (best score over its seeds, ties ->
 the smallest seed) is the source's prompt; the target's own tune run at seed s, at every saved step, is the
-target prompt of the (target, s) cell.
+target prompt of the (target, s) cell; a probe row is the PROBE selector's score of that source for that target
+(the same for every seed of the target).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 RESULTS_STEM = "results"
 PROMPTS_STEM = "prompts"
+PROBE_STEM = "probe"
+PROBE_REQUIRED = ("target", "source", "score")
 RESULTS_COLUMNS = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_step", "steps",
                    "wall_s", "trial_dir", "best_prompt")
 RESULTS_REQUIRED = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_prompt")
@@ -122,6 +132,37 @@ def load_prompts(folder: str | Path) -> pd.DataFrame:
     flags = df["is_best"].astype(str).str.strip().str.lower()
     _check_values(df.assign(is_best=flags), "is_best", ("true", "false", "1", "0"), path)
     df["is_best"] = flags.isin(("true", "1"))
+    df.attrs["path"] = str(path)
+    return df
+
+
+def load_probe(folder: str | Path) -> pd.DataFrame | None:
+    """The validated probe table (target, source: str; score: float, NaN = no score), or None if absent.
+
+    An empty task name, a score that is not a number, or two rows for one (target, source) pair raise
+    InputError naming the file, the column and the row.
+    """
+    try:
+        path = find_table(folder, PROBE_STEM)
+    except InputError:
+        return None
+    df = read_table(path).reset_index(drop=True)
+    _require(df, PROBE_REQUIRED, path)
+    for column in ("target", "source"):
+        df[column] = _text(df[column])
+        empty = df.index[df[column] == ""]
+        if len(empty):
+            raise InputError(f"{path}: column {column!r} is empty in row {int(empty[0])}")
+    score = pd.to_numeric(df["score"], errors="coerce").astype("float64")
+    bad = score.isna() & (_text(df["score"]) != "")
+    if bad.any():
+        row = int(df.index[bad][0])
+        raise InputError(f"{path}: column 'score' must hold numbers; row {row} has {df['score'].iloc[row]!r}")
+    df["score"] = score.where(np.isfinite(score))
+    dupes = df.duplicated(["target", "source"], keep=False)
+    if dupes.any():
+        row = df[dupes].iloc[0]
+        raise InputError(f"{path}: {int(dupes.sum())} rows for target {row['target']!r}, source {row['source']!r}")
     df.attrs["path"] = str(path)
     return df
 

@@ -91,6 +91,8 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     t4_rows = [(e.label, e.selector.uniform, headline if e.uses_prompts else None) for e in ctx.entries
                if e.label in t4_labels]
     t4 = tables.table4(study, lookup, t4_rows, cfg.table4_ks)
+    for label in [r[0] for r in t4_rows if r[0] not in set(t4["selector"])]:
+        messages.append(f"Table 4: {label} left out (it lacks a score in some complete cell)")
     t7 = tables.table7(study)
     t8 = tables.table8(study, cfg.top_n)
     md = {
@@ -135,6 +137,14 @@ def _rel(path: Path, out_dir: Path) -> str:
     return path.relative_to(out_dir).as_posix()
 
 
+def _probe_line(study: Study) -> list[str]:
+    if study.probe is None:
+        return []
+    have = int(np.isfinite(study.probe).sum())
+    return [f"- PROBE: zero-shot probe scores (minus the target's training loss with each source prompt) for {have} "
+            f"of {study.probe.size} (target, source) pairs"]
+
+
 def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir) -> str:
     link = lambda key: f"[{_rel(files[key], out_dir)}]({_rel(files[key], out_dir)})"  # noqa: E731
     opts = cfg.options
@@ -149,7 +159,8 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir) 
         f"- nDCG gain `{cfg.ranking.gain}`, relevance `{cfg.ranking.relevance}`, missing cells "
         f"`{cfg.ranking.missing}`; MAX direction `{opts.max_direction}`, token normalisation "
         f"{'on' if opts.normalize else 'off'}, seed averaging {'on' if cfg.seed_average else 'off'}",
-        "- ties between equal selector scores are broken by source name (ascending)", "",
+        "- ties between equal selector scores are broken by source name (ascending)",
+        *_probe_line(study), "",
     ]
     if messages:
         lines += ["## Notes", "", *[f"- {m}" for m in messages], ""]
@@ -176,8 +187,8 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir) 
         "fig3": "Figure 3: relative transfer of every (source, seed) run per target, targets by training-set size.",
         "fig6": "Figure 6: relative transfer against the target's training-set size, with the mean trend.",
         "heatmap": "Transfer matrix heatmap: relative gain of the seed-mean transfer over the seed-mean baseline.",
-        "fig5": "Figure 5: mean nDCG of the prompt selectors against the target checkpoint step (dotted: "
-                "prompt-free selectors).",
+        "fig5": "Figure 5: mean nDCG of the prompt selectors against the target checkpoint step (horizontal "
+                "lines: selectors that read no target prompt, hence no step).",
         "fig7": "Figure 7: the same per target.",
     }
     for key, path in figs.items():

@@ -17,9 +17,19 @@ from itsel_ray.analysis.cells import ALL, Cell, CellContext, CellResult, CellRun
 from itsel_ray.analysis.config import AnalysisConfig
 from itsel_ray.analysis.study import Study
 from itsel_ray.analysis.text_embeddings import LoadTexts, task_embeddings
+from itsel_ray.metrics.ranking import rank_from_scores
 from itsel_ray.selection import paper_draws
 
 MapFn = Callable[[Callable, Iterable], Iterable]
+
+# Selector requirements a study may lack: requirement -> (does the study provide it?, why not). A configured
+# selector that needs a missing one is skipped with that reason instead of failing every cell.
+STUDY_INPUTS: dict[str, tuple[Callable[[Study], bool], str]] = {
+    "prompts": (lambda s: s.has_prompts, "the study has no prompts"),
+    "probe": (lambda s: s.probe is not None,
+              "the study has no probe scores (no probe.parquet|csv in the results folder; the sweep's analyze "
+              "stage writes one for the torch engine)"),
+}
 
 
 @dataclass
@@ -81,11 +91,12 @@ def build_context(study: Study, cfg: AnalysisConfig, *, text_embeddings=None, lo
     messages = messages if messages is not None else []
     entries = []
     for label, selector, opts in cfg.resolved_selectors():
-        entry = Entry(label, selector, opts)
-        if entry.uses_prompts and not study.has_prompts:
-            messages.append(f"skipped {label}: the study has no prompts ({study.origin})")
+        needs = selector.requirements(opts)
+        lacking = [why for req, (has, why) in STUDY_INPUTS.items() if req in needs and not has(study)]
+        if lacking:
+            messages.append(f"skipped {label}: {'; '.join(lacking)} ({study.origin})")
             continue
-        entries.append(entry)
+        entries.append(Entry(label, selector, opts))
     texts = _text_tables(study, cfg, entries, text_embeddings, load_texts, messages)
     entries = [e for e in entries if "texts" not in e.selector.requirements(e.options)
                or all(p in texts for p in _text_parts(e))]
@@ -128,27 +139,37 @@ def _text_parts(entry: Entry) -> list[str]:
 
 
 def collect(results: Iterable[CellResult], study: Study) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(tidy metric rows, per-source scores, (label, target, seed, step) -> [S] scores)."""
-    rows, score_rows, lookup = [], [], {}
-    from itsel_ray.metrics.ranking import rank_from_scores
+    """(tidy metric rows, per-source scores, (label, target, seed, step) -> [S] scores).
 
+    A source without a finite score (NaN) keeps a NaN score and no rank; the others are ranked among themselves."""
+    rows, score_rows, lookup = [], [], {}
     for res in results:
         rows.extend(res.rows)
         for label, s in res.scores.items():
             lookup[(label, *res.cell)] = s
-            rank = np.empty(len(s), dtype=int)
-            rank[rank_from_scores(s, study.sources)] = np.arange(1, len(s) + 1)
+            rank = _ranks(s, study.sources)
             for i, source in enumerate(study.sources):
                 score_rows.append({"selector": label, "target": res.cell.target, "seed": res.cell.seed,
                                    "step": res.cell.step, "source": source, "score": float(s[i]),
-                                   "rank": int(rank[i])})
+                                   "rank": rank[i]})
     tidy = pd.DataFrame(rows)
     if len(tidy):
         tidy["step"] = tidy["step"].astype("Int64")
     scores = pd.DataFrame(score_rows)
     if len(scores):
         scores["step"] = scores["step"].astype("Int64")
+        scores["rank"] = scores["rank"].astype("Int64")
     return tidy, scores, lookup
+
+
+def _ranks(scores: np.ndarray, names: tuple[str, ...]) -> list[int | None]:
+    """1-based rank of each source under the tie rule, among the finite scores; None for the others."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    out: list[int | None] = [None] * len(scores)
+    order = rank_from_scores(scores[finite], tuple(names[i] for i in finite))
+    for rank, j in enumerate(order, start=1):
+        out[int(finite[j])] = rank
+    return out
 
 
 def run_analysis(study: Study, cfg: AnalysisConfig, out_dir: str | Path, map_fn: MapFn = map, *,

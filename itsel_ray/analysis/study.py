@@ -32,6 +32,8 @@ class Study:
     target_prompts: (target, seed, step) -> [P, H], the target's own prompt-tuning run at that step.
     transfer_std, baseline_std: [S, T] / [T] standard deviations over seeds given by the input (a CSV without
         per-seed columns); None when they can be computed from `transfer`.
+    probe: [T, S] zero-shot probe score of source s's prompt on target t (the PROBE selector's input; NaN = no
+        score for that pair), or None when the study has no probe table (a ground-truth CSV, a stand-in engine).
     origin: where the study came from (for the report). notes: what was missing or skipped while building it.
     """
 
@@ -45,6 +47,7 @@ class Study:
     target_prompts: Mapping[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
     transfer_std: np.ndarray | None = None
     baseline_std: np.ndarray | None = None
+    probe: np.ndarray | None = None
     origin: str = ""
     notes: tuple[str, ...] = ()
 
@@ -62,6 +65,8 @@ class Study:
             raise ValueError(f"no task metadata for {missing}")
         if self.source_prompts is not None and np.shape(self.source_prompts)[0] != s:
             raise ValueError(f"source_prompts must be [{s}, P, H], got {np.shape(self.source_prompts)}")
+        if self.probe is not None and np.shape(self.probe) != (t, s):
+            raise ValueError(f"probe must be [targets, sources] = {(t, s)}, got {np.shape(self.probe)}")
 
     # ----------------------------------------------------------------------------------------- lookups
 
@@ -89,6 +94,12 @@ class Study:
         if mode == "seed_mean":
             return self.transfer[:, t, :].mean(axis=1).astype(np.float64)
         raise ValueError(f"unknown relevance mode {mode!r}; valid: per_seed, seed_mean")
+
+    def probe_scores(self, target: str) -> np.ndarray | None:
+        """[S] probe scores of every source on `target` (NaN = none), or None without a probe table."""
+        if self.probe is None:
+            return None
+        return np.asarray(self.probe[self.targets.index(target)], dtype=np.float64)
 
     def baseline_of(self, target: str, seed: int) -> float:
         return float(self.baseline[self.targets.index(target), self.seeds.index(seed)])

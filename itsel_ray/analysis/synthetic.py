@@ -2,8 +2,9 @@
 
 Each task has a latent centre; a prompt is its centre plus token noise (target prompts get cleaner with the
 checkpoint step), and transfer helps in proportion to the cosine of source and target centres, plus seed noise.
-So prompt selectors have something real to find. Optionally writes it as a sweep results folder (the contract
-of `inputs.py`), prompt files included.
+So prompt selectors have something real to find; with `probe=True` the zero-shot probe scores follow the same
+cosine, less noisily. Optionally writes it as a sweep results folder (the contract of `inputs.py`), prompt files
+and probe table included.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ def _meta(names, rng) -> dict[str, TaskMeta]:
 
 def synthetic_study(*, n_sources: int = 13, n_targets: int = 10, seeds: tuple[int, ...] = (28, 52, 112),
                     steps: tuple[int, ...] = (5000, 10000, 15000, 20000, 25000, 30000), tokens: int = 8,
-                    dim: int = 16, seed: int = 0, missing: int = 0, signal: float = 6.0) -> Study:
+                    dim: int = 16, seed: int = 0, missing: int = 0, signal: float = 6.0,
+                    probe: bool = False) -> Study:
     """A Study with prompts: source prompts [S, tokens, dim], target prompts at each (target, seed, step).
 
     missing: how many transfer scores to blank (NaN), chosen at random.
+    probe: add [T, S] probe scores (-1 + affinity / 2 plus noise, from a separate generator so every other
+        number is the same with or without them).
     """
     rng = np.random.default_rng(seed)
     sources = _names(n_sources, PAPER_SOURCES, "src")
@@ -58,15 +62,21 @@ def synthetic_study(*, n_sources: int = 13, n_targets: int = 10, seeds: tuple[in
             for k, step in enumerate(sorted(steps)):
                 scale = 2.0 / (1 + k)
                 target_prompts[(t, r, step)] = (centres_t[ti] + scale * noise).astype(np.float32)
+    meta = _meta((*sources, *targets), rng)
+    probe_scores = None
+    if probe:
+        noise = np.random.default_rng([seed, 1]).normal(0, 0.05, size=(n_targets, n_sources))
+        probe_scores = np.round(-1.0 + 0.5 * affinity.T + noise, 6)
     return Study(
         sources=sources, targets=targets, seeds=tuple(seeds), transfer=np.round(transfer, 4),
-        baseline=np.round(baseline, 4), meta=_meta((*sources, *targets), rng), source_prompts=source_prompts,
-        target_prompts=target_prompts, origin=f"synthetic study (seed {seed})",
+        baseline=np.round(baseline, 4), meta=meta, source_prompts=source_prompts,
+        target_prompts=target_prompts, probe=probe_scores, origin=f"synthetic study (seed {seed})",
     )
 
 
 def write_sweep_folder(study: Study, folder: str | Path, *, fmt: str = "csv") -> Path:
-    """Write `study` as a sweep results folder: results.<fmt>, prompts.<fmt> and prompt files.
+    """Write `study` as a sweep results folder: results.<fmt>, prompts.<fmt>, prompt files and, when the study
+    has probe scores, probe.<fmt> (a NaN score as an empty cell).
 
     Each source gets three tune runs (its prompt saved by the best one), each target a tune run per seed with a
     snapshot per step; transfer runs with a NaN score are written as "failed".
@@ -104,12 +114,15 @@ def write_sweep_folder(study: Study, folder: str | Path, *, fmt: str = "csv") ->
                 score = study.transfer[si, ti, ri]
                 trial(stage="transfer", role="transfer", task=t, source=s, target=t, seed=r, score=score,
                       status="failed" if np.isnan(score) else "done")
-    res, pro = pd.DataFrame(results), pd.DataFrame(prompts)
+    tables = {"results": pd.DataFrame(results), "prompts": pd.DataFrame(prompts)}
+    if study.probe is not None:
+        tables["probe"] = pd.DataFrame([
+            {"target": t, "source": s, "score": study.probe[ti, si], "examples": 64, "loss": "label"}
+            for ti, t in enumerate(study.targets) for si, s in enumerate(study.sources)])
     folder.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        res.to_parquet(folder / "results.parquet", index=False)
-        pro.to_parquet(folder / "prompts.parquet", index=False)
-    else:
-        atomic_write_text(folder / "results.csv", res.to_csv(index=False))
-        atomic_write_text(folder / "prompts.csv", pro.to_csv(index=False))
+    for stem, table in tables.items():
+        if fmt == "parquet":
+            table.to_parquet(folder / f"{stem}.parquet", index=False)
+        else:
+            atomic_write_text(folder / f"{stem}.csv", table.to_csv(index=False))
     return folder

@@ -97,7 +97,9 @@ def table4(study: Study, scores: Mapping[tuple[str, str, int, int | None], np.nd
 
     Args:
         scores: (label, target, seed, step) -> [S] selector scores.
-        selectors: (label, uniform, step) rows to show; `uniform` selectors use the exact expectation.
+        selectors: (label, uniform, step) rows to show; `uniform` selectors use the exact expectation. A selector
+            without a finite score for every source of every complete cell is left out: its mean would run over
+            other cells than the rest of the table's.
     Returns: rows "NO TRANSFER", each (selector, k), and "ORACLE"; columns abs (mean gain, points),
         rel (abs / mean baseline x 100, as the paper), rel_cells (mean per-cell relative gain, %), avg_score,
         cells.
@@ -114,7 +116,7 @@ def table4(study: Study, scores: Mapping[tuple[str, str, int, int | None], np.nd
                     best.append(expected_best_of_random_k(rel, k=k))
                     continue
                 s = scores.get((label, t, r, step))
-                if s is None:
+                if s is None or not np.isfinite(s).all():
                     best = None
                     break
                 best.append(float(rel[rank_from_scores(s, study.sources)[:k]].max()))

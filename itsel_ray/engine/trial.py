@@ -130,7 +130,7 @@ def predict(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData
     was_training = model.backbone.training
     model.backbone.eval()
     try:
-        with torch.no_grad(), _autocast(bb.device):
+        with torch.no_grad(), device_autocast(bb.device):
             for start in range(0, len(order), cfg.train.eval_batch_size):
                 chunk = order[start : start + cfg.train.eval_batch_size]
                 ids, mask = pad([data.eval.inputs[i] for i in chunk], bb.tokenizer.pad_token_id)
@@ -152,7 +152,7 @@ def evaluate(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialDat
     return metrics
 
 
-def _autocast(device: torch.device):
+def device_autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -295,7 +295,7 @@ class _Trainer:
             while self.step < train.max_steps:
                 idx = batch_indices(len(self.data.train), train.batch_size, seed=cfg.seed, step=self.step)
                 batch = make_batch(self.data.train, idx, pad_id, self.bb.device)
-                with _autocast(self.bb.device):
+                with device_autocast(self.bb.device):
                     loss = loss_fn(self.model, batch, self.data.labels, pad_id)
                 value = float(loss.item())
                 if not math.isfinite(value):

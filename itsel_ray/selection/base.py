@@ -16,7 +16,7 @@ import numpy as np
 from itsel_ray.registry import Registry, UnknownNameError
 
 MAX_DIRECTIONS = ("target_centric", "source_centric", "symmetric")
-REQUIREMENTS = ("prompts", "sizes", "texts", "draw")
+REQUIREMENTS = ("prompts", "sizes", "texts", "draw", "probe")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ class SelectionInput:
 
     sources: [S] names. prompts: the cell's PromptPair. sizes: [S] training-set sizes. text_embeddings:
     selector name -> (target [D], sources [S, D]) averaged sentence embeddings. draw: [S] the cell's seeded RANDOM
-    draw (a permutation of 1..S).
+    draw (a permutation of 1..S). probe: [S] each source prompt's zero-shot probe score on the target (NaN where
+    the study has none for that source).
     """
 
     target: str
@@ -122,6 +123,7 @@ class SelectionInput:
     sizes: np.ndarray | None = None
     text_embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     draw: np.ndarray | None = None
+    probe: np.ndarray | None = None
 
 
 ScoreFn = Callable[[SelectionInput, SelectorOptions], np.ndarray]
@@ -161,6 +163,7 @@ class Selector:
             "sizes": inp.sizes is not None,
             "texts": self.name in inp.text_embeddings,
             "draw": inp.draw is not None,
+            "probe": inp.probe is not None,
         }
         out = {r for r in self.needs if not have[r]}
         for part in self.components(opts):

@@ -7,6 +7,7 @@ instance is up its cells fan out as Ray tasks (itsel_ray/sweep/parallel.py); oth
 from __future__ import annotations
 
 from itsel_ray.sweep.config import Sweep, analysis_config_path
+from itsel_ray.sweep.probe import write_probe_table
 from itsel_ray.sweep.results import RESULTS_DIR, write_tables
 from itsel_ray.sweep.storage import Storage
 
@@ -32,11 +33,19 @@ def run_analyze(sweep: Sweep, storage: Storage, *, use_ray: bool = True) -> str:
 def _call_analysis(sweep: Sweep, storage: Storage, *, use_ray: bool) -> str:
     from itsel_ray.analysis import analyze_folder, load_analysis_config
 
-    map_fn = map
+    map_fn = model_map = map
     if use_ray:
-        from itsel_ray.sweep.parallel import ray_map
+        import ray
+
+        from itsel_ray.sweep.parallel import make_ray_map, ray_map
 
         map_fn = ray_map
+        gpu = sweep.spec.resources.gpu_per_trial if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        model_map = make_ray_map(num_gpus=gpu, chunksize=1)  # one task per target, on a GPU share when there is one
+    if sweep.spec.engine == "torch":  # probes run the real model; the stand-in engine has none
+        table = write_probe_table(sweep, storage, model_map)
+        print(f"[analyze] zero-shot probes: {len(table)} (source, target) pairs -> "
+              f"{storage.path(RESULTS_DIR)}/probe.csv", flush=True)
     cfg = load_analysis_config(analysis_config_path(sweep))
     result = analyze_folder(storage.local(RESULTS_DIR), storage.local(ANALYSIS_DIR), cfg, map_fn)
     for message in result.messages:

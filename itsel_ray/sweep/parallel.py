@@ -25,13 +25,15 @@ def chunked(items: Sequence, chunksize: int) -> list[Sequence]:
     return [items[i:i + chunksize] for i in range(0, len(items), chunksize)]
 
 
-def ray_map(fn: Callable, items: Iterable, *, chunksize: int | None = None, num_cpus: float = 1) -> list:
+def ray_map(fn: Callable, items: Iterable, *, chunksize: int | None = None, num_cpus: float = 1,
+            num_gpus: float = 0) -> list:
     """`list(map(fn, items))`, computed by Ray tasks; results keep the order of `items`.
 
     Args:
         fn: a picklable callable (e.g. `CellRunner`); put in the object store once.
         chunksize: items per task (default: about 4 tasks per CPU of the cluster).
         num_cpus: CPUs reserved per task.
+        num_gpus: GPU share reserved per task (model work such as zero-shot probes on a GPU cluster).
     Needs a running Ray instance (see `local_ray`).
     """
     if not ray.is_initialized():
@@ -43,7 +45,8 @@ def ray_map(fn: Callable, items: Iterable, *, chunksize: int | None = None, num_
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         chunksize = max(1, math.ceil(len(items) / (4 * cpus)))
     fn_ref = ray.put(fn)
-    futures = [_apply_chunk.options(num_cpus=num_cpus).remote(fn_ref, chunk) for chunk in chunked(items, chunksize)]
+    task = _apply_chunk.options(num_cpus=num_cpus, num_gpus=num_gpus)
+    futures = [task.remote(fn_ref, chunk) for chunk in chunked(items, chunksize)]
     return [result for chunk in ray.get(futures) for result in chunk]
 
 

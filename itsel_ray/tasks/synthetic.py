@@ -2,10 +2,11 @@
 
 Every task is a label rule over one shared corpus: a sequence of filler words in which each of `N_GROUPS` keyword
 groups is present (1-2 occurrences) with probability 1/2. Sources ask whether one group is present (4,000 training
-rows); low-resource targets (64 rows) combine groups. A target is *related* to the sources whose group its rule
-reads, so a prompt tuned on such a source already encodes half of what the target needs; that is the ground truth
-the selectors are scored against (`RELATED`). Rows are generated deterministically from the task's data seed, so
-the data is fixed across trial seeds, and they go through `datasets` like every other task.
+rows); targets combine groups and have less data, from 1,024 down to 128 rows, so that, as in the paper, the
+smaller targets gain most from transfer. A target is *related* to the sources whose group its rule reads, so a
+prompt tuned on such a source already encodes part of what the target needs; that is the ground truth the
+selectors are scored against (`RELATED`). Rows are generated deterministically from the task's data seed, so the
+data is fixed across trial seeds, and they go through `datasets` like every other task.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ N_GROUPS = 8
 GROUP_SIZE = 10
 N_FILLER = 190
 SEQ_LEN = 16
-SOURCE_TRAIN, TARGET_TRAIN, EVAL_ROWS = 4000, 64, 500
+SOURCE_TRAIN, EVAL_ROWS = 4000, 500
 LABELS = Labels(words=("no", "yes"), abstract=("0", "1"))
 
 
@@ -141,13 +142,13 @@ SYNTHETIC_SOURCES = tuple(
     for g in range(N_GROUPS)
 )
 SYNTHETIC_TARGETS = tuple(
-    _declare(rule, "synthetic-target", TARGET_TRAIN, desc).name
-    for rule, desc in [
-        ("and01", "are groups 0 and 1 both present?"),
-        ("cnt2", "does group 2 occur at least twice?"),
-        ("more34", "does group 3 occur more often than group 4?"),
-        ("and45", "are groups 4 and 5 both present?"),
-        ("or67", "is group 6 or group 7 present?"),
+    _declare(rule, "synthetic-target", rows, desc).name
+    for rule, rows, desc in [
+        ("and01", 1024, "are groups 0 and 1 both present?"),
+        ("cnt2", 512, "does group 2 occur at least twice?"),
+        ("more34", 256, "does group 3 occur more often than group 4?"),
+        ("and45", 128, "are groups 4 and 5 both present?"),
+        ("or67", 64, "is group 6 or group 7 present?"),
     ]
 )
 

@@ -1,0 +1,24 @@
+"""PROBE: each source prompt's zero-shot fit to the target, measured through the frozen model (beyond the paper).
+
+The weight-similarity selectors compare two separately trained prompts and hope that similar weights mean a
+similar effect; PROBE measures the effect itself: minus the target objective's mean training loss with the source
+prompt in front of a fixed sample of the target's *training* rows, before any target training. The scores come
+from the engine (`itsel_ray.engine.probe.probe_prompts`, one forward pass per source); this selector only reads
+them, so it is as cheap and pure as SIZE. A source without a score stays NaN: the analysis treats it like a
+missing transfer score (its `ranking.missing` policy), never as 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from itsel_ray.selection.base import SelectionInput, SelectorOptions, register_selector
+
+
+@register_selector("probe", label="PROBE", needs=("probe",))
+def probe_scores(inp: SelectionInput, opts: SelectorOptions) -> np.ndarray:
+    """The cell's probe scores as given (higher = lower zero-shot loss = predicted better)."""
+    scores = np.asarray(inp.probe, dtype=np.float64)
+    if scores.shape != (len(inp.sources),):
+        raise ValueError(f"probe: {scores.shape} scores for {len(inp.sources)} sources")
+    return scores

@@ -1,0 +1,63 @@
+"""python -m itsel_ray.rank --selector probe: source prompts scored zero-shot through a sweep's frozen model (the
+smoke sweep's tiny random T5: prompt length 4, d_model 32; offline, a few seconds)."""
+
+import numpy as np
+import pytest
+
+from itsel_ray import rank
+from itsel_ray.artifacts import save_prompt
+
+
+def _library(folder, shape, names=("syn_has0", "syn_has1", "syn_has2")):
+    rng = np.random.default_rng(1)
+    for name in names:
+        save_prompt(folder / f"{name}.npy", rng.normal(size=shape).astype(np.float32))
+    return folder
+
+
+def test_rank_probe_prints_the_ranking_with_the_probe_scores(tmp_path, capsys):
+    lib = _library(tmp_path, (4, 32))
+    code = rank.main(["--selector", "probe", "--target", "syn_and01", "--sweep", "smoke", "--library", str(lib)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0].startswith("note: probe: ") and "training rows of syn_and01, loss 'label'" in lines[0]
+    assert lines[1] == "ranking of 3 sources for syn_and01 by PROBE (higher score = better)"
+    rows = [line.split() for line in lines[3:]]
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    printed = {r[1]: float(r[2]) for r in rows}
+    assert set(printed) == {"syn_has0", "syn_has1", "syn_has2"}
+    assert [float(r[2]) for r in rows] == sorted(printed.values(), reverse=True)
+    # the same numbers as the engine gives for the smoke sweep's transfer settings at its first target seed
+    from itsel_ray.artifacts import load_prompt
+    from itsel_ray.engine.probe import probe_prompts
+    from itsel_ray.sweep.config import load_sweep
+
+    sweep = load_sweep("smoke")
+    cfg = sweep.trial_config("transfer", task="syn_and01", seed=sweep.grid.target_seeds[0])
+    expected, n = probe_prompts(cfg, {name: load_prompt(lib / f"{name}.npy") for name in printed})
+    assert lines[0].startswith(f"note: probe: {n} training rows")
+    for name, value in printed.items():
+        assert value == pytest.approx(expected[name], abs=1e-6)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--target", "syn_and01"], "--sweep NAME|PATH"),
+    (["--sweep", "smoke"], "--target TASK"),
+])
+def test_rank_probe_without_target_or_sweep_is_an_error(tmp_path, capsys, args, match):
+    lib = _library(tmp_path, (4, 32))
+    assert rank.main(["--selector", "probe", "--library", str(lib), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: probe scores the source prompts") and match in err
+
+
+def test_rank_probe_bad_inputs_are_errors(tmp_path, capsys):
+    lib = _library(tmp_path / "lib", (4, 6))  # not the smoke model's (4, 32)
+    assert rank.main(["--selector", "probe", "--target", "syn_and01", "--sweep", "smoke", "--library", str(lib)]) == 2
+    assert "(4, 6)" in capsys.readouterr().err
+    lib = _library(tmp_path / "lib2", (4, 32))
+    assert rank.main(["--selector", "probe", "--target", "syn_and01", "--sweep", "nosuchsweep",
+                      "--library", str(lib)]) == 2
+    assert "nosuchsweep" in capsys.readouterr().err
+    assert rank.main(["--selector", "probe", "--target", "syn_nope", "--sweep", "smoke", "--library", str(lib)]) == 2
+    assert "syn_nope" in capsys.readouterr().err
