@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,19 @@ def check_prompt_shape(arr: np.ndarray, shape: tuple[int, int] | None, *, name: 
             f"{name}: prompt has shape {tuple(arr.shape)} but the model expects {tuple(shape)} "
             "(prompt tokens x d_model)"
         )
+
+
+@dataclass
+class TrialResult:
+    """What a finished trial reports back: the in-memory form of its result.json."""
+
+    status: str
+    best_score: float
+    best_step: int | None
+    best_metrics: dict
+    steps: int
+    wall_s: float
+    history: list[dict] = field(default_factory=list)
 
 
 class TrialFiles:

@@ -14,7 +14,7 @@ import math
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from itsel_ray.artifacts import TrialFiles, atomic_write_bytes, read_json, save_prompt, write_json
+from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
 from itsel_ray.config import ModelConfig, TrialConfig
 from itsel_ray.engine.backbone import Backbone, load_backbone
 from itsel_ray.engine.batching import Encoded, batch_indices, encode_examples, label_sequences, pad
@@ -38,17 +38,6 @@ Report = Callable[[dict, bool], None]
 
 class TrialError(RuntimeError):
     """A trial that cannot go on (NaN loss, a config that does not fit the task)."""
-
-
-@dataclass
-class TrialResult:
-    status: str
-    best_score: float
-    best_step: int | None
-    best_metrics: dict
-    steps: int
-    wall_s: float
-    history: list[dict] = field(default_factory=list)
 
 
 def validate_config(cfg: TrialConfig) -> None:

@@ -133,23 +133,24 @@ def ndcg(relevance: np.ndarray, order: np.ndarray, *, gain: str = "exp2_raw", k:
     """Normalised DCG of a ranking: sum_i gain(rel_(i)) / log2(i + 2) over the first k positions, divided by the
     same sum for the ideal (descending relevance) order. NaN when the ideal DCG is <= 0 (nothing to rank for)."""
     rel, order = _check(relevance, order)
-    g = GAINS.get(gain)(rel)
-    m = _cut(rel.size, k)
-    disc = discounts(m)
-    ideal = float(np.sort(g)[::-1][:m] @ disc)
+    g, disc, ideal = _gains_and_ideal(rel, gain, k)
     if not ideal > 0:
         return math.nan
-    return float(g[order][:m] @ disc) / ideal
+    return float(g[order][: disc.size] @ disc) / ideal
+
+
+def _gains_and_ideal(rel: np.ndarray, gain: str, k: int | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Gains [n], discounts of the first min(k, n) positions, and the ideal DCG."""
+    g = GAINS.get(gain)(rel)
+    disc = discounts(_cut(rel.size, k))
+    return g, disc, float(np.sort(g)[::-1][: disc.size] @ disc)
 
 
 def expected_ndcg_random(relevance: np.ndarray, *, gain: str = "exp2_raw", k: int | None = None) -> float:
     """Exact mean nDCG over all n! orderings: each source sits at each position with probability 1/n, so
     E[DCG] = sum(gains) * mean(discount over all n positions, 0 beyond k)."""
     rel, _ = _check(relevance)
-    g = GAINS.get(gain)(rel)
-    m = _cut(rel.size, k)
-    disc = discounts(m)
-    ideal = float(np.sort(g)[::-1][:m] @ disc)
+    g, disc, ideal = _gains_and_ideal(rel, gain, k)
     if not ideal > 0:
         return math.nan
     return float(g.sum() * disc.sum() / rel.size) / ideal

@@ -9,25 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from dataclasses import dataclass, field
+
 
 import numpy as np
 
-from itsel_ray.artifacts import TrialFiles, atomic_write_bytes, read_json, save_prompt, write_json
+from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
 from itsel_ray.config import TrialConfig
 
 D_MODEL = 8
-
-
-@dataclass
-class TrialResult:
-    status: str
-    best_score: float
-    best_step: int | None
-    best_metrics: dict
-    steps: int
-    wall_s: float
-    history: list[dict] = field(default_factory=list)
 
 
 def validate_config(cfg: TrialConfig) -> None:
