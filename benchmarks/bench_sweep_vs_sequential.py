@@ -1,13 +1,15 @@
 """The demo study through the Ray sweep against the same trials one after another in one process, on this machine.
 
 Both sides run as fresh processes and are timed end to end (interpreter start, imports, Ray start and stop for the
-sweep): `python -m itsel_ray.sweep transfer` (which runs tune first) versus a loop over the same trial plan calling
-the engine's `run_trial` directly, transfers starting from the same best source prompts. The sequential loop may use
-one torch thread (like one sweep trial) or every core through torch's threads; both are reported. The sweep runs
-one single-threaded trial per core. The default plan is the demo with one seed per role (6 sources x 4 targets:
-10 tune + 24 transfer trials; about 15 minutes for the three runs on 2 cores). The sweep pays a fixed cost of about
-a minute here (Ray start, and per stage new trial workers that import torch and build the backbone), so small plans
-(--sources 4 --targets 2) show a worse ratio than large ones.
+sweep): `python -m itsel_ray.sweep transfer --no-analyze` (tune first, then transfer; the analysis is left out on
+both sides) versus a loop over the same trial plan calling the engine's `run_trial` directly, transfers starting
+from the same best source prompts. The sequential loop may use one torch thread (like one sweep trial) or every
+core through torch's threads; both are reported. The sweep runs one single-threaded trial per core. The default
+plan is the demo with one seed per role (6 sources x 4 targets: 10 tune + 24 transfer trials; about 15 minutes for
+the three runs on 2 cores). Where the sweep loses time on 2 cores: about 15 s before the first trial starts (Ray
+start; trial workers importing torch and transformers), about 10 s between the stages (the transfer stage's new
+workers import again), and two trials side by side each run about 10 % slower than one alone. Small plans
+(--sources 4 --targets 2) therefore show a worse ratio than large ones.
 
     python benchmarks/bench_sweep_vs_sequential.py [--sweep demo] [--sources N] [--targets N] [--seeds 1] [--cpus 2]
 """
@@ -101,7 +103,7 @@ def main() -> None:
         print(f"{sweep.name}: {n['tune']} tune + {n['transfer']} transfer trials, {args.cpus} CPUs; "
               f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
         ray_wall = timed([sys.executable, "-m", "itsel_ray.sweep", "transfer", "--sweep", str(path), "--storage",
-                          f"{tmp}/sweep", "--no-dashboard", "--num-cpus", str(args.cpus), "--quiet"],
+                          f"{tmp}/sweep", "--no-dashboard", "--num-cpus", str(args.cpus), "--quiet", "--no-analyze"],
                          Path(tmp, "sweep.log"), env)
         print(f"ray sweep ({args.cpus} trials at once, 1 thread each): {ray_wall:7.1f} s", flush=True)
         seq = {}
