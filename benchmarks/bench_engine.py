@@ -91,13 +91,18 @@ def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int)
             "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"], "repeats": repeats}
 
 
-def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> dict:
-    """Rank classification vs greedy generation on a synthetic classification task, after a short training run."""
+def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[dict]:
+    """Rank classification vs greedy generation on a synthetic classification task, in two regimes.
+
+    "trained": after a short run with the sequence loss the model emits "<label></s>", so generation stops after two
+    decoder steps and the shared encoder pass dominates both modes. "step0": the initial prompt, as at the first
+    evaluations of a real run, where generation has not learnt to stop and decodes up to the 128-token cap.
+    """
+    from itsel_ray.artifacts import TrialFiles, load_prompt
     from itsel_ray.config import TrialConfig
     from itsel_ray.engine import load_backbone, run_trial
-    from itsel_ray.engine.prompt import PromptedT5
+    from itsel_ray.engine.prompt import PromptedT5, initial_prompt
     from itsel_ray.engine.trial import predict, prepare_data
-    from itsel_ray.artifacts import TrialFiles, load_prompt
     from itsel_ray.tasks import get_task
 
     model_cfg = {"config": {**SHAPES[shape], "dropout_rate": 0.0}, "tokenizer": "vocab:synthetic"}
@@ -109,22 +114,30 @@ def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> dict:
                   "max_new_tokens": 128},  # the paper's generation cap
     })
     work = tempfile.mkdtemp()
-    run_trial(cfg, work)  # the sequence loss teaches the model to emit "<label></s>", so generation is valid
+    run_trial(cfg, work)
     bb, task = load_backbone(cfg.model), get_task(cfg.task)
     data = prepare_data(cfg, task, bb)
-    model = PromptedT5(bb.model, torch.from_numpy(load_prompt(TrialFiles(work).best_prompt)))
-    times, preds = {"rank": [], "generate": []}, {}
-    for _ in range(repeats):
-        for mode in ("rank", "generate"):
-            t = time.perf_counter()
-            preds[mode] = predict(model, cfg, task, data, bb, mode=mode)
-            times[mode].append(time.perf_counter() - t)
-    valid = [i for i, g in enumerate(preds["generate"]) if g in data.labels.words]
-    agree = sum(preds["rank"][i] == preds["generate"][i] for i in valid)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {"shape": shape, "examples": len(preds["rank"]), "rank_s": med["rank"], "generate_s": med["generate"],
-            "rank_speedup": med["generate"] / med["rank"], "generation_valid": f"{len(valid)}/{len(preds['rank'])}",
-            "same_prediction_where_valid": f"{agree}/{len(valid)}"}
+    prompts = {
+        "trained": torch.from_numpy(load_prompt(TrialFiles(work).best_prompt)),
+        "step0": initial_prompt(cfg.prompt, bb.model.get_input_embeddings().weight, seed=cfg.seed),
+    }
+    rows = []
+    for regime, prompt in prompts.items():
+        model = PromptedT5(bb.model, prompt)
+        times, preds = {"rank": [], "generate": []}, {}
+        for _ in range(repeats):
+            for mode in ("rank", "generate"):
+                t = time.perf_counter()
+                preds[mode] = predict(model, cfg, task, data, bb, mode=mode)
+                times[mode].append(time.perf_counter() - t)
+        valid = [i for i, g in enumerate(preds["generate"]) if g in data.labels.words]
+        agree = sum(preds["rank"][i] == preds["generate"][i] for i in valid)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append({"shape": shape, "regime": regime, "examples": len(preds["rank"]), "rank_s": med["rank"],
+                     "generate_s": med["generate"], "rank_speedup": med["generate"] / med["rank"],
+                     "generation_valid": f"{len(valid)}/{len(preds['rank'])}",
+                     "same_prediction_where_valid": f"{agree}/{len(valid)}"})
+    return rows
 
 
 def _memory_child(steps: int) -> None:
@@ -167,7 +180,7 @@ def main(argv=None) -> None:
         rows.append(bench_train("tiny", batch=32, seq=32, prompt_len=20, repeats=max(args.repeats, 10)))
         rows.append(bench_train("t5-small", batch=32, seq=128, prompt_len=100, repeats=args.repeats))
     if args.what in ("eval", "all"):
-        rows.append(bench_eval("tiny", n_eval=512, repeats=args.repeats, train_steps=80))
+        rows.extend(bench_eval("tiny", n_eval=512, repeats=args.repeats, train_steps=80))
     if args.what in ("memory", "all"):
         rows.append(bench_memory(args.steps))
     for row in rows:

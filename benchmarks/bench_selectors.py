@@ -43,9 +43,6 @@ def interleaved_medians(fns, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
