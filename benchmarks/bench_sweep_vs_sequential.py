@@ -6,7 +6,7 @@ both sides) versus a loop over the same trial plan calling the engine's `run_tri
 from the same best source prompts. The sequential loop may use one torch thread (like one sweep trial) or every
 core through torch's threads; both are reported. The sweep runs one single-threaded trial per core. The default
 plan is the demo with one seed per role (6 sources x 4 targets: 10 tune + 24 transfer trials; about 15 minutes for
-the three runs on 2 cores). Where the sweep loses time on 2 cores: about 15 s before the first trial starts (Ray
+the three runs on 2 cores). Where the sweep loses time on 2 cores: about 20 s before the first trial starts (imports, Ray
 start; trial workers importing torch and transformers), about 10 s between the stages (the transfer stage's new
 workers import again), and two trials side by side each run about 10 % slower than one alone. Small plans
 (--sources 4 --targets 2) therefore show a worse ratio than large ones.
