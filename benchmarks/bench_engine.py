@@ -99,8 +99,9 @@ def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[
     evaluations of a real run, where generation has not learnt to stop and decodes up to the 128-token cap.
     """
     from itsel_ray.artifacts import TrialFiles, load_prompt
-    from itsel_ray.config import TrialConfig
-    from itsel_ray.engine import load_backbone, run_trial
+    from itsel_ray.trial_config import TrialConfig
+    from itsel_ray.engine.backbone import load_backbone
+    from itsel_ray.engine.trial import run_trial
     from itsel_ray.engine.prompt import PromptedT5, initial_prompt
     from itsel_ray.engine.trial import predict, prepare_data
     from itsel_ray.tasks import get_task
@@ -141,8 +142,8 @@ def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[
 
 
 def _memory_child(steps: int) -> None:
-    from itsel_ray.config import TrialConfig
-    from itsel_ray.engine import run_trial
+    from itsel_ray.trial_config import TrialConfig
+    from itsel_ray.engine.trial import run_trial
 
     cfg = TrialConfig.from_dict({
         "task": "syn_has0", "seed": 0,

@@ -15,7 +15,7 @@ import statistics
 import time
 
 from itsel_ray.analysis.cells import CellRunner
-from itsel_ray.analysis.config import analysis_config_from_dict
+from itsel_ray.analysis.analysis_file import analysis_config_from_dict
 from itsel_ray.analysis.run import build_context
 from itsel_ray.analysis.synthetic import synthetic_study
 

@@ -51,7 +51,7 @@ def sequential(sweep_path: str, out: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     from itsel_ray.artifacts import load_prompt
-    from itsel_ray.engine import run_trial
+    from itsel_ray.engine.trial import run_trial
     from itsel_ray.sweep.config import load_sweep
     from itsel_ray.sweep.plan import plan_stage
 

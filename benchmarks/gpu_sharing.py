@@ -43,7 +43,7 @@ def train_steps(*, steps: int, warmup: int, batch: int, seq_len: int, target_len
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from itsel_ray.config import OptimConfig
+    from itsel_ray.trial_config import OptimConfig
     from itsel_ray.engine.objectives import Batch, sequence_loss
     from itsel_ray.engine.optim import build_optimizer
     from itsel_ray.engine.prompt import PromptedT5

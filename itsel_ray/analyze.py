@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from typing import Sequence
 
-from itsel_ray.analysis.config import (
+from itsel_ray.analysis.analysis_file import (
     MISSING_POLICIES,
     RELEVANCE_MODES,
     AnalysisConfig,
@@ -23,7 +23,7 @@ from itsel_ray.analysis.config import (
     load_analysis_config,
 )
 from itsel_ray.artifacts import PromptFileError
-from itsel_ray.config import ConfigError
+from itsel_ray.schema import ConfigError
 from itsel_ray.metrics.ranking import GAINS
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.selection import MAX_DIRECTIONS, SELECTORS

@@ -22,10 +22,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from itsel_ray.analysis.config import SembConfig
+from itsel_ray.analysis.analysis_file import SembConfig
 from itsel_ray.analysis.inputs import RESULTS_STEM, InputError
 from itsel_ray.artifacts import PromptFileError, load_prompt
-from itsel_ray.config import ConfigError
+from itsel_ray.schema import ConfigError
 from itsel_ray.metrics.ranking import rank_from_scores
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.selection import (
@@ -128,7 +128,7 @@ def _probe(args, selector, opts, sources, prompts, notes) -> np.ndarray:
     if not (args.target and args.sweep):
         raise ValueError("probe scores the source prompts through a sweep's frozen model on the target's training "
                          "rows: give --target TASK and --sweep NAME|PATH")
-    from itsel_ray.engine.probe import probe_prompts
+    from itsel_ray.engine.zero_shot import probe_prompts
     from itsel_ray.engine.trial import TrialError
     from itsel_ray.sweep.config import load_sweep
 

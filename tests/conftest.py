@@ -11,7 +11,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import pytest  # noqa: E402
 
-from itsel_ray.config import TrialConfig, merge  # noqa: E402
+from itsel_ray.schema import merge  # noqa: E402
+from itsel_ray.trial_config import TrialConfig  # noqa: E402
 
 TINY_MODEL = {
     "config": {"d_model": 128, "d_ff": 512, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4, "d_kv": 32,

@@ -10,7 +10,7 @@ import pytest
 
 from itsel_ray import analyze, rank
 from itsel_ray.analysis.cells import CellRunner
-from itsel_ray.analysis.config import analysis_config_from_dict
+from itsel_ray.analysis.analysis_file import analysis_config_from_dict
 from itsel_ray.analysis.run import build_context
 from itsel_ray.analysis.synthetic import synthetic_study, write_sweep_folder
 from itsel_ray.artifacts import save_prompt

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from itsel_ray.analysis import analysis_config_from_dict, load_analysis_config
-from itsel_ray.config import ConfigError
+from itsel_ray.schema import ConfigError
 
 ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
 
@@ -45,7 +45,7 @@ def test_unknown_key_names_key_and_file(tmp_path):
 
 @pytest.mark.parametrize("data, match", [
     ({"selectors": ["max", "maxx"]}, r"unknown selector 'maxx'.*valid names: .*feature"),
-    ({"metrics": ["ndcg", "precision@1"]}, r"unknown metric 'precision'.*regret"),
+    ({"metrics": ["ndcg", "precision@1"]}, r"unknown ranking metric 'precision'.*regret"),
     ({"ranking": {"gain": "cubic"}}, r"unknown gain 'cubic'.*exp2_raw"),
     ({"ranking": {"relevance": "mean"}}, r"per_seed"),
     ({"options": {"max_direction": "up"}}, r"max_direction 'up'.*source_centric"),

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from itsel_ray.analysis import analysis_config_from_dict, load_analysis_config, run_analysis
-from itsel_ray.analysis.config import builtin_config
+from itsel_ray.analysis.analysis_file import builtin_config
 from itsel_ray.analysis.synthetic import synthetic_study
 
 TABLES = ("table3", "table3_all_metrics", "table4", "table7", "table8")

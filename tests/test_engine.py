@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from itsel_ray.artifacts import PromptFileError, TrialFiles, load_prompt, read_json, save_prompt
-from itsel_ray.engine import PromptedT5, TrialError, initial_prompt, load_backbone, run_trial, validate_config
+from itsel_ray.engine.backbone import load_backbone
+from itsel_ray.engine.prompt import PromptedT5, initial_prompt
+from itsel_ray.engine.trial import TrialError, run_trial, validate_config
 from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.objectives import LOSSES
 from itsel_ray.engine.trial import make_batch, predict, prepare_data

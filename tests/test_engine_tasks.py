@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from itsel_ray.artifacts import TrialFiles, read_json
-from itsel_ray.config import TrialConfig
-from itsel_ray.engine import run_trial
+from itsel_ray.trial_config import TrialConfig
+from itsel_ray.engine.trial import run_trial
 from itsel_ray.tasks import SOURCE_TASKS, TARGET_TASKS, get_task
 from itsel_ray.tasks import spec as spec_module
 from itsel_ray.tasks.synthetic import VOCABULARIES

@@ -29,7 +29,7 @@ def test_rank_probe_prints_the_ranking_with_the_probe_scores(tmp_path, capsys):
     assert [float(r[2]) for r in rows] == sorted(printed.values(), reverse=True)
     # the same numbers as the engine gives for the smoke sweep's transfer settings at its first target seed
     from itsel_ray.artifacts import load_prompt
-    from itsel_ray.engine.probe import probe_prompts
+    from itsel_ray.engine.zero_shot import probe_prompts
     from itsel_ray.sweep.config import load_sweep
 
     sweep = load_sweep("smoke")

@@ -12,7 +12,7 @@ import pytest
 
 from itsel_ray.analysis import PAPER_TASKS, load_analysis_config, study_from_csv
 from itsel_ray.analysis.cells import ALL, CellRunner
-from itsel_ray.analysis.config import analysis_config_from_dict
+from itsel_ray.analysis.analysis_file import analysis_config_from_dict
 from itsel_ray.analysis.run import build_context
 
 TABLE7 = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "paper_table7.csv"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from itsel_ray.config import ConfigError
+from itsel_ray.schema import ConfigError
 from itsel_ray.sweep.cli import main
 from itsel_ray.sweep.config import load_sweep, sweeps_dir
 from itsel_ray.sweep.plan import expand, param_space, plan_stage, trial_from_config

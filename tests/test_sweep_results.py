@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from itsel_ray.artifacts import TrialFiles, load_prompt, read_json, write_json
-from itsel_ray.sweep import testing as fake_engine
+from itsel_ray.engine import fake as fake_engine
 from itsel_ray.sweep.config import load_sweep, sweeps_dir
 from itsel_ray.sweep.plan import plan_stage
 from itsel_ray.sweep.records import MARKER, expected_fingerprint, read_stage, source_index

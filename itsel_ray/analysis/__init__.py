@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from itsel_ray.analysis.cells import Cell, CellContext, CellResult, CellRunner, evaluate_cell
-from itsel_ray.analysis.config import (
+from itsel_ray.analysis.analysis_file import (
     AnalysisConfig,
     RankingConfig,
     SelectorEntry,
@@ -23,7 +23,8 @@ from itsel_ray.analysis.from_csv import study_from_csv
 from itsel_ray.analysis.from_sweep import study_from_sweep
 from itsel_ray.analysis.inputs import InputError
 from itsel_ray.analysis.meta import PAPER_TASKS, TaskMeta
-from itsel_ray.analysis.run import AnalysisResult, MapFn, run_analysis
+from itsel_ray.analysis.report import AnalysisResult
+from itsel_ray.analysis.run import MapFn, run_analysis
 from itsel_ray.analysis.study import MEAN_SEED, Study
 
 

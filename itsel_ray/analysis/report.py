@@ -6,6 +6,7 @@ report.md links every file by a relative path and embeds every figure, each with
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,24 @@ import pandas as pd
 
 from itsel_ray.analysis import figures, tables
 from itsel_ray.analysis.cells import CellContext
-from itsel_ray.analysis.config import AnalysisConfig
+from itsel_ray.analysis.analysis_file import AnalysisConfig
 from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
-from itsel_ray.analysis.run import AnalysisResult
 from itsel_ray.analysis.study import Study, seed_label
 from itsel_ray.artifacts import atomic_write_text, write_json
+
+
+@dataclass
+class AnalysisResult:
+    """What `run_analysis` produced: the output folder, the report path, the tidy per-cell metrics, the summary
+    at the headline step, the written files by name, and the messages (skipped selectors, missing data)."""
+
+    out_dir: Path
+    report: Path
+    tidy: pd.DataFrame
+    summary: pd.DataFrame
+    files: dict[str, Path] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    headline_step: int | None = None
 
 
 def _csv(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:

@@ -6,7 +6,6 @@ The map function is the only thing that changes between a plain run (`map`) and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -14,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from itsel_ray.analysis.cells import ALL, Cell, CellContext, CellResult, CellRunner, Entry
-from itsel_ray.analysis.config import AnalysisConfig
+from itsel_ray.analysis.analysis_file import AnalysisConfig
+from itsel_ray.analysis.report import AnalysisResult, write_outputs
 from itsel_ray.analysis.study import Study
 from itsel_ray.analysis.text_embeddings import LoadTexts, task_embeddings
 from itsel_ray.metrics.ranking import rank_from_scores
@@ -30,20 +30,6 @@ STUDY_INPUTS: dict[str, tuple[Callable[[Study], bool], str]] = {
               "the study has no probe scores (no probe.parquet|csv in the results folder; the sweep's analyze "
               "stage writes one for the torch engine)"),
 }
-
-
-@dataclass
-class AnalysisResult:
-    """What `run_analysis` produced: the output folder, the report path, the tidy per-cell metrics, the summary
-    at the headline step, the written files by name, and the messages (skipped selectors, missing data)."""
-
-    out_dir: Path
-    report: Path
-    tidy: pd.DataFrame
-    summary: pd.DataFrame
-    files: dict[str, Path] = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
-    headline_step: int | None = None
 
 
 def semb_encoders(cfg: AnalysisConfig) -> dict[str, str]:
@@ -190,8 +176,6 @@ def run_analysis(study: Study, cfg: AnalysisConfig, out_dir: str | Path, map_fn:
     Returns:
         AnalysisResult (report path, tidy metrics, summary, files, messages).
     """
-    from itsel_ray.analysis.report import write_outputs
-
     out_dir = Path(out_dir)
     messages = list(study.notes)
     ctx, cells, headline = build_context(study, cfg, text_embeddings=text_embeddings, load_texts=load_texts,

@@ -1,10 +1,22 @@
-"""The prompt-tuning engine: a frozen T5, a trainable soft prompt, and `run_trial` (no Ray)."""
+"""Trial engines: `run_trial(cfg, work_dir, *, report, init_prompt)` and `validate_config(cfg)` with one contract.
 
-from itsel_ray.engine.backbone import Backbone, load_backbone, word_tokenizer
-from itsel_ray.engine.prompt import PROMPT_INITS, PromptedT5, initial_prompt
-from itsel_ray.engine.trial import TrialError, TrialResult, evaluate, run_trial, validate_config
+`torch` (engine/trial.py) prompt-tunes a frozen T5 (no Ray); `fake` (engine/fake.py) is a stand-in with the same
+contract and file layout that trains nothing, so the sweep's scheduling, resume and fault handling can be tested
+and benchmarked in seconds. A sweep picks one with `engine:`. Importing this package loads neither.
+"""
 
-__all__ = [
-    "Backbone", "PROMPT_INITS", "PromptedT5", "TrialError", "TrialResult", "evaluate", "initial_prompt",
-    "load_backbone", "run_trial", "validate_config", "word_tokenizer",
-]
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from itsel_ray.registry import Registry
+
+ENGINES: Registry[str] = Registry("engine")
+ENGINES.add("torch", "itsel_ray.engine.trial")
+ENGINES.add("fake", "itsel_ray.engine.fake")
+
+
+def get_engine(name: str) -> ModuleType:
+    """The engine module registered as `name` (imported on first use: the stand-in never loads torch)."""
+    return importlib.import_module(ENGINES.get(name))

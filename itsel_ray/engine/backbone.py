@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import torch
 
-from itsel_ray.config import ModelConfig
+from itsel_ray.trial_config import ModelConfig
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 

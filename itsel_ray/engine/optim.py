@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from itsel_ray.config import OptimConfig
+from itsel_ray.trial_config import OptimConfig
 from itsel_ray.registry import Registry
 
 OPTIMIZERS: Registry[Callable[[list[torch.nn.Parameter], OptimConfig], torch.optim.Optimizer]] = Registry("optimizer")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from itsel_ray.artifacts import check_prompt_shape, load_prompt
-from itsel_ray.config import PromptConfig
+from itsel_ray.trial_config import PromptConfig
 from itsel_ray.registry import Registry
 
 # init(cfg, embeddings [V, H], generator) -> [P, H]

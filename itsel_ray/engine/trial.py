@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
-from itsel_ray.config import ModelConfig, TrialConfig
+from itsel_ray.trial_config import ModelConfig, TrialConfig
 from itsel_ray.engine.backbone import Backbone, load_backbone
 from itsel_ray.engine.batching import Encoded, batch_indices, encode_examples, label_sequences, pad
 from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Batch, LabelSet

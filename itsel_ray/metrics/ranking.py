@@ -2,7 +2,7 @@
 
 Pure numpy. A *ranking* is an index array over the candidate sources, best first (a permutation of
 ``range(n)``); ``relevance`` is each source's ground-truth transfer score (0-100 in the paper), in the same source
-order. Every metric is a `RankingMetric` in `METRICS`, and every nDCG gain a function in `GAINS`, so a metric is
+order. Every metric is a `RankingMetric` in `RANKING_METRICS`, and every nDCG gain a function in `GAINS`, so a metric is
 chosen by name ("ndcg", "ndcg@5", "regret@1", "spearman", "kendall").
 
 Tie rule (`rank_from_scores`): sources are ordered by descending score; equal scores are ordered by source name
@@ -266,12 +266,12 @@ class RankingMetric:
     takes_gain: bool = False
 
 
-METRICS: Registry[RankingMetric] = Registry("metric")
-METRICS.add("ndcg", RankingMetric("ndcg", ndcg, expected_ndcg_random, takes_k=True, takes_gain=True))
-METRICS.add("regret", RankingMetric("regret", regret_at_k, expected_regret_random, lower_is_better=True,
+RANKING_METRICS: Registry[RankingMetric] = Registry("ranking metric")
+RANKING_METRICS.add("ndcg", RankingMetric("ndcg", ndcg, expected_ndcg_random, takes_k=True, takes_gain=True))
+RANKING_METRICS.add("regret", RankingMetric("regret", regret_at_k, expected_regret_random, lower_is_better=True,
                                     takes_k=True, needs_k=True))
-METRICS.add("spearman", RankingMetric("spearman", spearman, expected_correlation_random))
-METRICS.add("kendall", RankingMetric("kendall", kendall, expected_correlation_random))
+RANKING_METRICS.add("spearman", RankingMetric("spearman", spearman, expected_correlation_random))
+RANKING_METRICS.add("kendall", RankingMetric("kendall", kendall, expected_correlation_random))
 
 _SPEC = re.compile(r"^([a-z_]+)(?:@(\d+))?$")
 
@@ -304,7 +304,7 @@ def parse_metric(spec: str, *, gain: str = "exp2_raw") -> MetricSpec:
     """"ndcg", "ndcg@5", "regret@1", "spearman", "kendall" -> MetricSpec; unknown names list the valid ones."""
     match = _SPEC.match(str(spec).strip().lower())
     name = match.group(1) if match else str(spec)
-    metric = METRICS.get(name)  # raises UnknownNameError with the valid names
+    metric = RANKING_METRICS.get(name)  # raises UnknownNameError with the valid names
     GAINS.get(gain)
     k = int(match.group(2)) if match.group(2) else None
     if k is not None and not metric.takes_k:

@@ -1,4 +1,4 @@
-"""Task metrics, x100 as in the paper: `METRICS[name](predictions, examples, labels) -> float`.
+"""Task metrics, x100 as in the paper: `TASK_METRICS[name](predictions, examples, labels) -> float`.
 
 `labels` is the task's label set in the style in use (None for free text). Predictions and golds are compared
 after stripping. Invalid predictions (outside the label set, unparsable numbers) always count as wrong, following
@@ -18,11 +18,11 @@ import numpy as np
 from scipy.stats import rankdata
 
 from itsel_ray.registry import Registry
-from itsel_ray.tasks.numbers import parse_number
-from itsel_ray.tasks.spec import Example
+from itsel_ray.numbers import parse_number
+from itsel_ray.examples import Example
 
 Metric = Callable[[Sequence[str], Sequence[Example], "tuple[str, ...] | None"], float]
-METRICS: Registry[Metric] = Registry("metric")
+TASK_METRICS: Registry[Metric] = Registry("task metric")
 
 
 def _check(predictions: Sequence[str], examples: Sequence[Example]) -> None:
@@ -45,7 +45,7 @@ def _pairs(predictions, examples):
 # ------------------------------------------------------------------------------------------------ classification
 
 
-@METRICS.register("accuracy")
+@TASK_METRICS.register("accuracy")
 def accuracy(predictions, examples, labels=None) -> float:
     """Exact string match with the gold target."""
     _check(predictions, examples)
@@ -66,14 +66,14 @@ def _binary_f1(pairs: list[tuple[str, str]], labels: tuple[str, ...]) -> float:
     return 100.0 * (2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
 
 
-@METRICS.register("f1")
+@TASK_METRICS.register("f1")
 def f1(predictions, examples, labels) -> float:
     """Binary F1, positive class = labels[1] (QQP, MRPC)."""
     _check(predictions, examples)
     return _binary_f1(_pairs(predictions, examples), _need_labels(labels, "f1"))
 
 
-@METRICS.register("macro_f1")
+@TASK_METRICS.register("macro_f1")
 def macro_f1(predictions, examples, labels) -> float:
     """Unweighted mean of the per-class F1 over every class in `labels` (CB). An invalid prediction is a miss for
     its gold class and a false positive for none; a class with no gold and no prediction scores 0 (sklearn)."""
@@ -89,7 +89,7 @@ def macro_f1(predictions, examples, labels) -> float:
     return 100.0 * float(np.mean(scores))
 
 
-@METRICS.register("mcc")
+@TASK_METRICS.register("mcc")
 def mcc(predictions, examples, labels) -> float:
     """Matthews correlation (CoLA), multiclass form over gold x predicted categories, where every invalid
     prediction falls into one extra "invalid" category (what sklearn computes on the authors' mapped ids).
@@ -126,13 +126,13 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return math.nan if denom == 0 else 100.0 * float(dx @ dy) / denom
 
 
-@METRICS.register("pearson")
+@TASK_METRICS.register("pearson")
 def pearson(predictions, examples, labels=None) -> float:
     """Pearson correlation of parsed predictions with the (rounded) gold scores; NaN when undefined."""
     return _pearson(*_numbers(predictions, examples))
 
 
-@METRICS.register("spearman")
+@TASK_METRICS.register("spearman")
 def spearman(predictions, examples, labels=None) -> float:
     """Spearman correlation: Pearson on average ranks (ties share their mean rank); NaN when undefined."""
     pred, gold = _numbers(predictions, examples)
@@ -169,25 +169,25 @@ def _squad(predictions, examples, score: Callable[[str, str], float]) -> float:
     return 100.0 * total / len(examples)
 
 
-@METRICS.register("squad_em")
+@TASK_METRICS.register("squad_em")
 def squad_em(predictions, examples, labels=None) -> float:
     """Exact match after SQuAD normalisation, the max over the gold answers (SQuAD, DROP, ReCoRD)."""
     return _squad(predictions, examples, lambda p, g: float(p == g))
 
 
-@METRICS.register("squad_f1")
+@TASK_METRICS.register("squad_f1")
 def squad_f1(predictions, examples, labels=None) -> float:
     """Token-overlap F1 after SQuAD normalisation, the max over the gold answers; 0 without overlap."""
     return _squad(predictions, examples, _token_f1)
 
 
-@METRICS.register("multirc_f1a")
+@TASK_METRICS.register("multirc_f1a")
 def multirc_f1a(predictions, examples, labels) -> float:
     """MultiRC F1a: binary F1 over every answer row, invalid predictions flipped (as `f1`)."""
     return f1(predictions, examples, labels)
 
 
-@METRICS.register("multirc_em")
+@TASK_METRICS.register("multirc_em")
 def multirc_em(predictions, examples, labels=None) -> float:
     """MultiRC EM: the share of questions (Example.group) whose every answer row is predicted exactly."""
     _check(predictions, examples)

@@ -3,7 +3,7 @@
 The weight-similarity selectors compare two separately trained prompts and hope that similar weights mean a
 similar effect; PROBE measures the effect itself: minus the target objective's mean training loss with the source
 prompt in front of a fixed sample of the target's *training* rows, before any target training. The scores come
-from the engine (`itsel_ray.engine.probe.probe_prompts`, one forward pass per source); this selector only reads
+from the engine (`itsel_ray.engine.zero_shot.probe_prompts`, one forward pass per source); this selector only reads
 them, so it is as cheap and pure as SIZE. A source without a score stays NaN: the analysis treats it like a
 missing transfer score (its `ranking.missing` policy), never as 0.
 """

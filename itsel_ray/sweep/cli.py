@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from itsel_ray.config import ConfigError
+from itsel_ray.schema import ConfigError
 from itsel_ray.sweep.config import Sweep, load_sweep
 from itsel_ray.sweep.plan import plan_stage
 from itsel_ray.sweep.storage import Storage

@@ -1,7 +1,7 @@
 """Sweep files (sweeps/*.yaml) -> one validated, frozen `Sweep`.
 
 A sweep file lists only what it changes; it is merged over sweeps/defaults.yaml and parsed with the strict
-`from_dict` of itsel_ray/config.py, so an unknown key, a bad type or an unknown task fails with the key and the file
+`from_dict` of itsel_ray/schema.py, so an unknown key, a bad type or an unknown task fails with the key and the file
 before anything starts. No Ray here: `--dry-run`, `status` and the tests use it without a cluster.
 """
 
@@ -14,12 +14,14 @@ from typing import Mapping
 
 import yaml
 
-from itsel_ray.config import ConfigError, DataConfig, ModelConfig, OptimConfig, PromptConfig, TrainConfig, TrialConfig
-from itsel_ray.config import from_dict, merge
+from itsel_ray.trial_config import DataConfig, ModelConfig, OptimConfig, PromptConfig, TrainConfig, TrialConfig
+
+from itsel_ray.schema import ConfigError
+from itsel_ray.engine import ENGINES, get_engine
+from itsel_ray.schema import from_dict, merge
 
 ROLES = ("source", "target", "transfer")
 USE_GPU = ("auto", "always", "never")
-ENGINES = ("torch", "fake")
 
 
 def sweeps_dir() -> Path:
@@ -126,7 +128,7 @@ class SweepFile:
 
     def __post_init__(self):
         if self.engine not in ENGINES:
-            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES.names())}, got {self.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -267,8 +269,6 @@ def check_task_names(sweep: Sweep) -> None:
 
 def check_engine_options(sweep: Sweep) -> None:
     """Let the engine check every option name (cheap, no model load) for one trial per task and role."""
-    from itsel_ray.sweep.engines import get_engine
-
     engine = get_engine(sweep.spec.engine)
     grid = sweep.grid
     probes = [("source", t, None) for t in grid.sources] + [("target", t, None) for t in grid.targets]

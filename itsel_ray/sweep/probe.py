@@ -1,7 +1,7 @@
 """The PROBE selector's input: every source prompt scored zero-shot on every target, one Ray task per target.
 
 Written to <sweep>/results/probe.{parquet,csv} (target, source, score, examples, loss) before the analysis runs,
-which reads it like any other results table. The scores come from `itsel_ray.engine.probe` (no Ray there).
+which reads it like any other results table. The scores come from `itsel_ray.engine.zero_shot` (no Ray there).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class ProbeTask:
     max_examples: int
 
     def __call__(self, cfg) -> list[dict]:
-        from itsel_ray.engine.probe import probe_prompts
+        from itsel_ray.engine.zero_shot import probe_prompts
 
         scores, n = probe_prompts(cfg, self.prompts, max_examples=self.max_examples)
         return [{"target": cfg.task, "source": s, "score": v, "examples": n, "loss": cfg.train.loss}

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from itsel_ray.artifacts import TrialFiles
-from itsel_ray.config import TrialConfig
+from itsel_ray.trial_config import TrialConfig
 from itsel_ray.sweep.plan import PlannedTrial
 from itsel_ray.sweep.storage import Storage
 

@@ -22,7 +22,7 @@ from ray import tune
 
 from itsel_ray.artifacts import TrialFiles, read_json, write_json
 from itsel_ray.sweep.config import Sweep
-from itsel_ray.sweep.engines import get_engine
+from itsel_ray.engine import get_engine
 from itsel_ray.sweep.plan import PlannedTrial, trial_from_config
 from itsel_ray.sweep.records import MARKER, expected_fingerprint
 from itsel_ray.sweep.storage import Storage, scratch_dir

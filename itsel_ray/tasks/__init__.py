@@ -15,12 +15,17 @@ from itsel_ray.tasks.spec import (
     Labels,
     TaskDataError,
     TaskSpec,
-    get_task,
     register_task,
 )
 from itsel_ray.tasks import formats as _formats  # noqa: F401  (registers the formatters)
 from itsel_ray.tasks.paper import SOURCE_TASKS, TARGET_TASKS  # registers the paper's tasks
 from itsel_ray.tasks import synthetic as _synthetic  # noqa: F401  (registers the offline synthetic tasks)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called `name` (every declared task is registered by importing this package); an unknown name
+    raises with the list of valid names."""
+    return TASKS.get(name)
 
 
 def task_names(role: str | None = None) -> list[str]:

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
-from itsel_ray.tasks.numbers import score_digits, spell_number
+from itsel_ray.numbers import score_digits, spell_number
 from itsel_ray.tasks.spec import FORMATTERS, Example, FormatContext, TaskSpec
 
 # ------------------------------------------------------------------------------------------------ text helpers

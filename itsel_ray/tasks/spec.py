@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from itsel_ray.examples import Example
+from itsel_ray.metrics.task_metrics import TASK_METRICS
 from itsel_ray.registry import Registry
 
 CATEGORIES = ("classification", "multiple_choice", "qa")
@@ -26,26 +28,6 @@ DATA_DIR_ENV = "ITSEL_RAY_DATA_DIR"
 
 class TaskDataError(ValueError):
     """Bad or missing data for a task; the message names the task, split and column or row."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """One text-to-text example.
-
-    input: the full model input, task prefix included. target: the training target text. label: index into the
-    task's label set for closed label sets, else None. answers: every gold string the metric accepts (QA); empty
-    means (target,). group: the question id MultiRC groups answers by for exact match.
-    """
-
-    input: str
-    target: str
-    label: int | None = None
-    answers: tuple[str, ...] = ()
-    group: str | None = None
-
-    @property
-    def golds(self) -> tuple[str, ...]:
-        return self.answers or (self.target,)
 
 
 @dataclass(frozen=True)
@@ -131,7 +113,7 @@ class TaskSpec:
     name: the registry key. prefix: the task-name prefix of every input (the authors' spelling). columns: the
     dataset columns the formatter reads (checked up front). formatter: a `FORMATTERS` name; format_options: its
     parameters (e.g. which columns become "name: value" fields), so one formatter serves many tasks. labels: the
-    closed label set, None for free-text targets. metrics: `METRICS` names, x100; select_metric: one of them, or
+    closed label set, None for free-text targets. metrics: `TASK_METRICS` names, x100; select_metric: one of them, or
     "average" (their mean), picks the best checkpoint. train_size: rows in the training split (SIZE uses it).
     """
 
@@ -272,12 +254,10 @@ class TaskSpec:
         Invalid predictions (outside the label set, unparsable numbers) count as wrong. A metric that is undefined
         (e.g. a correlation of constant predictions) is NaN, never 0.
         """
-        from itsel_ray.metrics.task_metrics import METRICS
-
         if len(predictions) != len(examples):
             raise ValueError(f"task {self.name}: {len(predictions)} predictions for {len(examples)} examples")
         labels = self.label_words(label_style)
-        out = {m: float(METRICS.get(m)(list(predictions), list(examples), labels)) for m in self.metrics}
+        out = {m: float(TASK_METRICS.get(m)(list(predictions), list(examples), labels)) for m in self.metrics}
         if self.select_metric == "average":
             out["score"] = sum(out[m] for m in self.metrics) / len(self.metrics)
         else:
@@ -298,13 +278,6 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     FORMATTERS.get(spec.formatter)  # fail at declaration time on a typo
     LOADERS.get(spec.data.kind)
     return TASKS.add(spec.name, spec)
-
-
-def get_task(name: str) -> TaskSpec:
-    """The task called `name`; an unknown name raises with the list of valid names."""
-    from itsel_ray import tasks as _tasks  # noqa: F401  (registers every declared task)
-
-    return TASKS.get(name)
 
 
 # ------------------------------------------------------------------------------------------------ data access

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from itsel_ray.analysis.meta import CATEGORIES
-from itsel_ray.config import ConfigError, from_dict
+from itsel_ray.schema import ConfigError, from_dict
 from itsel_ray.metrics.ranking import GAINS, MetricSpec, parse_metric
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.selection import SELECTORS, Selector, SelectorOptions

@@ -1,5 +1,5 @@
-"""A stand-in engine with the real engine's contract and file layout, but no model: the score is a fixed function
-of (task, seed, source, step), so the sweep's plumbing (resume, retries, tables) can be checked in seconds.
+"""The stand-in engine (`engine: fake`): the real engine's contract and file layout without a model. The score is a
+fixed function of (task, seed, source, step), so the sweep's plumbing (resume, retries, tables) runs in seconds.
 
 `train.max_steps`, `eval_every` and `save_every` behave as in the real engine (resume from state.pt included).
 """
@@ -10,11 +10,10 @@ import hashlib
 import io
 import time
 
-
 import numpy as np
 
 from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
-from itsel_ray.config import TrialConfig
+from itsel_ray.trial_config import TrialConfig
 
 D_MODEL = 8
 

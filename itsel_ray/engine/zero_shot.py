@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from itsel_ray.config import TrialConfig
+from itsel_ray.trial_config import TrialConfig
 from itsel_ray.engine.backbone import load_backbone
 from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.objectives import LOSSES

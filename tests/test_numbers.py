@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from itsel_ray.tasks.numbers import INVALID_NUMBER, parse_number, round_score, score_digits, spell_number
+from itsel_ray.numbers import INVALID_NUMBER, parse_number, round_score, score_digits, spell_number
 
 
 @given(st.integers(min_value=0, max_value=50))

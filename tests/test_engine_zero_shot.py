@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from itsel_ray.artifacts import TrialFiles, load_prompt
-from itsel_ray.engine import PromptedT5, initial_prompt, load_backbone, run_trial
+from itsel_ray.engine.backbone import load_backbone
+from itsel_ray.engine.prompt import PromptedT5, initial_prompt
+from itsel_ray.engine.trial import run_trial
 from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.objectives import LOSSES
-from itsel_ray.engine.probe import probe_prompts
+from itsel_ray.engine.zero_shot import probe_prompts
 from itsel_ray.engine.trial import make_batch, prepare_data
 from itsel_ray.tasks import get_task
 
