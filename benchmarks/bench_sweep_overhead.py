@@ -62,10 +62,10 @@ def run(trials: int, cpus: int) -> list[dict]:
     import ray
 
     from itsel_ray.sweep.cluster import cluster_info
-    from itsel_ray.sweep.config import load_sweep
-    from itsel_ray.sweep.plan import plan_stage
+    from itsel_ray.runs.sweep_file import load_sweep
+    from itsel_ray.runs.plan import plan_stage
     from itsel_ray.sweep.stages import run_stage
-    from itsel_ray.sweep.storage import Storage
+    from itsel_ray.runs.storage import Storage
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     rows = []

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 def bench_sweep_file(folder: Path, base: str, seeds: int, sources: int, targets: int) -> Path:
     """The base sweep cut to its first sources, targets and seeds (the full demo takes ~15 min sequentially)."""
-    from itsel_ray.sweep.config import resolve_sweep_path
+    from itsel_ray.runs.sweep_file import resolve_sweep_path
 
     data = yaml.safe_load(resolve_sweep_path(base).read_text())
     data["name"] = f"bench_{base}"
@@ -52,8 +52,8 @@ def sequential(sweep_path: str, out: str, threads: int) -> None:
     torch.set_num_threads(threads)
     from itsel_ray.artifacts import load_prompt
     from itsel_ray.engine.trial import run_trial
-    from itsel_ray.sweep.config import load_sweep
-    from itsel_ray.sweep.plan import plan_stage
+    from itsel_ray.runs.sweep_file import load_sweep
+    from itsel_ray.runs.plan import plan_stage
 
     sweep = load_sweep(sweep_path)
     best: dict[str, tuple[float, Path]] = {}
@@ -91,8 +91,8 @@ def main() -> None:
         sequential(args.sweep, args.sequential_into, args.threads)
         return
 
-    from itsel_ray.sweep.config import load_sweep
-    from itsel_ray.sweep.plan import plan_stage
+    from itsel_ray.runs.sweep_file import load_sweep
+    from itsel_ray.runs.plan import plan_stage
 
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("OMP_NUM_THREADS", None)
@@ -123,7 +123,7 @@ def main() -> None:
 
 def _compare(sweep, ray_root: Path, seq_root: Path) -> str:
     from itsel_ray.artifacts import read_json
-    from itsel_ray.sweep.plan import plan_stage
+    from itsel_ray.runs.plan import plan_stage
 
     trials = plan_stage(sweep, "tune") + plan_stage(sweep, "transfer")
     same = sum(read_json(ray_root / t.key / "result.json")["best_score"]

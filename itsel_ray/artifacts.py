@@ -2,7 +2,7 @@
 
 Prompts are stored as safetensors (key "prompt") or as .npy without pickle; a file a user hands in is never
 unpickled. Every write goes to a temporary name in the same folder and is renamed into place, so a crash never
-leaves a half-written file that later reads as valid.
+leaves a half-written file that later reads as valid; the file gets the permissions the umask allows.
 """
 
 from __future__ import annotations
@@ -20,6 +20,15 @@ import numpy as np
 PROMPT_KEY = "prompt"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+
+
 class PromptFileError(ValueError):
     """A prompt file that cannot be read, or holds the wrong shape."""
 
@@ -30,6 +39,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; a result on shared storage is for the team
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -136,6 +146,10 @@ def check_prompt_shape(arr: np.ndarray, shape: tuple[int, int] | None, *, name: 
         )
 
 
+class StateError(RuntimeError):
+    """A trial folder's resume state (state.pt and its previous copy) cannot be read; the message names the files."""
+
+
 @dataclass
 class TrialResult:
     """What a finished trial reports back: the in-memory form of its result.json."""
@@ -157,6 +171,7 @@ class TrialFiles:
     best.safetensors the prompt with the best selection-metric score so far
     prompts/         step_000000.safetensors (the initial prompt) and a snapshot every `save_every` steps
     state.pt         resume state: prompt, optimiser, scheduler, step, RNG, best-so-far
+    state.prev.pt    the resume state one evaluation earlier (a damaged state.pt falls back to it)
     train.log        the trial's log lines
     """
 
@@ -165,6 +180,7 @@ class TrialFiles:
     BEST_PROMPT = "best.safetensors"
     PROMPTS = "prompts"
     STATE = "state.pt"
+    STATE_PREV = "state.prev.pt"
     LOG = "train.log"
 
     def __init__(self, root: str | os.PathLike):
@@ -187,8 +203,22 @@ class TrialFiles:
         return self.root / self.STATE
 
     @property
+    def state_prev(self) -> Path:
+        return self.root / self.STATE_PREV
+
+    @property
     def log(self) -> Path:
         return self.root / self.LOG
+
+    def write_state(self, data: bytes) -> None:
+        """Replace state.pt, keeping the one it replaces as state.prev.pt (both renames are atomic)."""
+        if self.state.is_file():
+            os.replace(self.state, self.state_prev)
+        atomic_write_bytes(self.state, data)
+
+    def state_candidates(self) -> list[Path]:
+        """The resume states to try, newest first."""
+        return [p for p in (self.state, self.state_prev) if p.is_file()]
 
     def snapshot(self, step: int) -> Path:
         return self.root / self.PROMPTS / f"step_{step:06d}.safetensors"

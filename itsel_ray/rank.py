@@ -130,7 +130,7 @@ def _probe(args, selector, opts, sources, prompts, notes) -> np.ndarray:
                          "rows: give --target TASK and --sweep NAME|PATH")
     from itsel_ray.engine.zero_shot import probe_prompts
     from itsel_ray.engine.trial import TrialError
-    from itsel_ray.sweep.config import load_sweep
+    from itsel_ray.runs.sweep_file import load_sweep
 
     sweep = load_sweep(args.sweep)
     cfg = sweep.trial_config("transfer", task=args.target, seed=sweep.grid.target_seeds[0])

@@ -26,7 +26,7 @@ def test_shipped_definitions_parse(name):
 def test_demo_definition_names_the_demo_tasks():
     # Figure 4's targets are demo targets, and every group holds a demo source (else Table 3 drops it with a note).
     from itsel_ray.analysis.meta import resolve_metadata
-    from itsel_ray.sweep.config import load_sweep
+    from itsel_ray.runs.sweep_file import load_sweep
 
     cfg = load_analysis_config(ANALYSIS / "demo.yaml")
     grid = load_sweep("demo").grid

@@ -30,7 +30,7 @@ def test_rank_probe_prints_the_ranking_with_the_probe_scores(tmp_path, capsys):
     # the same numbers as the engine gives for the smoke sweep's transfer settings at its first target seed
     from itsel_ray.artifacts import load_prompt
     from itsel_ray.engine.zero_shot import probe_prompts
-    from itsel_ray.sweep.config import load_sweep
+    from itsel_ray.runs.sweep_file import load_sweep
 
     sweep = load_sweep("smoke")
     cfg = sweep.trial_config("transfer", task="syn_and01", seed=sweep.grid.target_seeds[0])

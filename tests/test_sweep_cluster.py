@@ -1,47 +1,16 @@
-"""Trial resources come from the cluster's resources; a request that can never fit fails at once."""
+"""Joining Ray: cluster mistakes are one-line errors before Ray is touched, and the private local instance listens
+on loopback only (every service, checked on the sockets of a started instance)."""
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
-from itsel_ray.sweep.cli import default_sweep
-from itsel_ray.sweep.cluster import ClusterInfo, ResourceError, concurrency, object_store_bytes, trial_resources
-from itsel_ray.sweep.config import Resources
-
-CPU_BOX = ClusterInfo(total={"CPU": 2.0}, nodes=[{"CPU": 2.0}])
-GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
-GPU_CLUSTER = ClusterInfo(total={"CPU": 16.0, "GPU": 2.0}, nodes=[{"CPU": 0.0}, GPU_NODE, GPU_NODE], address="auto")
-
-
-def test_cpu_only_machine_gets_one_cpu_per_trial():
-    req = trial_resources(Resources(), CPU_BOX)
-    assert req == {"cpu": 1.0, "gpu": 0.0}
-    assert concurrency(req, CPU_BOX) == 2
-
-
-def test_gpus_are_shared_when_present():
-    req = trial_resources(Resources(), GPU_CLUSTER)
-    assert req == {"cpu": 1.0, "gpu": 0.25}
-    assert concurrency(req, GPU_CLUSTER) == 8  # 4 per GPU node, none on the CPU-less head
-
-
-def test_never_ignores_gpus():
-    assert trial_resources(Resources(use_gpu="never"), GPU_CLUSTER)["gpu"] == 0.0
-
-
-def test_gpu_sweep_on_a_cpu_box_fails_with_a_message():
-    with pytest.raises(ResourceError, match="asks for GPUs.*wait forever"):
-        trial_resources(Resources(use_gpu="always"), CPU_BOX, sweep_name="paper")
-
-
-def test_a_trial_bigger_than_any_node_fails():
-    with pytest.raises(ResourceError, match="no node"):
-        trial_resources(Resources(cpu_per_trial=4), CPU_BOX)
-    with pytest.raises(ResourceError, match="no node"):
-        trial_resources(Resources(gpu_per_trial=2), GPU_CLUSTER)
-
-
-def test_default_sweep_follows_the_gpus():
-    assert default_sweep(0)[0] == "demo" and default_sweep(4)[0] == "paper"
-    assert "no GPU" in default_sweep(0)[1]
+from itsel_ray.sweep.cluster import ClusterError, bootstrap_address, check_cluster, object_store_bytes, token_available
 
 
 def test_object_store_is_capped(monkeypatch):
@@ -49,3 +18,73 @@ def test_object_store_is_capped(monkeypatch):
     assert 100 * 2**20 <= object_store_bytes() <= 512 * 2**20
     monkeypatch.setenv("ITSEL_RAY_OBJECT_STORE_MB", "256")
     assert object_store_bytes() == 256 * 2**20
+
+
+def test_token_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert not token_available({})
+    assert token_available({"RAY_AUTH_TOKEN": "abc"})
+    (tmp_path / "tok").write_text("xyz\n")
+    assert token_available({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "tok")})
+    assert not token_available({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "missing")})
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t")
+    assert token_available({})
+
+
+def test_token_auth_without_a_token_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with pytest.raises(ClusterError, match="no token was found") as err:
+        check_cluster("127.0.0.1:6379")
+    assert "\n" not in str(err.value)
+
+
+def test_unreachable_address_and_no_cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ClusterError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        check_cluster(f"127.0.0.1:{port}", timeout_s=2)
+    with pytest.raises(ClusterError, match="expected 'auto' or HOST:PORT"):
+        check_cluster("nonsense")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    with pytest.raises(ClusterError, match="no Ray cluster is running on this node"):
+        check_cluster("auto")
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("10.1.2.3:6379\n")
+    assert bootstrap_address("auto") == "10.1.2.3:6379"
+    assert bootstrap_address("auto", {"RAY_ADDRESS": "ray://h:10001"}) == "h:10001"
+
+
+LISTEN = textwrap.dedent("""
+    import ipaddress, json, os, psutil, time
+    from itsel_ray.sweep.cluster import start_local
+    start_local(1, dashboard=True, object_store_memory=100 * 1024**2)
+    import ray
+    time.sleep(3)
+    mine = {os.getpid()} | {c.pid for c in psutil.Process().children(recursive=True)}
+    bound = sorted({(psutil.Process(c.pid).name(), c.laddr.ip) for c in psutil.net_connections(kind="inet")
+                    if c.status == psutil.CONN_LISTEN and c.pid in mine})
+    print(json.dumps(bound))
+    ray.shutdown()
+""")
+
+
+@pytest.mark.slow
+def test_local_instance_listens_on_loopback_only():
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    out = subprocess.run([sys.executable, "-c", LISTEN], capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    bound = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(bound) >= 4, bound  # GCS, raylet, workers, dashboard and agents all listen somewhere
+    for name, ip in bound:
+        addr = ipaddress.ip_address(ip)
+        addr = addr.ipv4_mapped or addr if isinstance(addr, ipaddress.IPv6Address) else addr
+        assert addr.is_loopback, f"{name} listens on {ip}"

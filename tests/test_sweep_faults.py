@@ -17,7 +17,7 @@ import psutil
 import pytest
 import yaml
 
-from itsel_ray.sweep.config import sweeps_dir
+from itsel_ray.runs.sweep_file import sweeps_dir
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,22 +14,17 @@ import yaml
 
 from itsel_ray.artifacts import load_prompt, read_json
 from itsel_ray.sweep.cli import main
-from itsel_ray.sweep.config import sweeps_dir
+from itsel_ray.runs.sweep_file import sweeps_dir
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    import ray
+    from itsel_ray.sweep.parallel import local_ray as start
 
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
-             log_to_driver=False)
-    try:
+    with start(2):
         yield
-    finally:
-        ray.shutdown()
 
 
 def events(root: Path, stage: str, name: str) -> list[dict]:
@@ -55,31 +50,39 @@ def test_smoke_sweep_end_to_end(local_ray, tmp_path):
     assert len(results) == 8 and set(results.stage) == {"tune", "transfer"}
     assert (results.status == "done").all()
     assert results.score.map(math.isfinite).all()
-    assert all(Path(p).is_file() for p in results.best_prompt)
+    assert all((root / p).is_file() for p in results.best_prompt)  # paths relative to the sweep root
     prompts = pd.read_parquet(root / "results" / "prompts.parquet")
-    assert all(Path(p).is_file() for p in prompts.path)
+    assert all((root / p).is_file() for p in prompts.path)
     assert pd.read_csv(root / "results" / "results.csv").shape == results.shape
 
     # each transfer started from its source's best prompt (best over the source's seeds and evaluations)
     index = read_json(root / "source_prompts" / "index.json")
     for row in results[results.stage == "transfer"].itertuples():
-        start = load_prompt(Path(row.trial_dir) / "prompts" / "step_000000.safetensors")
-        np.testing.assert_array_equal(start, load_prompt(index[row.source]["path"]))
+        start = load_prompt(root / row.trial_dir / "prompts" / "step_000000.safetensors")
+        np.testing.assert_array_equal(start, load_prompt(root / index[row.source]["path"]))
         src = results[(results.stage == "tune") & (results.task == row.source)]
         assert index[row.source]["score"] == src.score.max()
 
     # trial folders carry the engine's files and Tune's logs exist per trial
     for row in results.itertuples():
         assert {"config.json", "result.json", "best.safetensors", "state.pt", "train.log"} <= {
-            p.name for p in Path(row.trial_dir).iterdir()}
+            p.name for p in (root / row.trial_dir).iterdir()}
     assert glob.glob(str(root / "ray_tune" / "transfer-*" / "*" / "stdout"))
-    progress = read_json(root / "transfer" / "progress.json")
-    assert progress["done"] == progress["total"] == 4
+    assert glob.glob(str(root / "ray_tune" / "transfer-*" / "*" / "events.out.tfevents.*"))  # TensorBoard
+    assert not glob.glob(str(root / "ray_tune" / "*" / "*" / "checkpoint_*"))  # the trial folder is the state
+    from itsel_ray.runs.progress import latest_run
+    from itsel_ray.runs.storage import Storage
 
-    # the same command again: nothing retrains
+    run = latest_run(Storage(root), "transfer")
+    assert run.ended["outcome"] == "complete" and run.count("done") == 4 and run.todo == 4
+    assert not (root / "driver.lock").exists()  # released
+
+    # the same command again: nothing retrains, and no Tune experiment is even started
     starts = len(glob.glob(str(root / "events" / "*" / "*" / "*-start.json")))
+    experiments = len(glob.glob(str(root / "ray_tune" / "*")))
     assert main(["transfer", "--sweep", "smoke", "--storage", str(store), "--quiet"]) == 0
     assert len(glob.glob(str(root / "events" / "*" / "*" / "*-start.json"))) == starts
+    assert len(glob.glob(str(root / "ray_tune" / "*"))) == experiments
 
 
 def test_a_failing_trial_is_retried_from_its_checkpoint(local_ray, tmp_path):

@@ -7,12 +7,11 @@ import yaml
 
 from itsel_ray.artifacts import write_json
 from itsel_ray.engine import fake as fake_engine
-from itsel_ray.sweep.config import load_sweep, sweeps_dir
-from itsel_ray.sweep.plan import plan_stage
-from itsel_ray.sweep.records import MARKER, expected_fingerprint
-from itsel_ray.sweep.stages import plan_hash
-from itsel_ray.sweep.storage import Storage
-from itsel_ray.sweep.trainable import _finished_record, _prepare_work_dir, _set_aside_stale, _tune_metrics
+from itsel_ray.runs.plan import plan_stage
+from itsel_ray.runs.storage import Storage
+from itsel_ray.runs.sweep_file import load_sweep, sweeps_dir
+from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, read_record
+from itsel_ray.sweep.trainable import _resume_step, _set_aside_stale, _tune_metrics
 
 
 def sweep_with(tmp_path, **train):
@@ -31,14 +30,15 @@ def test_finished_trial_is_recognised_and_a_changed_config_is_not(tmp_path):
     work = storage.local(t.key)
     fake_engine.run_trial(sweep.trial_config(t.role, task=t.task, seed=t.seed), work)
     write_json(work / MARKER, {"fingerprint": expected_fingerprint(sweep, t)})
-    assert _finished_record(storage, t, expected_fingerprint(sweep, t))["status"] == "done"
-    assert _finished_record(storage, t, expected_fingerprint(changed, t)) is None
-    assert plan_hash(sweep, "tune", {}) != plan_hash(changed, "tune", {})
+    assert read_record(storage, sweep, t, expected_fingerprint(sweep, t)).status == "done"
+    assert read_record(storage, changed, t, expected_fingerprint(changed, t)).status == "pending"
+    assert expected_fingerprint(sweep, t) != expected_fingerprint(changed, t)
 
     # the folder of the old config moves to _stale/, and the new run starts from an empty folder
-    moved = _set_aside_stale(storage, t, work, expected_fingerprint(changed, t))
-    assert moved and not work.exists()
-    assert json.loads((storage.local() / moved / "result.json").read_text())["status"] == "done"
+    moved = _set_aside_stale(storage, t, work, expected_fingerprint(changed, t), why="another config")
+    assert moved and not work.exists() and moved.startswith("_stale/")
+    assert json.loads((storage.local(moved) / "result.json").read_text())["status"] == "done"
+    assert "another config" in (storage.local(moved) / "SET_ASIDE").read_text()
 
 
 def test_matching_state_is_resumed_in_place(tmp_path):
@@ -49,8 +49,8 @@ def test_matching_state_is_resumed_in_place(tmp_path):
     fake_engine.run_trial(sweep.trial_config(t.role, task=t.task, seed=t.seed), work)
     expected = expected_fingerprint(sweep, t)
     write_json(work / MARKER, {"fingerprint": expected})
-    assert _set_aside_stale(storage, t, work, expected) is None
-    assert _prepare_work_dir(work, expected) == 30  # resumes from the step in its own folder, no Tune call needed
+    assert _set_aside_stale(storage, t, work, expected, why="x") is None
+    assert _resume_step(work) == 30  # resumes from the step in its own folder
 
 
 def test_metrics_for_tune_are_flat_and_never_say_done():

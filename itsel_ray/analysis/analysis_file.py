@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from itsel_ray.analysis.meta import CATEGORIES
-from itsel_ray.schema import ConfigError, from_dict
+from itsel_ray.definitions import definitions_dir
+from itsel_ray.schema import ConfigError, from_dict, read_yaml
 from itsel_ray.metrics.ranking import GAINS, MetricSpec, parse_metric
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.selection import SELECTORS, Selector, SelectorOptions
@@ -163,16 +163,10 @@ def load_analysis_config(path: str | Path) -> AnalysisConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"analysis config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    data = read_yaml(path, what="analysis definition")
     return analysis_config_from_dict(data, where=str(path))
 
 
-ANALYSIS_DIR = Path(__file__).resolve().parents[2] / "analysis"
-
-
 def builtin_config(name: str) -> Path:
-    """analysis/<name>.yaml of the repository checkout."""
-    return ANALYSIS_DIR / f"{name}.yaml"
+    """analysis/<name>.yaml of the shipped definitions (the checkout's folder, or the installed package's copy)."""
+    return definitions_dir("analysis") / f"{name}.yaml"

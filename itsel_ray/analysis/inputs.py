@@ -10,10 +10,11 @@ results: one row per trial.
     source      transfer rows: the source task; otherwise empty / None
     target      transfer rows and tune-target rows: the target task; None for source tuning
     seed        int
-    status      "done" | "failed" | "running" | "pending"
+    status      "done" | "failed" | "running" | "damaged" | "pending"
     score       best selection-metric value, 0-100; NaN unless done
     best_step, steps, wall_s, metric_<name>..., trial_dir
-    best_prompt path of the best prompt file (relative paths are relative to the folder), or empty
+    best_prompt path of the best prompt file (relative paths are relative to the folder's parent, the sweep root),
+                or empty
 prompts: one row per saved prompt file.
     stage, role, task, source, seed, step (int), path, is_best (bool)
 probe (optional; the sweep's analyze stage writes it for the torch engine): one row per (target, source) pair.
@@ -46,7 +47,7 @@ RESULTS_REQUIRED = ("stage", "role", "task", "source", "target", "seed", "status
 PROMPTS_COLUMNS = ("stage", "role", "task", "source", "seed", "step", "path", "is_best")
 STAGES = ("tune", "transfer")
 ROLES = ("source", "target", "transfer")
-STATUSES = ("done", "failed", "running", "pending")
+STATUSES = ("done", "failed", "running", "damaged", "pending")
 METRIC_PREFIX = "metric_"
 
 
@@ -168,6 +169,7 @@ def load_probe(folder: str | Path) -> pd.DataFrame | None:
 
 
 def resolve_path(folder: str | Path, path: str) -> Path:
-    """A path from a table: absolute as is, relative to the results folder otherwise."""
+    """A path from a table: absolute as is; relative ones are relative to the sweep root, the results folder's
+    parent, as the sweep writes them (so a copied storage reads its own files)."""
     p = Path(path)
-    return p if p.is_absolute() else Path(folder) / p
+    return p if p.is_absolute() else Path(folder).parent / p

@@ -1,18 +1,21 @@
 """The stand-in engine (`engine: fake`): the real engine's contract and file layout without a model. The score is a
 fixed function of (task, seed, source, step), so the sweep's plumbing (resume, retries, tables) runs in seconds.
 
-`train.max_steps`, `eval_every` and `save_every` behave as in the real engine (resume from state.pt included).
+`train.max_steps`, `eval_every` and `save_every` behave as in the real engine: resume from state.pt (falling back to
+state.prev.pt), and a result record that `recover_record` rebuilds from the state alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
-from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
+from itsel_ray.artifacts import StateError, TrialFiles, TrialResult, save_prompt, write_json
 from itsel_ray.trial_config import TrialConfig
 
 D_MODEL = 8
@@ -38,22 +41,53 @@ def _initial(cfg: TrialConfig, init_prompt: np.ndarray | None) -> np.ndarray:
     return rng.standard_normal((cfg.prompt.length, D_MODEL)).astype(np.float32)
 
 
+def _record(cfg: TrialConfig, state: dict) -> dict:
+    done = state["step"] >= cfg.train.max_steps
+    return {"status": "done" if done else "running", "task": cfg.task, "source": cfg.source, "seed": cfg.seed,
+            "best_score": state["best"], "best_step": state["best_step"], "best_metrics": {"accuracy": state["best"]},
+            "steps": state["step"], "max_steps": cfg.train.max_steps, "wall_s": round(state["wall"], 3),
+            "history": state["history"]}
+
+
+def _load_state(files: TrialFiles) -> tuple[dict, Path] | None:
+    """The newest readable resume state; StateError when there is state but none of it reads."""
+    tried = []
+    for path in files.state_candidates():
+        try:
+            raw = dict(np.load(io.BytesIO(path.read_bytes()), allow_pickle=False))
+            meta = json.loads(str(raw["meta"]))
+            return {"prompt": raw["prompt"], "step": int(raw["step"]), **meta}, path
+        except Exception as err:  # truncated or foreign file
+            tried.append(f"{path.name}: {type(err).__name__}")
+    if tried:
+        raise StateError(f"{files.root}: no readable resume state ({'; '.join(tried)})")
+    return None
+
+
+def recover_record(cfg: TrialConfig, work_dir) -> dict | None:
+    """result.json rebuilt from the resume state (None when there is no readable state)."""
+    try:
+        loaded = _load_state(TrialFiles(work_dir))
+    except StateError:
+        return None
+    return None if loaded is None else _record(cfg, loaded[0])
+
+
 def run_trial(cfg: TrialConfig, work_dir, *, report=None, init_prompt=None) -> TrialResult:
     files = TrialFiles(work_dir)
     files.root.mkdir(parents=True, exist_ok=True)
     report = report or (lambda m, c: None)
     t0 = time.perf_counter()
-    if files.state.is_file():
-        state = dict(np.load(io.BytesIO(files.state.read_bytes()), allow_pickle=False))
-        prompt, step = state["prompt"], int(state["step"])
-        record = read_json(files.result)
-        best, best_step, history = record["best_score"], record["best_step"], record["history"]
-        wall_before = float(record["wall_s"])
+    loaded = _load_state(files)
+    if loaded is not None:
+        state = loaded[0]
     else:
-        prompt, step, best, best_step, history, wall_before = _initial(cfg, init_prompt), 0, None, None, [], 0.0
+        state = {"prompt": _initial(cfg, init_prompt), "step": 0, "best": None, "best_step": None, "history": [],
+                 "wall": 0.0}
         write_json(files.config, {"config": cfg.to_dict(), "engine": "fake"})
-        save_prompt(files.snapshot(0), prompt)
-    train = cfg.train
+        save_prompt(files.snapshot(0), state["prompt"])
+    wall_before = float(state["wall"])
+    train, prompt, step = cfg.train, state["prompt"], state["step"]
     while step < train.max_steps:
         step += 1
         prompt = prompt + np.float32(0.01)
@@ -61,23 +95,22 @@ def run_trial(cfg: TrialConfig, work_dir, *, report=None, init_prompt=None) -> T
             save_prompt(files.snapshot(step), prompt)
         if step % train.eval_every == 0 or step == train.max_steps:
             score = _score(cfg, step, init_prompt)
-            if best is None or score > best:
-                best, best_step = score, step
+            if state["best"] is None or score > state["best"]:
+                state["best"], state["best_step"] = score, step
                 save_prompt(files.best_prompt, prompt)
-            history.append({"step": step, "loss": 1.0 / step, "score": score, "accuracy": score})
-            done = step >= train.max_steps
-            wall = wall_before + time.perf_counter() - t0
+            state["history"].append({"step": step, "loss": 1.0 / step, "score": score, "accuracy": score})
+            state.update(prompt=prompt, step=step, wall=wall_before + time.perf_counter() - t0)
             buf = io.BytesIO()
-            np.savez(buf, prompt=prompt, step=np.int64(step))
-            atomic_write_bytes(files.state, buf.getvalue())
-            write_json(files.result, {"status": "done" if done else "running", "task": cfg.task, "source": cfg.source,
-                                      "seed": cfg.seed, "best_score": best, "best_step": best_step,
-                                      "best_metrics": {"accuracy": best}, "steps": step, "wall_s": round(wall, 3),
-                                      "history": history})
-            report({"step": step, "score": score, "best_score": best, "best_step": best_step, "loss": 1.0 / step,
-                    "wall_s": wall, "done": done, "eval_accuracy": score}, True)
-    record = read_json(files.result)
+            meta = {k: state[k] for k in ("best", "best_step", "history", "wall")}
+            np.savez(buf, prompt=prompt, step=np.int64(step), meta=np.array(json.dumps(meta)))
+            files.write_state(buf.getvalue())
+            record = _record(cfg, state)
+            write_json(files.result, record)
+            report({"step": step, "score": score, "best_score": state["best"], "best_step": state["best_step"],
+                    "loss": 1.0 / step, "wall_s": state["wall"], "done": record["status"] == "done",
+                    "eval_accuracy": score}, True)
+    record = _record(cfg, state)
+    write_json(files.result, record)  # also mends a damaged record of a run that had already finished
     return TrialResult(status="done", best_score=record["best_score"], best_step=record["best_step"],
                        best_metrics=record["best_metrics"], steps=step, wall_s=record["wall_s"],
                        history=record["history"])
-

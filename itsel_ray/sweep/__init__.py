@@ -1,6 +1,7 @@
-"""The study as a distributed Ray Tune sweep: `python -m itsel_ray.sweep {tune,transfer,analyze,all,status}`.
+"""The Ray adapters of the sweep: a thin layer over the pure run state in itsel_ray/runs/.
 
-Pure modules (no Ray): config (sweep YAML), plan (trials, folder names), storage, records, sources, results, status.
-Ray adapters: cluster (init, resources), trainable (the Tune function), progress (callback), stages (Tuners),
-driver (the CLI's run path), parallel (the analysis' Ray map). Only this package may import ray.
+cluster (connect: a private loopback-only instance or a cluster, checked first), stages (one Tuner per stage run),
+trainable (the Tune function around an engine's run_trial), callbacks (progress log and console line), tracking
+(MLflow / W&B callbacks), parallel (the analysis' Ray map), analyze_stage, driver (the run path) and cli (the
+command line; `status` and `--dry-run` never start Ray). Only this package may import ray.
 """

@@ -1,20 +1,25 @@
-"""The command line of `python -m itsel_ray.sweep STAGE`: arguments, `status` and `--dry-run` (neither starts Ray),
-and the hand-off to the driver for the stages that run trials."""
+"""The command line of the sweep stages (`python -m itsel_ray.sweep STAGE`, `itsel-ray STAGE`): arguments, `status`
+and `--dry-run` (neither starts Ray), and the hand-off to the driver for the stages that run trials.
+
+Every user mistake ends here as one line on stderr and an exit status from exit_codes, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
 
+from itsel_ray.runs.resources import ClusterInfo, ResourceError, concurrency, local_resources, trial_resources
+from itsel_ray.runs.storage import Storage, StorageError, sweep_root
+from itsel_ray.runs.sweep_file import load_sweep, pick_sweep
+from itsel_ray.runs.sweep_spec import Sweep
 from itsel_ray.schema import ConfigError
-from itsel_ray.sweep.config import Sweep, load_sweep
-from itsel_ray.sweep.plan import plan_stage
-from itsel_ray.sweep.storage import Storage
+from itsel_ray.sweep import exit_codes
 
 STORAGE_ENV = "ITSEL_RAY_STORAGE"
-EXIT_OK, EXIT_FAILED_TRIALS, EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+STAGES = ("tune", "transfer", "analyze", "all", "status")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 STAGE_HELP = """\
 stages:
@@ -24,31 +29,42 @@ stages:
             when its results are missing, and `analyze` once every transfer trial is done (--no-analyze skips it)
   analyze   write the results tables and run the task-selection analysis on them
   all       tune, transfer, analyze
-  status    per stage: trials done / running / failed / not started and an ETA, read from storage;
+  status    per stage: trials done / running / retrying / failed / not started and an ETA, read from storage;
             starts nothing (no Ray)
 
-Re-running a command after Ctrl-C, a killed driver or a lost worker continues the sweep: finished trials are
-kept, interrupted ones resume from their last checkpoint.
+examples:
+  {prog} transfer                                   the offline demo on a local Ray instance (no GPU needed)
+  {prog} transfer --sweep paper --dry-run           the paper's plan, resolved settings and resources
+  {prog} tune --sweep smoke --set trial.train.max_steps=40 --set grid.target_seeds=[28]
+  {prog} transfer --address auto --sweep paper --storage /mnt/shared/itsel-ray   on a Ray cluster
+  {prog} status --sweep paper --storage /mnt/shared/itsel-ray
 
-exit status: 0 ok, 1 some trials failed, 2 bad sweep file or arguments, 3 resources can never fit,
-130 interrupted (rerun to continue).
+Re-running a command after Ctrl-C, a killed driver or a lost worker continues the sweep: finished trials are
+kept, interrupted ones resume from their last state. One driver at a time per sweep storage.
+
+exit status: 0 ok, 1 some trials failed, 2 bad sweep file, override or argument, 3 cannot run here (resources,
+cluster, storage, another driver), 130 interrupted (rerun to continue).
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m itsel_ray.sweep") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m itsel_ray.sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run the intermediate-task prompt-transfer study as a Ray Tune sweep.", epilog=STAGE_HELP)
-    p.add_argument("stage", choices=("tune", "transfer", "analyze", "all", "status"), metavar="STAGE",
-                   help="tune | transfer | analyze | all | status (see below)")
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the intermediate-task prompt-transfer study as a Ray Tune sweep.",
+        epilog=STAGE_HELP.format(prog=prog))
+    p.add_argument("stage", choices=STAGES, metavar="STAGE", help=" | ".join(STAGES) + " (see below)")
     p.add_argument("--sweep", metavar="NAME|PATH",
-                   help="sweeps/NAME.yaml or a YAML file (default: 'paper' when the cluster has GPUs, else 'demo')")
+                   help="a shipped sweep (demo, paper, smoke) or a YAML file (default: 'paper' when the cluster has "
+                        "GPUs, else 'demo')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting of the sweep file, by its dotted key (repeatable), checked like the "
+                        "file: e.g. --set trial.train.max_steps=2000 --set grid.target_seeds=[28]")
     p.add_argument("--address", metavar="ADDR",
                    help="Ray cluster to join: 'auto' on a cluster node or under `ray job submit`, or HOST:PORT "
-                        "(token auth). Default: start a private local Ray instance (auth off, dashboard on "
-                        "127.0.0.1) and stop it at the end")
+                        "(token auth). Default: start a private local Ray instance (loopback only, auth off) and "
+                        "stop it at the end")
     p.add_argument("--storage", metavar="PATH",
-                   help=f"root for trial folders, Tune state and tables: a folder, an NFS mount or s3://bucket/prefix "
+                   help=f"root for trial folders, tables and logs: a folder, an NFS mount or s3://bucket/prefix "
                         f"(default: ${STORAGE_ENV}, else ./runs). On a multi-node cluster it must be shared storage")
     p.add_argument("--max-concurrent", type=int, metavar="N",
                    help="at most N trials at once (default: the sweep's execution.max_concurrent_trials, else as "
@@ -56,19 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, metavar="N",
                    help="CPUs of the local Ray instance (default: all of this machine's)")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the trial plan and per-trial resources, then exit; starts nothing")
+                   help="print the resolved settings of one trial per role, the plan and the per-trial resources; "
+                        "starts nothing; exits 3 when the plan cannot run on this cluster")
     p.add_argument("--no-dashboard", action="store_true",
                    help="start the local instance without its dashboard (about 200 MiB less memory)")
-    p.add_argument("--quiet", action="store_true", help="only stage-level progress lines, no Tune trial table")
     p.add_argument("--no-analyze", action="store_true",
                    help="transfer: stop after the transfer trials instead of running the analysis on them")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                   help="console messages at or above this level (default INFO); the full log is kept in "
+                        "<storage>/<sweep>/logs/ either way")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="also show Tune's own progress tables (-v: per trial status, -vv: every result)")
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors (same as --log-level WARNING)")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        return _fail(EXIT_BAD_INPUT, f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+def fail(code: int, message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None, *, prog: str = "python -m itsel_ray.sweep") -> int:
+    args = build_parser(prog).parse_args(argv)
+    for flag in ("max_concurrent", "num_cpus"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return fail(exit_codes.BAD_INPUT, f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.quiet:
+        args.log_level = "WARNING"
     storage_base = args.storage or os.environ.get(STORAGE_ENV) or "runs"
     try:
         if args.stage == "status":
@@ -79,70 +110,60 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_command(args, storage_base, explicit_storage=bool(args.storage or os.environ.get(STORAGE_ENV)))
     except ConfigError as err:
-        return _fail(EXIT_BAD_INPUT, str(err))
-
-
-def _fail(code: int, message: str) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return code
-
-
-def sweep_root(storage_base: str, name: str) -> Storage:
-    base = storage_base.rstrip("/") if "://" in storage_base else str(Path(storage_base).expanduser().resolve())
-    return Storage(f"{base}/{name}" if "://" in base else str(Path(base, name)))
-
-
-def default_sweep(gpus: float) -> tuple[str, str]:
-    if gpus > 0:
-        return "paper", f"the cluster has {gpus:g} GPU(s)"
-    return "demo", "the cluster has no GPU (the paper sweep needs GPUs; the demo runs offline on CPUs)"
+        return fail(exit_codes.BAD_INPUT, str(err))
+    except (ResourceError, StorageError) as err:
+        return fail(exit_codes.CANNOT_RUN, str(err))
 
 
 def _status(args, storage_base: str) -> int:
-    from itsel_ray.sweep.status import format_status, sweeps_in
+    from itsel_ray.runs.status import check_storage_base, format_status, sweeps_in
 
+    check_storage_base(storage_base)
     if args.sweep:
-        sweep = load_sweep(args.sweep, check_engine=False)
+        sweep = load_sweep(args.sweep, overrides=args.overrides, check_engine=False)
         print(format_status(sweep, sweep_root(storage_base, sweep.name)))
-        return EXIT_OK
+        return exit_codes.OK
     names = sweeps_in(storage_base)
     if not names:
         print(f"no sweeps under {storage_base}; pass --sweep NAME (and --storage PATH) to check one")
-        return EXIT_OK
+        return exit_codes.OK
     for name in names:
-        stored = sweep_root(storage_base, name).path("sweep.yaml")
-        sweep = load_sweep(stored if Path(stored).is_file() else name, check_engine=False)
+        stored = sweep_root(storage_base, name).local("sweep.yaml")
+        sweep = load_sweep(str(stored) if stored.is_file() else name, check_engine=False)
         print(format_status(sweep, sweep_root(storage_base, name)) + "\n")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _dry_run(args, storage_base: str) -> int:
-    from itsel_ray.sweep import cluster as cl
-
     if args.address:
-        info = cl.connect(args.address, dashboard=False)
-        cl.shutdown()
+        from itsel_ray.sweep import cluster as cl
+
+        try:
+            info = cl.connect(args.address, dashboard=False)
+        except cl.ClusterError as err:
+            return fail(exit_codes.CANNOT_RUN, str(err))
+        finally:
+            cl.shutdown()
     else:
-        info = cl.local_resources(args.num_cpus)
-    sweep = _pick_sweep(args, info.gpus)
+        info = local_resources(args.num_cpus)
+    sweep, why = pick_sweep(args.sweep, overrides=args.overrides, gpus=info.gpus)
+    if why:
+        print(why)
     storage = sweep_root(storage_base, sweep.name)
-    print(describe_plan(sweep, storage, info, args.max_concurrent))
-    return EXIT_OK
+    text, runnable = describe_plan(sweep, storage, info, args.max_concurrent)
+    print(text)
+    return exit_codes.OK if runnable else exit_codes.CANNOT_RUN
 
 
-def _pick_sweep(args, gpus: float) -> Sweep:
-    if args.sweep:
-        return load_sweep(args.sweep)
-    name, why = default_sweep(gpus)
-    print(f"sweep: {name} (no --sweep given and {why})", flush=True)
-    return load_sweep(name)
+def describe_plan(sweep: Sweep, storage: Storage, info: ClusterInfo, max_concurrent: int | None) -> tuple[str, bool]:
+    """The plan as --dry-run prints it, and whether it can run on `info`."""
+    import yaml
 
-
-def describe_plan(sweep: Sweep, storage: Storage, info, max_concurrent: int | None) -> str:
-    from itsel_ray.sweep.cluster import ResourceError, concurrency, trial_resources
+    from itsel_ray.runs.plan import plan_stage
 
     lines = [f"sweep {sweep.name} ({sweep.path})", f"  {sweep.spec.description}".rstrip(),
              f"storage: {storage.root}", f"resources: {info.describe()}"]
+    runnable = True
     try:
         req = trial_resources(sweep.spec.resources, info, sweep_name=sweep.name)
         cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
@@ -151,15 +172,27 @@ def describe_plan(sweep: Sweep, storage: Storage, info, max_concurrent: int | No
                      + (f" (capped at {cap})" if cap else ""))
     except ResourceError as err:
         lines.append(f"per trial: CANNOT RUN HERE: {err}")
+        runnable = False
     for stage in ("tune", "transfer"):
         trials = plan_stage(sweep, stage)
-        roles = {}
+        roles: dict[str, int] = {}
         for t in trials:
             roles[t.role] = roles.get(t.role, 0) + 1
         steps = {r: sweep.settings[r].train.max_steps for r in roles}
         lines.append(f"{stage}: {len(trials)} trials (" + ", ".join(
             f"{n} {r} x {steps[r]} steps, lr {sweep.settings[r].optim.lr:g}" for r, n in roles.items()) + ")")
-        shown = trials[:3] + ([] if len(trials) <= 4 else [None]) + trials[-1:] if len(trials) > 4 else trials
+        shown = trials[:3] + [None] + trials[-1:] if len(trials) > 4 else trials
         lines += ["    ..." if t is None else f"    {storage.path(t.key)}" for t in shown]
     lines.append(f"tables: {storage.path('results')}/results.{{parquet,csv}}, prompts.{{parquet,csv}}")
-    return "\n".join(line for line in lines if line.strip())
+    lines.append("resolved settings of one trial per role:")
+    examples = [("source", sweep.grid.sources[0], sweep.grid.source_seeds[0], None),
+                ("target", sweep.grid.targets[0], sweep.grid.target_seeds[0], None),
+                ("transfer", sweep.grid.targets[0], sweep.grid.target_seeds[0], sweep.grid.sources[0])]
+    for role, task, seed, source in examples:
+        cfg = sweep.trial_config(role, task=task, seed=seed, source=source).to_dict()
+        body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=110).rstrip()
+        lines.append(f"  {role}:")
+        lines += [f"    {line}" for line in body.splitlines()]
+    if not runnable:
+        lines.append("CANNOT RUN HERE (see 'per trial' above)")
+    return "\n".join(line for line in lines if line.strip()), runnable

@@ -1,62 +1,32 @@
-"""Connecting to Ray and sizing trials to what the cluster has.
+"""Connecting to Ray: a private local instance on loopback, or a running cluster with token auth, checked first.
 
-No address: start a private local instance (`address="local"`, auth off, dashboard on 127.0.0.1 only, a small object
-store). `auto` or host:port: join a running cluster with token auth (`ray up` / `ray job submit`). Trial resources
-come from the cluster's own resources, and a request no node can ever hold fails at once, instead of leaving trials
-PENDING forever (Ray does not error on an impossible request).
+No address: start a private instance (`address="local"`, auth off) whose every service (GCS, raylet, workers,
+dashboard and its agents) listens on 127.0.0.1 only, so no other machine can reach it: Ray binds its servers to the
+node's IP, and RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes that IP the loopback address (Ray's single-machine mode).
+It is checked after start, and a start that is not on loopback stops with an error.
+
+`auto` or HOST:PORT: join a running cluster (`ray up`, `ray job submit`) with token auth. Before Ray is touched, a
+missing token, an unreachable address or an `auto` with no cluster on this node is a one-line error, instead of
+Ray's C++ abort or a minute of retries.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from dataclasses import dataclass, field
+import socket
+import sys
+from pathlib import Path
 
-from itsel_ray.sweep.config import Resources
+from itsel_ray.runs.resources import ClusterInfo
 
 MiB = 1024**2
-
-
-class ResourceError(RuntimeError):
-    """The sweep asks for resources the cluster cannot provide."""
-
-
-@dataclass(frozen=True)
-class ClusterInfo:
-    """Total resources and per-node resources ({"CPU": 2.0, "GPU": 1.0, ...})."""
-
-    total: dict
-    nodes: list = field(default_factory=list)
-    address: str | None = None
-    dashboard_url: str | None = None
-
-    @property
-    def gpus(self) -> float:
-        return float(self.total.get("GPU", 0))
-
-    @property
-    def cpus(self) -> float:
-        return float(self.total.get("CPU", 0))
-
-    def describe(self) -> str:
-        where = "local Ray instance" if self.address is None else f"Ray cluster at {self.address}"
-        return f"{where}: {len(self.nodes)} node(s), {self.cpus:g} CPU, {self.gpus:g} GPU"
-
-
-def local_resources(num_cpus: int | None = None) -> ClusterInfo:
-    """What a local instance would get, detected without starting Ray (for --dry-run)."""
-    cpus = float(num_cpus or os.cpu_count() or 1)
-    gpus = 0.0
-    try:
-        import torch
-
-        gpus = float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0
-    except Exception:  # no torch or a broken driver: assume no GPU
-        gpus = 0.0
-    node = {"CPU": cpus, "GPU": gpus}
-    return ClusterInfo(total=dict(node), nodes=[node])
-
-
 OBJECT_STORE_ENV = "ITSEL_RAY_OBJECT_STORE_MB"
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # read by Ray at import: node IP = loopback
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be joined (no token, unreachable, none running) or a local start is not private."""
 
 
 def object_store_bytes() -> int:
@@ -73,22 +43,99 @@ def object_store_bytes() -> int:
     return int(max(100 * MiB, min(512 * MiB, 0.1 * available)))
 
 
-def connect(address: str | None, *, num_cpus: int | None = None, dashboard: bool = True,
-            log_to_driver: bool = True) -> ClusterInfo:
+# ------------------------------------------------------------------------------------------------ checks first
+
+
+def token_available(env: dict | None = None) -> bool:
+    """Ray's token sources: $RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token."""
+    env = os.environ if env is None else env
+    if env.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = Path(env.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    try:
+        return bool(path.read_text().strip())
+    except OSError:
+        return False
+
+
+def bootstrap_address(address: str, env: dict | None = None) -> str | None:
+    """HOST:PORT of the GCS behind `address` ("auto": $RAY_ADDRESS or the cluster started on this node)."""
+    env = os.environ if env is None else env
+    if address != "auto":
+        return address.split("://", 1)[-1]
+    if env.get("RAY_ADDRESS") and env["RAY_ADDRESS"] != "auto":
+        return env["RAY_ADDRESS"].split("://", 1)[-1]
+    tmp = Path(env.get("RAY_TMPDIR") or "/tmp") / "ray" / "ray_current_cluster"
+    try:
+        return tmp.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def check_cluster(address: str, *, timeout_s: float = 5.0) -> None:
+    """One-line errors for the mistakes that otherwise end in a C++ abort or a long hang."""
+    mode = os.environ.get("RAY_AUTH_MODE", "token")
+    if mode == "token" and not token_available():
+        raise ClusterError("token auth is on (RAY_AUTH_MODE=token) but no token was found: set RAY_AUTH_TOKEN, "
+                           "or put the cluster's token in ~/.ray/auth_token (`ray get-auth-token` on the head), "
+                           "or RAY_AUTH_TOKEN_PATH; see docs/cluster.md")
+    target = bootstrap_address(address)
+    if target is None:
+        raise ClusterError("--address auto: no Ray cluster is running on this node (no $RAY_ADDRESS, no "
+                           "/tmp/ray/ray_current_cluster); start one (`ray up cluster.yaml`) or pass HOST:PORT")
+    if target.startswith("http"):
+        return  # a Ray Client / dashboard URL: ray.init reports its own errors
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r}: expected 'auto' or HOST:PORT, got {target!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ClusterError(f"--address {address}: cannot reach the Ray cluster at {target} "
+                           f"({err.strerror or err}); is the head running and the port open?") from None
+
+
+# ------------------------------------------------------------------------------------------------ starting
+
+
+def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_driver: bool = False,
+                object_store_memory: int | None = None, num_gpus: float | None = None) -> str | None:
+    """Start the private loopback-only instance; returns the dashboard URL (None without a dashboard)."""
+    for key, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # nothing but this machine's own processes can reach it
     import ray
 
-    if address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback-only private instance
-        ctx = ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
-                       dashboard_host="127.0.0.1", object_store_memory=object_store_bytes(),
-                       log_to_driver=log_to_driver)
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")  # a shared cluster: every client authenticates
-        ctx = ray.init(address=address, log_to_driver=log_to_driver)
+    kwargs = {} if num_gpus is None else {"num_gpus": num_gpus}
+    ctx = ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
+                   dashboard_host="127.0.0.1", object_store_memory=object_store_memory or object_store_bytes(),
+                   log_to_driver=log_to_driver, **kwargs)
+    node_ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        ray.shutdown()
+        raise ClusterError(f"the local Ray instance would listen on {node_ip}, not on loopback only (Ray was imported "
+                           f"before {', '.join(LOOPBACK_ENV)} could be set); run the command in a fresh process")
     url = getattr(ctx, "dashboard_url", None) or None
-    if url and not url.startswith("http"):
-        url = f"http://{url}"
-    return cluster_info(address, dashboard_url=url)
+    return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def connect(address: str | None, *, num_cpus: int | None = None, dashboard: bool = True,
+            log_to_driver: bool = False) -> ClusterInfo:
+    if address is None:
+        return cluster_info(None, dashboard_url=start_local(num_cpus, dashboard=dashboard,
+                                                            log_to_driver=log_to_driver))
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # a shared cluster: every client authenticates
+    check_cluster(address)
+    import ray
+
+    try:
+        ctx = ray.init(address=address, log_to_driver=log_to_driver)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ClusterError(f"--address {address}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") \
+            from None
+    url = getattr(ctx, "dashboard_url", None) or None
+    return cluster_info(address, dashboard_url=f"http://{url}" if url and not url.startswith("http") else url)
 
 
 def cluster_info(address: str | None = None, *, dashboard_url: str | None = None) -> ClusterInfo:
@@ -99,40 +146,12 @@ def cluster_info(address: str | None = None, *, dashboard_url: str | None = None
                        dashboard_url=dashboard_url)
 
 
+def is_initialized() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
 def shutdown() -> None:
-    import ray
+    if is_initialized():
+        import ray
 
-    if ray.is_initialized():
         ray.shutdown()
-
-
-def trial_resources(res: Resources, cluster: ClusterInfo, *, sweep_name: str = "") -> dict:
-    """Ray resources per trial: a GPU share when GPUs are used, CPUs otherwise; impossible requests raise."""
-    label = f"sweep {sweep_name!r}" if sweep_name else "the sweep"
-    use_gpu = res.use_gpu == "always" or (res.use_gpu == "auto" and cluster.gpus > 0)
-    if res.use_gpu == "always" and cluster.gpus == 0:
-        raise ResourceError(
-            f"{label} asks for GPUs (resources.use_gpu: always) but the {cluster.describe()}. Its trials would "
-            "wait forever. Run it on a GPU cluster (docs/cluster.md), or pick a CPU sweep (--sweep demo)."
-        )
-    request = {"cpu": float(res.cpu_per_trial), "gpu": float(res.gpu_per_trial) if use_gpu else 0.0}
-    nodes = cluster.nodes or [cluster.total]
-    if not any(n.get("CPU", 0) >= request["cpu"] and n.get("GPU", 0) >= request["gpu"] for n in nodes):
-        biggest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
-        raise ResourceError(
-            f"{label}: a trial needs {request['cpu']:g} CPU and {request['gpu']:g} GPU, but no node of the "
-            f"{cluster.describe()} has that much (largest node: {biggest.get('CPU', 0):g} CPU, "
-            f"{biggest.get('GPU', 0):g} GPU). Lower resources.cpu_per_trial / gpu_per_trial or add bigger nodes."
-        )
-    return request
-
-
-def concurrency(request: dict, cluster: ClusterInfo) -> int:
-    """How many trials fit at once (for the dry-run summary)."""
-    total = 0
-    for n in cluster.nodes or [cluster.total]:
-        fits = [n.get("CPU", 0) // request["cpu"]] if request["cpu"] else []
-        if request["gpu"]:
-            fits.append(n.get("GPU", 0) // request["gpu"])
-        total += int(min(fits)) if fits else 0
-    return total

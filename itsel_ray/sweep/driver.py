@@ -1,121 +1,163 @@
-"""The sweep driver behind the CLI: connect to Ray, pick the sweep, run the stages in order, always leave tables.
+"""The sweep driver behind the CLI: check, lock, connect, run the stages in order, always leave tables.
 
-The tables are rewritten after every stage and on the way out (Ctrl-C included), and the local Ray instance is
-always stopped. Finished work lives in the trial folders, so nothing here needs to survive a killed driver.
+Before Ray starts: the sweep is parsed (all of it, analysis definition included), the storage is checked (a folder,
+writable, with free space), and the sweep's lock is taken, so a second driver on the same storage is refused with
+the first one named. The tables are rewritten after every stage and on the way out (Ctrl-C included); the local Ray
+instance is always stopped and the lock released. Finished work lives in the trial folders, so nothing here needs to
+survive a killed driver.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 
+import yaml
+
+from itsel_ray.engine import get_engine
+from itsel_ray.runs.lock import DriverLock, LockedError
+from itsel_ray.runs.resources import ResourceError, local_resources, trial_resources
+from itsel_ray.runs.source_prompts import MissingSourcesError
+from itsel_ray.runs.storage import StorageError, sweep_root
+from itsel_ray.runs.sweep_file import pick_sweep
+from itsel_ray.runs.tables import write_tables
 from itsel_ray.sweep import cluster as cl
-from itsel_ray.sweep.cli import (EXIT_FAILED_TRIALS, EXIT_INTERRUPTED, EXIT_OK, EXIT_RESOURCES, _fail,
-                                      _pick_sweep, sweep_root)
-from itsel_ray.sweep.analyze import AnalysisUnavailable, run_analyze
-from itsel_ray.sweep.results import write_tables
-from itsel_ray.sweep.sources import MissingSourcesError
-from itsel_ray.sweep.stages import outcome, run_stage
+from itsel_ray.sweep import exit_codes
+from itsel_ray.sweep.console import Console
 
 
 class Interrupted(Exception):
-    """A stage stopped before all its trials finished (Ctrl-C)."""
+    """A stage stopped before all its trials finished (Ctrl-C, a stop signal)."""
 
 
 def run_command(args, storage_base: str, *, explicit_storage: bool = True) -> int:
-    started = time.time()
-    owns_ray = not _ray_initialized()
-    # Trial output goes to each trial's own log files (and the dashboard), not to this console.
-    info = (cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard, log_to_driver=False)
-            if owns_ray
-            else cl.cluster_info(args.address))
-    storage = None
+    console = Console(level=args.log_level)
     try:
-        if info.dashboard_url:
-            print(f"Ray dashboard: {info.dashboard_url}", flush=True)
-        print(f"Ray: {info.describe()}", flush=True)
-        sweep = _pick_sweep(args, info.gpus)
-        cl.trial_resources(sweep.spec.resources, info, sweep_name=sweep.name)  # fail fast, before writing anything
-        storage = sweep_root(storage_base, sweep.name)
-        if args.address and not storage.remote and not explicit_storage:
-            print(f"warning: storage defaults to {storage.root} on this node; a multi-node cluster needs shared "
-                  "storage (--storage /shared/path or s3://...)", file=sys.stderr, flush=True)
-        _store_sweep_file(sweep, storage)
-        code = _run_stages(args, sweep, storage, info)
-        print(f"finished in {time.time() - started:.1f}s; results in {storage.path('results')}", flush=True)
-        return code
-    except cl.ResourceError as err:
-        return _fail(EXIT_RESOURCES, str(err))
-    except (KeyboardInterrupt, Interrupted) as err:
-        print(f"\ninterrupted{': ' + str(err) if str(err) else ''}. Finished trials are kept; rerun the same command "
-              "to continue from the last checkpoints.", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return _run(args, storage_base, explicit_storage, console)
     finally:
-        if storage is not None:
+        console.close()
+
+
+def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> int:
+    started = time.time()
+    owns_ray = not cl.is_initialized()
+    sweep = info = None
+    if args.sweep or (owns_ray and not args.address):  # everything that can be checked without Ray, first
+        sweep = _pick(args, local_resources(args.num_cpus).gpus if not args.sweep else 0.0, console)
+    storage = lock = None
+    try:
+        if sweep is not None:
+            storage, lock = _claim(sweep, storage_base, args.stage)
+            console.keep_log(storage.local("logs"), args.stage) if not storage.remote else None
+        if owns_ray:
+            info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard)
+        else:
+            info = cl.cluster_info(args.address)
+        console.quiet_ray(args.verbose)
+        if info.dashboard_url:
+            console.info(f"Ray dashboard: {info.dashboard_url}")
+        console.info(f"Ray: {info.describe()}")
+        if sweep is None:
+            sweep = _pick(args, info.gpus, console)
+            storage, lock = _claim(sweep, storage_base, args.stage)
+        trial_resources(sweep.spec.resources, info, sweep_name=sweep.name)  # fail fast, before writing anything
+        if args.address and not storage.remote and not explicit_storage:
+            console.warning(f"storage defaults to {storage.root} on this node; a multi-node cluster needs shared "
+                            "storage (--storage /shared/path or s3://...)")
+        storage.write_bytes("sweep.yaml", yaml.safe_dump(dict(sweep.raw), sort_keys=False).encode())
+        code = _run_stages(args, sweep, storage, info, console)
+        console.summary(f"finished in {time.time() - started:.1f}s; results in {storage.path('results')}")
+        if console.log_path:
+            console.summary(f"full log: {console.log_path}")
+        return code
+    except (cl.ClusterError, LockedError, ResourceError, StorageError) as err:
+        console.error(str(err))
+        return exit_codes.CANNOT_RUN
+    except (KeyboardInterrupt, Interrupted) as err:
+        console.error(f"interrupted{': ' + str(err) if str(err) else ''}. Finished trials are kept; rerun the same "
+                      "command to continue from the trials' last state.")
+        return exit_codes.INTERRUPTED
+    finally:
+        if storage is not None and lock is not None:
             try:
-                write_tables(sweep, storage)
+                write_tables(sweep, storage, recover=_recover(sweep))
             except Exception as err:  # never mask the real outcome
-                print(f"warning: could not rewrite the results tables: {err}", file=sys.stderr, flush=True)
+                console.warning(f"could not rewrite the results tables: {err}")
         if owns_ray:
             cl.shutdown()
+        if lock is not None:
+            lock.release()
 
 
-def _run_stages(args, sweep, storage, info) -> int:
+def _pick(args, gpus: float, console: Console):
+    sweep, why = pick_sweep(args.sweep, overrides=args.overrides, gpus=gpus)
+    if why:
+        console.info(why)
+    return sweep
+
+
+def _claim(sweep, storage_base: str, command: str):
+    storage = sweep_root(storage_base, sweep.name)
+    storage.check_usable()
+    return storage, DriverLock(storage, command).acquire()
+
+
+def _recover(sweep):
+    return getattr(get_engine(sweep.spec.engine), "recover_record", None)
+
+
+def _run_stages(args, sweep, storage, info, console: Console) -> int:
+    from itsel_ray.sweep.analyze_stage import AnalysisUnavailable, run_analyze
+
     stages = {"all": ["tune", "transfer", "analyze"],
               "transfer": ["transfer"] if args.no_analyze else ["transfer", "analyze"]}.get(args.stage, [args.stage])
-    verbose = 0 if args.quiet else 1
     failed = False
     for stage in stages:
         if stage == "analyze":
             try:
-                print(f"[analyze] report: {run_analyze(sweep, storage)}", flush=True)
+                report = run_analyze(sweep, storage, console=console, recover=_recover(sweep))
+                console.summary(f"[analyze] report: {report}")
             except AnalysisUnavailable as err:
-                print(f"[analyze] not run: {err}", file=sys.stderr, flush=True)
+                console.error(f"[analyze] not run: {err}")
                 failed = True
             except Exception:  # the tables are written; show the analysis' own error and go on to exit 1
-                traceback.print_exc()
-                print("[analyze] failed (the results tables were written)", file=sys.stderr, flush=True)
+                console.error("[analyze] failed (the results tables were written; the previous report is kept):\n"
+                              + traceback.format_exc())
                 failed = True
             continue
         if stage == "transfer":
-            tune_state = outcome(sweep, storage, "tune")
+            from itsel_ray.sweep.stages import outcome
+
+            tune_state = outcome(sweep, storage, "tune", recover=_recover(sweep))
             if not tune_state.complete:
-                print(f"[transfer] tune results missing ({len(tune_state.unfinished)} of {tune_state.total} trials "
-                      "unfinished): running tune first", flush=True)
-                failed |= _one_stage(args, sweep, storage, info, "tune", verbose)
+                console.info(f"[transfer] tune results missing ({len(tune_state.unfinished)} of {tune_state.total} "
+                             "trials unfinished): running tune first")
+                failed |= _one_stage(args, sweep, storage, info, "tune", console)
             try:
-                failed |= _one_stage(args, sweep, storage, info, "transfer", verbose)
+                failed |= _one_stage(args, sweep, storage, info, "transfer", console)
             except MissingSourcesError as err:
-                return _fail(EXIT_FAILED_TRIALS, str(err))
+                console.error(str(err))
+                return exit_codes.FAILED_TRIALS
         else:
-            failed |= _one_stage(args, sweep, storage, info, stage, verbose)
-    return EXIT_FAILED_TRIALS if failed else EXIT_OK
+            failed |= _one_stage(args, sweep, storage, info, stage, console)
+    return exit_codes.FAILED_TRIALS if failed else exit_codes.OK
 
 
-def _one_stage(args, sweep, storage, info, stage: str, verbose: int) -> bool:
+def _one_stage(args, sweep, storage, info, stage: str, console: Console) -> bool:
     """Run one stage; True when trials failed. Raises Interrupted when trials were left unfinished."""
-    before = outcome(sweep, storage, stage)
+    from itsel_ray.sweep.stages import outcome, run_stage
+    from itsel_ray.sweep.tracking import tracking_callbacks
+
+    before = outcome(sweep, storage, stage, recover=_recover(sweep))
     if before.complete and not before.failed:
-        print(f"[{stage}] all {before.total} trials already done", flush=True)
+        console.info(f"[{stage}] all {before.total} trials already done")
         return False
-    print(f"[{stage}] {before.done}/{before.total} done; running the rest", flush=True)
-    after = run_stage(sweep, stage, storage, info, max_concurrent=args.max_concurrent, verbose=verbose)
-    write_tables(sweep, storage)
-    print(after.line(), flush=True)
+    console.info(f"[{stage}] {before.done}/{before.total} done; running the rest"
+                 + (f" ({len(before.failed)} failed before: retried)" if before.failed else ""))
+    after = run_stage(sweep, stage, storage, info, max_concurrent=args.max_concurrent, verbose=args.verbose,
+                      console=console, callbacks=tracking_callbacks(sweep, stage, storage), recover=_recover(sweep))
+    write_tables(sweep, storage, recover=_recover(sweep))
+    console.info(after.line())
     if not after.complete:
         raise Interrupted(f"{stage}: {len(after.unfinished)} trial(s) unfinished")
     return bool(after.failed)
-
-
-def _store_sweep_file(sweep, storage) -> None:
-    """The merged sweep settings beside the results, so `status` can read a sweep without its file."""
-    import yaml
-
-    storage.write_bytes("sweep.yaml", yaml.safe_dump(dict(sweep.raw), sort_keys=False).encode())
-
-
-def _ray_initialized() -> bool:
-    import ray
-
-    return ray.is_initialized()

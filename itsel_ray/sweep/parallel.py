@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import ray
+
+from itsel_ray.sweep.cluster import start_local
 
 
 @ray.remote
@@ -57,16 +58,14 @@ def make_ray_map(**options: Any) -> Callable[[Callable, Iterable], list]:
 
 @contextlib.contextmanager
 def local_ray(num_cpus: int | None = None, *, object_store_memory: int = 256 * 1024**2) -> Iterator[None]:
-    """Start an embedded local Ray instance (no dashboard, auth off, loopback only) and always shut it down.
+    """Start the private local Ray instance (loopback only, no dashboard) and always shut it down.
 
     Reuses an instance that is already initialised in this process and leaves it running.
     """
     if ray.is_initialized():
         yield
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-             object_store_memory=object_store_memory, log_to_driver=False)
+    start_local(num_cpus, object_store_memory=object_store_memory)
     try:
         yield
     finally:

@@ -1,31 +1,34 @@
-"""One Tune `Tuner` per stage, resumable: tune (sources and targets), then transfer (source x target x seed).
+"""One Tune `Tuner` per stage run: tune (sources and targets), then transfer (source x target x seed).
 
-A stage's Tune experiment lives under <sweep>/ray_tune/<stage>-<plan hash>-<time>, recorded in <sweep>/<stage>/run.json.
-Re-running the same command restores it (Tuner.restore with the trainable and param_space re-specified, so the
-source-prompt ObjectRefs are fresh); a changed plan gets a new experiment, and the trial folders still skip every
-trial already finished for the same config. Only this stage layer and the trainable talk to Tune.
+Each run of a stage is a fresh Tune experiment over exactly the trials storage does not yet hold as finished
+(<sweep>/ray_tune/<stage>-<time>/), so nothing Tune saved earlier is ever restored, and so no file on storage is
+unpickled: a rerun after a crash, a kill or a changed plan is a new experiment, and the trial folders carry every
+trial's state. Tune keeps no trial checkpoints (the folders are the state) and saves its experiment state only
+every EXPERIMENT_STATE_S, so the driver's cost per trial does not grow with the size of the sweep. A trial that
+fails with retries left (a lost node, a crash) goes to the front of the queue instead of Tune's back.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 
 import ray
 from ray import tune
+from ray.tune.schedulers import FIFOScheduler
 
-from itsel_ray.sweep.cluster import ClusterInfo, trial_resources
-from itsel_ray.sweep.plan import param_space, plan_stage
-from itsel_ray.sweep.progress import StageProgress
-from itsel_ray.sweep.records import expected_fingerprint, read_stage
-from itsel_ray.sweep.sources import persist_source_prompts
-from itsel_ray.sweep.storage import Storage
+from itsel_ray.runs.plan import param_space, plan_stage
+from itsel_ray.runs.resources import ClusterInfo, trial_resources
+from itsel_ray.runs.source_prompts import persist_source_prompts, source_index
+from itsel_ray.runs.storage import Storage
+from itsel_ray.runs.trial_state import read_stage
+from itsel_ray.sweep.callbacks import StageProgress
 from itsel_ray.sweep.trainable import StageContext, sweep_trial
 
 TUNE_DIR = "ray_tune"
+EXPERIMENT_STATE_S = "900"  # Tune's experiment snapshot: only for Tune's own tools, never restored here
 
 
 @dataclass
@@ -35,6 +38,7 @@ class StageOutcome:
     done: int = 0
     failed: list = field(default_factory=list)
     unfinished: list = field(default_factory=list)
+    damaged: list = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -49,28 +53,59 @@ class StageOutcome:
         return text
 
 
-def outcome(sweep, storage: Storage, stage: str) -> StageOutcome:
-    records = read_stage(sweep, storage, plan_stage(sweep, stage))
+def outcome(sweep, storage: Storage, stage: str, *, recover=None) -> StageOutcome:
+    index = source_index(sweep, storage).entries if stage == "transfer" else None
+    records = read_stage(sweep, storage, plan_stage(sweep, stage), index=index, recover=recover)
     return StageOutcome(stage, len(records), done=sum(r.status == "done" for r in records),
                         failed=[r.trial.key for r in records if r.status == "failed"],
-                        unfinished=[r.trial.key for r in records if r.status in ("pending", "running")])
+                        unfinished=[r.trial.key for r in records if r.status in ("pending", "running", "damaged")],
+                        damaged=[r.trial.key for r in records if r.status == "damaged"])
 
 
-def plan_hash(sweep, stage: str, index: dict) -> str:
-    items = [(t.key, expected_fingerprint(sweep, t, index)) for t in plan_stage(sweep, stage)]
-    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:10]
+class RecoveredFirst(FIFOScheduler):
+    """FIFO, except that a trial Tune is retrying (a lost node, a crash) is started before any trial that has not
+    started yet: Tune itself re-queues it at the back, which at the paper's trial lengths adds a whole trial's
+    time to the end of the stage."""
+
+    def __init__(self):
+        super().__init__()
+        self._retrying: list = []
+
+    def on_trial_error(self, tune_controller, trial):
+        if trial not in self._retrying:
+            self._retrying.append(trial)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self._forget(trial)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self._forget(trial)
+
+    def _forget(self, trial) -> None:
+        if trial in self._retrying:
+            self._retrying.remove(trial)
+
+    def choose_trial_to_run(self, tune_controller):
+        for trial in list(self._retrying):
+            if trial.status == "PENDING":
+                return trial
+            if trial.status in ("RUNNING", "TERMINATED", "ERROR"):
+                self._forget(trial)  # started again, or given up
+        return super().choose_trial_to_run(tune_controller)
 
 
 def _trial_name(trial) -> str:
-    c = trial.config
-    if "run" in c:
-        return f"{c['run']['task']}_seed={c['run']['seed']}"
-    return f"{c['source']}__{c['target']}_seed={c['seed']}"
+    run = trial.config["run"]
+    prefix = f"{run['source']}__" if run.get("source") else ""
+    return f"{prefix}{run['task']}_seed={run['seed']}"
 
 
 def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_concurrent: int | None = None,
-              verbose: int = 1) -> StageOutcome:
-    """Run (or resume) the stage's Tuner and return what storage says afterwards."""
+              verbose: int = 0, console=None, callbacks=(), recover=None) -> StageOutcome:
+    """Run the stage's unfinished trials in a fresh Tuner and return what storage says afterwards."""
+    before = outcome(sweep, storage, stage, recover=recover)
+    todo_keys = set(before.unfinished) | set(before.failed)
+    trials = [t for t in plan_stage(sweep, stage) if t.key in todo_keys]
     request = trial_resources(sweep.spec.resources, cluster, sweep_name=sweep.name)
     extra, index = {}, {}
     if stage == "transfer":
@@ -78,54 +113,36 @@ def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_
         extra["prompts"] = {source: ray.put(p) for source, p in prompts.items()}  # one put per source prompt
     ctx = StageContext(sweep=sweep, stage=stage, storage_root=storage.root, source_index=index)
     trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx, **extra), request)
-    space = param_space(sweep, stage)
     cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
-    digest = plan_hash(sweep, stage, index)
-    previous = storage.read_json(f"{stage}/run.json") or {}
-    exp_path = previous.get("experiment")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # tiny sweeps only
-    if (exp_path and previous.get("plan_hash") == digest and tune.Tuner.can_restore(exp_path)
-            and not _stale(sweep, storage, stage)):
-        print(f"[{stage}] resuming {exp_path}", flush=True)
-        if previous.get("max_concurrent_trials") != cap:
-            print(f"[{stage}] note: a resumed stage keeps its first concurrency cap "
-                  f"({previous.get('max_concurrent_trials')})", flush=True)
-        tuner = tune.Tuner.restore(exp_path, trainable, resume_errored=True, param_space=space)
-    else:
-        name = f"{stage}-{digest}-{time.strftime('%Y%m%d-%H%M%S')}"
-        exp_path = storage.path(f"{TUNE_DIR}/{name}")
-        storage.write_json(f"{stage}/run.json", {"experiment": exp_path, "plan_hash": digest,
-                                                 "max_concurrent_trials": cap, "resources_per_trial": request,
-                                                 "cluster": cluster.describe(), "started_at": time.time()})
-        tuner = tune.Tuner(trainable, param_space=space, tune_config=_tune_config(sweep, cap),
-                           run_config=_run_config(sweep, stage, storage, name, verbose))
-    tuner.fit()
-    return outcome(sweep, storage, stage)
-
-
-def _stale(sweep, storage: Storage, stage: str) -> bool:
-    """True when Tune thinks a trial finished that storage does not hold (e.g. its folder was deleted): the old
-    experiment would never rerun it, so a fresh experiment is needed (finished trials are still skipped)."""
-    tune_says = (storage.read_json(f"{stage}/progress.json") or {}).get("trials", {})
-    return any(tune_says.get(key) == "done" for key in outcome(sweep, storage, stage).unfinished)
-
-
-def _tune_config(sweep, cap: int | None) -> tune.TuneConfig:
-    return tune.TuneConfig(reuse_actors=sweep.spec.execution.reuse_actors, max_concurrent_trials=cap,
-                           trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
-
-
-def _run_config(sweep, stage: str, storage: Storage, name: str, verbose: int) -> tune.RunConfig:
-    ex = sweep.spec.execution
-    progress = StageProgress(sweep, stage, storage.root, total=len(plan_stage(sweep, stage)))
-    return tune.RunConfig(
-        name=name,
-        storage_path=storage.path(TUNE_DIR),
-        failure_config=tune.FailureConfig(max_failures=ex.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=ex.checkpoints_to_keep),
-        sync_config=tune.SyncConfig(sync_artifacts=True),  # with log_to_file: stdout/stderr reach storage
-        log_to_file=True,
-        callbacks=[progress],
-        verbose=verbose,
+    run = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    progress = StageProgress(sweep, stage, storage.root, run=run, total=before.total, done_before=before.done,
+                             todo=len(trials), console=console)
+    progress.log.write("run", total=before.total, todo=len(trials), host=socket.gethostname(), pid=os.getpid(),
+                       resources=request, cluster=cluster.describe(), max_concurrent=cap)
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = EXPERIMENT_STATE_S
+    if not verbose:  # Tune's new console output prints its experiment table even when silent; the old one does not
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    tuner = tune.Tuner(
+        trainable, param_space=param_space(trials),
+        tune_config=tune.TuneConfig(reuse_actors=sweep.spec.execution.reuse_actors, max_concurrent_trials=cap,
+                                    scheduler=RecoveredFirst(), trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=run, storage_path=storage.path(TUNE_DIR),
+            failure_config=tune.FailureConfig(max_failures=sweep.spec.execution.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            sync_config=tune.SyncConfig(sync_artifacts=True),  # with log_to_file: stdout/stderr reach storage
+            log_to_file=True, callbacks=[progress, *callbacks], verbose=verbose),
     )
-
+    outcome_kind = "interrupted"
+    try:
+        tuner.fit()
+        after = outcome(sweep, storage, stage, recover=recover)
+        outcome_kind = "complete" if after.complete and not after.failed else (
+            "failed" if after.complete else "interrupted")
+        return after
+    finally:
+        if console is not None:
+            console.progress(progress.line(), final=True)
+        progress.log.write("end", outcome=outcome_kind)
+        progress.log.flush()

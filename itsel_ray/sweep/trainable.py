@@ -1,8 +1,11 @@
 """The Tune function trainable: one grid point -> TrialConfig -> the engine's run_trial -> tune.report.
 
-The trial's work folder is the unit of resume. A finished trial (result.json "done" for this exact config) is
-reported again and never retrained; an unfinished one continues from the state in its folder, or, when the folder
-is gone or stale (another node, remote storage), from Tune's latest checkpoint, which is a copy of that folder.
+The trial folder on storage is the unit of resume, so Tune keeps no checkpoints: a finished trial (result.json
+"done" for this exact config) is reported again and never retrained; an unfinished one continues from the state in
+its folder, whichever node runs it. A damaged file is mended before the engine starts (the marker and result.json
+from the other files); a resume state that cannot be read at all is set aside under _stale/ and the trial starts
+over, with the reason in the trial's events. On remote storage (s3://...) the trial trains in a node-local scratch
+folder, downloaded from storage on resume, and uploads each file that changed after every evaluation.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from typing import Any
 import ray
 from ray import tune
 
-from itsel_ray.artifacts import TrialFiles, read_json, write_json
-from itsel_ray.sweep.config import Sweep
+from itsel_ray.artifacts import StateError, TrialFiles, read_json, write_json
 from itsel_ray.engine import get_engine
-from itsel_ray.sweep.plan import PlannedTrial, trial_from_config
-from itsel_ray.sweep.records import MARKER, expected_fingerprint
-from itsel_ray.sweep.storage import Storage, scratch_dir
+from itsel_ray.runs.attempts import record_attempt
+from itsel_ray.runs.plan import PlannedTrial, trial_from_config
+from itsel_ray.runs.storage import Storage, scratch_dir
+from itsel_ray.runs.sweep_spec import Sweep
+from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, marker_record, read_record, trial_config
 
 
 class InjectedFailure(RuntimeError):
@@ -46,95 +50,96 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
     """Tune entry point. `prompts` maps each source to the ObjectRef of its best prompt (transfer only)."""
     trial = trial_from_config(ctx.sweep, ctx.stage, config)
     storage = Storage(ctx.storage_root)
-    cfg = ctx.sweep.trial_config(trial.role, task=trial.task, seed=trial.seed, source=trial.source or None)
+    engine = get_engine(ctx.sweep.spec.engine)
+    cfg = trial_config(ctx.sweep, trial)
     expected = expected_fingerprint(ctx.sweep, trial, ctx.source_index)
-    work = scratch_dir(ctx.sweep.name, trial.key) if storage.remote else storage.local(trial.key)
-
-    finished = _finished_record(storage, trial, expected)
-    if finished is not None:
-        _event(storage, trial, "skip", steps=finished.get("steps"))
-        tune.report(_final_metrics(trial, finished))
+    record = read_record(storage, ctx.sweep, trial, expected, index=ctx.source_index,
+                         recover=getattr(engine, "recover_record", None))
+    if record.note:
+        record_attempt(storage, trial, "repair", note=record.note)
+    if record.status == "done":
+        record_attempt(storage, trial, "skip", steps=record.result.get("steps"))
+        tune.report(_final_metrics(trial, record.result))
         return
 
-    stale = _set_aside_stale(storage, trial, work, expected)
-    resumed = _prepare_work_dir(work, expected)
-    write_json(work / MARKER, {"fingerprint": expected, "trial": trial.key, "stage": trial.stage,
-                               "source_prompt": ctx.source_index.get(trial.source) if trial.source else None})
-    _event(storage, trial, "start", resumed_from_step=resumed, host=socket.gethostname(), pid=os.getpid(),
-           omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale)
+    work = scratch_dir(ctx.sweep.name, trial.key) if storage.remote else storage.local(trial.key)
+    stale = _set_aside_stale(storage, trial, work, expected, why="another config")
+    if storage.remote:
+        _download(storage, trial, work, expected)
+    if (work / MARKER).is_file() and not (work / TrialFiles.CONFIG).is_file():
+        write_json(work / TrialFiles.CONFIG, {"config": cfg.to_dict(), "rebuilt": "from the trial's marker"})
+    write_json(work / MARKER, marker_record(trial, expected, ctx.source_index.get(trial.source)
+                                            if trial.source else None))
     init = ray.get(prompts[trial.source]) if trial.stage == "transfer" else None
     reporter = _Reporter(ctx, trial, storage, work)
+    record_attempt(storage, trial, "start", resumed_from_step=_resume_step(work), host=socket.gethostname(),
+                   pid=os.getpid(), omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale)
     try:
-        get_engine(ctx.sweep.spec.engine).run_trial(cfg, work, report=reporter, init_prompt=init)
+        try:
+            engine.run_trial(cfg, work, report=reporter, init_prompt=init)
+        except StateError as err:  # nothing to resume from: start over, keeping the unreadable folder aside
+            moved = _set_aside_stale(storage, trial, work, None, why="unreadable state")
+            record_attempt(storage, trial, "restart", reason=str(err), set_aside=moved)
+            work.mkdir(parents=True, exist_ok=True)
+            write_json(work / MARKER, marker_record(trial, expected, ctx.source_index.get(trial.source)
+                                                    if trial.source else None))
+            engine.run_trial(cfg, work, report=reporter, init_prompt=init)
     except BaseException as err:
-        _event(storage, trial, "error", error=f"{type(err).__name__}: {err}", step=reporter.last_step)
-        _publish(storage, trial, work)
+        record_attempt(storage, trial, "error", error=f"{type(err).__name__}: {err}", step=reporter.last_step)
+        reporter.upload()
         raise
-    _publish(storage, trial, work)
-    _event(storage, trial, "end", steps=reporter.last_step)
+    reporter.upload()
+    record_attempt(storage, trial, "end", steps=reporter.last_step)
 
 
-def _finished_record(storage: Storage, trial: PlannedTrial, expected: str | None) -> dict | None:
-    marker = storage.read_json(f"{trial.key}/{MARKER}")
-    if not marker or marker.get("fingerprint") != expected:
-        return None
-    result = storage.read_json(f"{trial.key}/{TrialFiles.RESULT}")
-    return result if result and result.get("status") == "done" else None
-
-
-def _set_aside_stale(storage: Storage, trial: PlannedTrial, work: Path, expected: str | None) -> str | None:
-    """A local trial folder left by another config of this sweep is moved to _stale/, never deleted."""
-    if storage.remote or not work.exists():
+def _resume_step(work: Path) -> int | None:
+    """The step the engine resumes from (None: a fresh start)."""
+    files = TrialFiles(work)
+    if not files.state_candidates():
         return None
     try:
-        marker = read_json(work / MARKER)
-    except (OSError, ValueError):
-        marker = {}
-    if marker.get("fingerprint") == expected:
+        return int(read_json(files.result).get("steps"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return -1  # state without a readable record: the engine still resumes from its state
+
+
+def _set_aside_stale(storage: Storage, trial: PlannedTrial, work: Path, expected: str | None, *, why: str) -> str | None:
+    """Move a folder that is not this config's (or whose state is unreadable) to _stale/, never delete it."""
+    if not work.exists() or not any(work.iterdir()):
         return None
-    if not any(work.iterdir()):
+    if expected is not None:
+        try:
+            if read_json(work / MARKER).get("fingerprint") == expected:
+                return None
+        except (OSError, ValueError, AttributeError):
+            pass
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    if storage.remote:
+        shutil.rmtree(work, ignore_errors=True)  # scratch only; the stored copy is replaced as the trial trains
         return None
-    dest = storage.local(f"_stale/{trial.key}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    dest = storage.local(f"_stale/{trial.key}-{stamp}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     work.rename(dest)
-    return str(dest)
+    (dest / "SET_ASIDE").write_text(f"set aside: {why}\n")
+    return storage.relative(str(dest))
 
 
-def _prepare_work_dir(work: Path, expected: str | None) -> int | None:
-    """Make `work` hold this trial's latest resumable state; returns the step it resumes from (None: fresh)."""
-    if not _holds(work, expected):
-        shutil.rmtree(work, ignore_errors=True)
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            work.mkdir(parents=True, exist_ok=True)
-            checkpoint.to_directory(str(work))
-            if not _holds(work, expected):  # a checkpoint of another config: start over
-                shutil.rmtree(work, ignore_errors=True)
+def _download(storage: Storage, trial: PlannedTrial, work: Path, expected: str | None) -> None:
+    """Remote storage: bring this config's stored folder into scratch unless scratch already holds it."""
+    try:
+        if read_json(work / MARKER).get("fingerprint") == expected:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    shutil.rmtree(work, ignore_errors=True)
+    stored = storage.read_json(f"{trial.key}/{MARKER}") or {}
+    if stored.get("fingerprint") == expected:
+        storage.download_dir(trial.key, work)
     work.mkdir(parents=True, exist_ok=True)
-    if not (work / TrialFiles.STATE).is_file():
-        return None
-    try:
-        return int(read_json(work / TrialFiles.RESULT).get("steps"))
-    except (OSError, ValueError, TypeError):
-        return -1  # state without a readable record: the engine still resumes from state.pt
-
-
-def _holds(work: Path, expected: str | None) -> bool:
-    try:
-        marker = read_json(work / MARKER)
-    except (OSError, ValueError):
-        return False
-    return marker.get("fingerprint") == expected and (work / TrialFiles.STATE).is_file()
-
-
-def _publish(storage: Storage, trial: PlannedTrial, work: Path) -> None:
-    """Remote storage: upload the trial folder (local storage trains in place)."""
-    if storage.remote:
-        storage.upload_dir(work, trial.key)
 
 
 class _Reporter:
-    """The engine's report callback: forwards to tune.report, with the work folder as the checkpoint."""
+    """The engine's report callback: forwards metrics to tune.report (no Tune checkpoint: the folder is the state)."""
 
     def __init__(self, ctx: StageContext, trial: PlannedTrial, storage: Storage, work: Path):
         self.trial, self.storage, self.work = trial, storage, work
@@ -144,11 +149,13 @@ class _Reporter:
             self.fail_at = None
         self.delay = testing.report_delay_s
         self.last_step: int | None = None
+        self._uploaded: dict[str, tuple[int, int]] = {}
 
     def __call__(self, metrics: dict, checkpointed: bool) -> None:
         self.last_step = int(metrics.get("step", 0))
-        checkpoint = tune.Checkpoint.from_directory(str(self.work)) if checkpointed else None
-        tune.report(_tune_metrics(self.trial, metrics), checkpoint=checkpoint)
+        if checkpointed:
+            self.upload()
+        tune.report(_tune_metrics(self.trial, metrics))
         if self.delay:
             time.sleep(self.delay)
         if self.fail_at is not None and self.last_step >= self.fail_at and checkpointed:
@@ -156,6 +163,20 @@ class _Reporter:
             if not self.storage.exists(marker):
                 self.storage.write_json(marker, {"step": self.last_step, "host": platform.node()})
                 raise InjectedFailure(f"injected failure at step {self.last_step} (testing.fail_once_at_step)")
+
+    def upload(self) -> None:
+        """Remote storage: put every file of the folder that changed since the last upload (one object each)."""
+        if not self.storage.remote:
+            return
+        for path in sorted(self.work.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            rel = path.relative_to(self.work).as_posix()
+            stat = path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if self._uploaded.get(rel) != stamp:
+                self.storage.upload_file(path, f"{self.trial.key}/{rel}")
+                self._uploaded[rel] = stamp
 
 
 def _tune_metrics(trial: PlannedTrial, metrics: dict) -> dict:
@@ -176,13 +197,3 @@ def _final_metrics(trial: PlannedTrial, result: dict) -> dict:
                "best_step": result.get("best_step"), "wall_s": result.get("wall_s"), "done": True,
                "skipped": True, **{f"eval_{k}": v for k, v in (result.get("best_metrics") or {}).items()}}
     return _tune_metrics(trial, metrics)
-
-
-def _event(storage: Storage, trial: PlannedTrial, kind: str, **fields) -> None:
-    """An append-only audit of trial attempts (one small file per event), for humans and the resume tests."""
-    stamp = time.time_ns()
-    try:
-        storage.write_json(f"events/{trial.stage}/{trial.name}/{stamp}-{kind}.json",
-                           {"kind": kind, "trial": trial.key, "time": stamp / 1e9, **fields})
-    except OSError:
-        pass  # the audit must never fail a trial

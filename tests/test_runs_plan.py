@@ -2,8 +2,8 @@
 
 import pytest
 
-from itsel_ray.sweep.config import load_sweep
-from itsel_ray.sweep.plan import PlannedTrial, expand, param_space, plan_stage, trial_from_config
+from itsel_ray.runs.sweep_file import load_sweep
+from itsel_ray.runs.plan import PlannedTrial, expand, param_space, plan_stage, trial_from_config
 
 
 def test_keys_are_stable_folder_names():
@@ -33,7 +33,8 @@ def test_tune_generates_exactly_the_plan(name):
 
     sweep = load_sweep(name)
     for stage in ("tune", "transfer"):
-        configs = [cfg for _, cfg in generate_variants(param_space(sweep, stage))]
+        trials = plan_stage(sweep, stage)
+        configs = [cfg for _, cfg in generate_variants(param_space(trials))]
         keys = sorted(trial_from_config(sweep, stage, c).key for c in configs)
         assert keys == sorted(t.key for t in plan_stage(sweep, stage))
-        assert len(configs) == len(expand(param_space(sweep, stage)))
+        assert len(configs) == len(expand(param_space(trials)))

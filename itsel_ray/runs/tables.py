@@ -2,8 +2,9 @@
 
 results: one row per *planned* trial, so a failed or missing run is a row with its status and a NaN score, never
 a 0. prompts: one row per saved prompt file of every finished trial (the step snapshots with is_best False, plus
-best.safetensors with its step and is_best True). Both are rebuilt from the trial folders and written atomically.
-No Ray here.
+best.safetensors with its step and is_best True). Paths are relative to the sweep root (the results folder's
+parent), so a storage copied elsewhere reads its own files. Both tables are rebuilt from the trial folders and
+written atomically. No Ray here.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import math
 import pandas as pd
 
 from itsel_ray.artifacts import TrialFiles
-from itsel_ray.sweep.plan import STAGES, plan_stage
-from itsel_ray.sweep.records import TrialRecord, read_stage
-from itsel_ray.sweep.storage import Storage
+from itsel_ray.runs.plan import STAGES, plan_stage
+from itsel_ray.runs.progress import latest_run
+from itsel_ray.runs.source_prompts import source_index
+from itsel_ray.runs.storage import Storage
+from itsel_ray.runs.trial_state import Recover, TrialRecord, read_stage
 
 HEAD = ["stage", "role", "task", "source", "target", "seed", "status", "score", "best_step", "steps", "wall_s"]
 TAIL = ["trial_dir", "best_prompt"]
@@ -26,18 +29,16 @@ RESULTS_DIR = "results"
 _NOT_METRICS = {"score", "step", "loss", "lr", "wall_s", "best_score", "best_step", "done"}
 
 
-def tune_states(storage: Storage, stage: str) -> dict[str, str]:
-    """Trial states as Tune last saw them (from progress.json); marks trials that errored out."""
-    return (storage.read_json(f"{stage}/progress.json") or {}).get("trials", {})
-
-
-def collect_records(sweep, storage: Storage) -> list[TrialRecord]:
+def collect_records(sweep, storage: Storage, *, recover: Recover | None = None) -> list[TrialRecord]:
+    """Every planned trial's record; a trial the driver's last run gave up on (retries spent) while its folder
+    still says running is failed."""
+    index = source_index(sweep, storage).entries
     records = []
     for stage in STAGES:
-        states = tune_states(storage, stage)
-        for r in read_stage(sweep, storage, plan_stage(sweep, stage)):
+        states = latest_run(storage, stage).states
+        for r in read_stage(sweep, storage, plan_stage(sweep, stage), index=index, recover=recover):
             if r.status == "running" and states.get(r.trial.key) == "failed":
-                r = TrialRecord(r.trial, "failed", r.result, r.folder)
+                r = TrialRecord(r.trial, "failed", r.result, r.key, r.note)
             records.append(r)
     return records
 
@@ -63,8 +64,8 @@ def results_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
             "steps": res.get("steps") if r.result else None,
             "wall_s": float(res["wall_s"]) if r.result and res.get("wall_s") is not None else math.nan,
             **(_metrics(res) if done else {}),
-            "trial_dir": r.folder,
-            "best_prompt": storage.path(f"{t.key}/{TrialFiles.BEST_PROMPT}") if done else "",
+            "trial_dir": t.key,
+            "best_prompt": f"{t.key}/{TrialFiles.BEST_PROMPT}" if done else "",
         })
     df = pd.DataFrame(rows)
     metric_cols = sorted(c for c in df.columns if c.startswith("metric_")) if rows else []
@@ -93,16 +94,16 @@ def prompts_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
                     step = int(name[5:-12])
                 except ValueError:
                     continue
-                rows.append({**base, "step": step, "path": storage.path(key), "is_best": False})
+                rows.append({**base, "step": step, "path": key, "is_best": False})
         rows.append({**base, "step": int(r.result.get("best_step") or 0),
-                     "path": storage.path(f"{t.key}/{TrialFiles.BEST_PROMPT}"), "is_best": True})
+                     "path": f"{t.key}/{TrialFiles.BEST_PROMPT}", "is_best": True})
     df = pd.DataFrame(rows, columns=PROMPT_COLUMNS)
     return df.astype({"seed": "int64", "step": "int64", "is_best": "bool"})
 
 
-def write_tables(sweep, storage: Storage) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_tables(sweep, storage: Storage, *, recover: Recover | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild both tables from storage and write parquet + CSV atomically."""
-    records = collect_records(sweep, storage)
+    records = collect_records(sweep, storage, recover=recover)
     results, prompts = results_table(records, storage), prompts_table(records, storage)
     for stem, df in (("results", results), ("prompts", prompts)):
         buf = io.BytesIO()

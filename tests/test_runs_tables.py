@@ -2,6 +2,7 @@
 
 import math
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -11,13 +12,13 @@ import yaml
 
 from itsel_ray.artifacts import TrialFiles, load_prompt, read_json, write_json
 from itsel_ray.engine import fake as fake_engine
-from itsel_ray.sweep.config import load_sweep, sweeps_dir
-from itsel_ray.sweep.plan import plan_stage
-from itsel_ray.sweep.records import MARKER, expected_fingerprint, read_stage, source_index
-from itsel_ray.sweep.results import HEAD, PROMPT_COLUMNS, TAIL, write_tables
-from itsel_ray.sweep.sources import MissingSourcesError, persist_source_prompts
-from itsel_ray.sweep.status import format_status, stage_summary
-from itsel_ray.sweep.storage import Storage
+from itsel_ray.runs.plan import plan_stage
+from itsel_ray.runs.source_prompts import MissingSourcesError, persist_source_prompts, source_index
+from itsel_ray.runs.status import format_status, stage_status
+from itsel_ray.runs.storage import Storage
+from itsel_ray.runs.sweep_file import load_sweep, sweeps_dir
+from itsel_ray.runs.tables import HEAD, PROMPT_COLUMNS, TAIL, write_tables
+from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, read_stage
 
 
 @pytest.fixture
@@ -62,6 +63,7 @@ def test_every_planned_trial_is_a_row_and_missing_is_never_zero(sweep, tmp_path)
     by_key = {(r.stage, r.task, r.source, r.seed): r for r in results.itertuples()}
     first = by_key[("tune", tune[0].task, "", tune[0].seed)]
     assert first.status == "done" and math.isfinite(first.score) and first.best_prompt.endswith("best.safetensors")
+    assert first.best_prompt == f"{tune[0].key}/best.safetensors"  # relative to the sweep root
     assert by_key[("tune", tune[1].task, "", tune[1].seed)].status == "failed"
     assert by_key[("tune", tune[2].task, "", tune[2].seed)].status == "running"
     not_done = results[results.status != "done"]
@@ -88,7 +90,7 @@ def test_tables_round_trip_and_leave_no_temp_files(sweep, tmp_path):
     snapshots = prompts[(prompts.task == "syn_has0") & (prompts.seed == 42) & ~prompts.is_best]
     assert sorted(snapshots.step) == list(range(0, cfg.train.max_steps + 1, cfg.train.save_every))
     for path in prompts.path:
-        assert load_prompt(path).ndim == 2
+        assert not Path(path).is_absolute() and load_prompt(storage.local(path)).ndim == 2
 
 
 def test_the_analysis_reads_the_tables(sweep, tmp_path):
@@ -119,9 +121,9 @@ def test_best_source_prompt_ties_go_to_the_first_seed(sweep, tmp_path):
     prompts, index = persist_source_prompts(sweep, storage)
     assert (index["syn_has0"]["seed"], index["syn_has0"]["score"]) == (42, 70.0)
     assert (index["syn_has1"]["seed"], index["syn_has1"]["score"]) == (7, 65.0)
-    assert source_index(storage) == index
+    assert source_index(sweep, storage).entries == index
     for source, entry in index.items():
-        saved = load_prompt(entry["path"])
+        saved = load_prompt(storage.local(entry["path"]))
         best = load_prompt(storage.local(f"tune/{source}/seed={entry['seed']}") / TrialFiles.BEST_PROMPT)
         np.testing.assert_array_equal(saved, best)
         np.testing.assert_array_equal(saved, prompts[source])
@@ -141,7 +143,8 @@ def test_status_counts_and_needs_no_ray(sweep, tmp_path):
     run_fake(sweep, storage, tune[0])
     run_fake(sweep, storage, tune[1], status="failed")
     run_fake(sweep, storage, tune[2], status="running")
-    rows = {r["stage"]: r for r in stage_summary(sweep, storage)}
+    rows = {s: stage_status(sweep, storage, s, index={}, driver_live=False, now=0.0).counts
+            for s in ("tune", "transfer")}
     assert (rows["tune"]["done"], rows["tune"]["failed"], rows["tune"]["interrupted"], rows["tune"]["not started"]) \
         == (1, 1, 1, len(tune) - 3)
     assert rows["transfer"]["not started"] == len(plan_stage(sweep, "transfer"))
@@ -162,5 +165,5 @@ def test_remote_storage_uses_pyarrow(sweep, tmp_path):
     assert remote.remote and remote.read_json("tune/syn_has0/seed=42/result.json")["status"] == "done"
     results, prompts = write_tables(sweep, remote)
     assert (results[results.stage == "tune"].status == "done").all()
-    assert all(p.startswith("file://") for p in prompts.path)
+    assert all(remote.exists(p) for p in prompts.path)
     assert remote.read_bytes("no/such/file") is None

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from itsel_ray.sweep.config import Sweep
+from itsel_ray.runs.sweep_spec import Sweep
+from itsel_ray.schema import ConfigError
 
 STAGES = ("tune", "transfer")
 RUN_STAGES = ("tune", "transfer", "analyze")
@@ -64,18 +65,13 @@ def grid_search(values: list) -> dict:
     return {"grid_search": list(values)}
 
 
-def param_space(sweep: Sweep, stage: str) -> dict:
-    """Tune's search space: grid axes (task, seed) for tune, (source, target, seed) for transfer.
+def param_space(trials: list[PlannedTrial]) -> dict:
+    """Tune's search space for exactly `trials`, in their order: one grid axis of (task, seed, source) points.
 
-    Source and target runs use different seed lists, so the tune grid is one axis of (task, seed) points rather
-    than a cross product; transfer is the full product.
+    One axis rather than a product, because a stage may run any subset of its plan (a rerun runs only the
+    unfinished trials) and source and target runs use different seed lists.
     """
-    g = sweep.grid
-    if stage == "tune":
-        return {"run": grid_search([{"task": t.task, "seed": t.seed} for t in plan_stage(sweep, "tune")])}
-    if stage == "transfer":
-        return {"source": grid_search(g.sources), "target": grid_search(g.targets), "seed": grid_search(g.target_seeds)}
-    raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+    return {"run": grid_search([{"task": t.task, "seed": t.seed, "source": t.source} for t in trials])}
 
 
 def expand(space: Mapping[str, Any]) -> list[dict]:
@@ -89,8 +85,16 @@ def expand(space: Mapping[str, Any]) -> list[dict]:
 
 def trial_from_config(sweep: Sweep, stage: str, config: Mapping[str, Any]) -> PlannedTrial:
     """The planned trial behind one Tune config (a grid point)."""
+    run = config["run"]
+    task, seed, source = run["task"], int(run["seed"]), run.get("source") or ""
     if stage == "tune":
-        task, seed = config["run"]["task"], int(config["run"]["seed"])
-        role = "source" if task in sweep.grid.sources else "target"
-        return PlannedTrial("tune", role, task, seed)
-    return PlannedTrial("transfer", "transfer", config["target"], int(config["seed"]), source=config["source"])
+        return PlannedTrial("tune", "source" if task in sweep.grid.sources else "target", task, seed)
+    return PlannedTrial("transfer", "transfer", task, seed, source=source)
+
+
+def check_testing_keys(sweep: Sweep) -> None:
+    """testing.fail_trials must name planned trials (a typo would silently inject nothing)."""
+    keys = {t.key for stage in STAGES for t in plan_stage(sweep, stage)}
+    for i, key in enumerate(sweep.spec.testing.fail_trials):
+        if key not in keys:
+            raise ConfigError(f"testing.fail_trials[{i}]: {key!r} is not a trial of this sweep in {sweep.path}")

@@ -7,8 +7,8 @@ import yaml
 
 from itsel_ray.schema import ConfigError
 from itsel_ray.sweep.cli import main
-from itsel_ray.sweep.config import load_sweep, sweeps_dir
-from itsel_ray.sweep.plan import expand, param_space, plan_stage, trial_from_config
+from itsel_ray.runs.sweep_file import load_sweep, sweeps_dir
+from itsel_ray.runs.plan import expand, param_space, plan_stage, trial_from_config
 
 SHIPPED = sorted(p.stem for p in sweeps_dir().glob("*.yaml") if p.stem != "defaults")
 EXPECTED = {"paper": (69, 390), "demo": (30, 72), "smoke": (4, 4)}
@@ -23,7 +23,7 @@ def test_sweep_expands_to_its_plan(name):
     sweep = load_sweep(name)
     for stage, count in zip(("tune", "transfer"), EXPECTED.get(name, (None, None))):
         trials = plan_stage(sweep, stage)
-        points = expand(param_space(sweep, stage))
+        points = expand(param_space(trials))
         assert len(points) == len(trials)
         if count is not None:
             assert len(trials) == count
@@ -155,9 +155,19 @@ def test_cli_exits_non_zero_on_a_bad_file(tmp_path, capsys):
 
 
 def test_dry_run_prints_plan_and_resources(tmp_path, capsys):
-    assert main(["transfer", "--sweep", "paper", "--dry-run", "--storage", str(tmp_path)]) == 0
+    # the paper sweep needs GPUs: on this CPU-only machine the plan is printed, and the exit status says it cannot run
+    assert main(["transfer", "--sweep", "paper", "--dry-run", "--storage", str(tmp_path)]) == 3
     out = capsys.readouterr().out
     assert "tune: 69 trials" in out and "transfer: 390 trials" in out
     assert f"{tmp_path}/paper/transfer/mnli__boolq/seed=28" in out
-    assert "per trial:" in out
+    assert "per trial: CANNOT RUN HERE" in out and "asks for GPUs" in out
     assert not (tmp_path / "paper").exists()  # started nothing, wrote nothing
+    # a runnable plan exits 0 and shows one resolved trial per role, overrides applied
+    assert main(["transfer", "--sweep", "smoke", "--dry-run", "--storage", str(tmp_path),
+                 "--set", "trial.train.max_steps=7", "--set", "grid.target_seeds=[5]"]) == 0
+    out = capsys.readouterr().out
+    assert "per trial: 1 CPU, 0 GPU" in out and "CANNOT" not in out
+    resolved = out.split("resolved settings of one trial per role:")[1]
+    assert all(f"  {role}:" in resolved for role in ("source", "target", "transfer"))
+    assert "max_steps: 7" in resolved and "seed: 5" in resolved and "source: syn_has0" in resolved
+    assert "max_steps: 30," in resolved  # the source stage keeps its own override

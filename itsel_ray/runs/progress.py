@@ -1,0 +1,125 @@
+"""The progress log of a stage: <sweep>/progress/<stage>.jsonl, appended by the driver, read by `status`.
+
+Written incrementally, one JSON line per event, so each update costs the same at 10 trials or 30,000:
+    {"kind": "run",   "t": ..., "run": ID, "total": N, "todo": M, "host": ..., "pid": ...}  a driver starts the stage
+    {"kind": "trial", "t": ..., "run": ID, "trial": KEY, "state": running|done|failed|retrying|skipped}
+    {"kind": "tune",  "t": ..., "run": ID, "counts": {running, pending, retrying, done, failed, waiting}}
+    {"kind": "end",   "t": ..., "run": ID, "outcome": "complete"|"interrupted"|"failed"|"error", ...}
+"tune" lines carry Tune's own view (throttled, on change), which is what `status` shows while a driver is live.
+Object stores cannot append, so there each batch of lines is its own object under progress/<stage>.d/. A torn last
+line (a crash mid-write) is skipped. No Ray here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from itsel_ray.runs.storage import Storage
+
+PROGRESS_DIR = "progress"
+TRIAL_STATES = ("running", "done", "failed", "retrying", "skipped")
+
+
+def log_key(stage: str) -> str:
+    return f"{PROGRESS_DIR}/{stage}.jsonl"
+
+
+class ProgressLog:
+    """The driver's writer: `write(record)` appends one line (buffered for object stores, flushed each second)."""
+
+    def __init__(self, storage: Storage, stage: str, run: str):
+        self.storage, self.stage, self.run = storage, stage, run
+        self._buffer: list[str] = []
+        self._seq, self._last_flush = 0, 0.0
+
+    def write(self, kind: str, **fields) -> None:
+        line = json.dumps({"kind": kind, "t": round(time.time(), 3), "run": self.run, **fields},
+                          sort_keys=True, default=str) + "\n"
+        if not self.storage.remote:
+            self.storage.append_text(log_key(self.stage), line)
+            return
+        self._buffer.append(line)
+        if kind in ("run", "end") or time.time() - self._last_flush >= 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.storage.remote and self._buffer:
+            self._seq += 1
+            self.storage.write_bytes(f"{PROGRESS_DIR}/{self.stage}.d/{self.run}-{self._seq:08d}.jsonl",
+                                     "".join(self._buffer).encode())
+            self._buffer.clear()
+        self._last_flush = time.time()
+
+
+def read_lines(storage: Storage, stage: str) -> list[dict]:
+    """Every readable line of the stage's log, oldest first."""
+    chunks = [storage.read_bytes(log_key(stage)) or b""]
+    chunks += [storage.read_bytes(k) or b"" for k in storage.list_files(f"{PROGRESS_DIR}/{stage}.d")]
+    lines = []
+    for chunk in chunks:
+        for raw in chunk.decode("utf-8", errors="replace").splitlines():
+            try:
+                item = json.loads(raw)
+            except ValueError:
+                continue  # a torn line
+            if isinstance(item, dict) and "kind" in item and isinstance(item.get("t"), (int, float)):
+                lines.append(item)
+    return sorted(lines, key=lambda x: x["t"])
+
+
+@dataclass
+class RunProgress:
+    """The latest driver run of a stage, as its log tells it."""
+
+    run: str | None = None
+    started: float | None = None
+    todo: int = 0
+    updated: float | None = None  # the last line's time
+    states: dict = field(default_factory=dict)  # trial key -> last state
+    tune: dict = field(default_factory=dict)  # Tune's last counts
+    completions: list = field(default_factory=list)  # times of trials finished (done or failed) in this run
+    ended: dict | None = None  # the "end" line, when the run ended cleanly
+
+    def count(self, state: str) -> int:
+        return sum(1 for s in self.states.values() if s == state)
+
+
+def latest_run(storage: Storage, stage: str) -> RunProgress:
+    progress = RunProgress()
+    for line in read_lines(storage, stage):
+        kind = line["kind"]
+        if kind == "run":
+            progress = RunProgress(run=line.get("run"), started=line["t"], todo=int(line.get("todo") or 0))
+        elif line.get("run") != progress.run:
+            continue
+        elif kind == "trial" and line.get("state") in TRIAL_STATES:
+            progress.states[line.get("trial")] = line["state"]
+            if line["state"] in ("done", "failed"):
+                progress.completions.append(line["t"])
+        elif kind == "tune":
+            progress.tune = dict(line.get("counts") or {})
+        elif kind == "end":
+            progress.ended = line
+        progress.updated = line["t"]
+    return progress
+
+
+def eta_seconds(remaining: int, progress: RunProgress, now: float) -> float | None:
+    """Time left at the completion rate observed in this run: finished trials per second from the run's start to
+    its latest completion, less the time since that completion.
+
+    The rate already reflects how many trials run at once and how long each takes, so it needs neither; measuring
+    up to the latest completion (not to now) keeps the estimate steady between waves of trials. None until a trial
+    has finished in this run.
+    """
+    if remaining <= 0:
+        return 0.0
+    if not progress.completions or progress.started is None:
+        return None
+    last = progress.completions[-1]
+    per_trial = (last - progress.started) / len(progress.completions)
+    if per_trial <= 0:
+        return None
+    return max(0.0, remaining * per_trial - max(0.0, now - last))

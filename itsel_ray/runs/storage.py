@@ -1,0 +1,245 @@
+"""The sweep's storage root (<storage>/<sweep>): a local or NFS folder, or a URI (s3://, gs://, file://).
+
+Local folders are used in place: trials train directly in their stable folder. For a URI, trials train in a
+node-local scratch folder and upload each file they change as they go. Every write is atomic (temp + rename
+locally; a single object put remotely), so a reader never sees half a file, and files are created with the
+permissions the umask allows (results on shared storage are meant to be read by the team). Keys are relative,
+'/'-separated paths that can never leave the root. No Ray here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from itsel_ray.artifacts import atomic_write_bytes, write_json
+from itsel_ray.runs.sweep_spec import NAME_PATTERN
+
+
+class StorageError(RuntimeError):
+    """Storage that cannot hold a sweep: missing, a file, read-only, full; the message names the path."""
+
+
+def is_uri(path: str) -> bool:
+    return "://" in str(path)
+
+
+def check_key(key: str) -> str:
+    """A key is a relative path inside the root: no absolute paths, no '..', no empty segments."""
+    parts = PurePosixPath(key).parts
+    if key.startswith("/") or any(p in ("..", "") for p in parts) or "\\" in key:
+        raise ValueError(f"storage key {key!r} is not a relative path inside the sweep's storage")
+    return key
+
+
+class Storage:
+    """Paths under one sweep's root; relative keys use '/' whatever the backend."""
+
+    def __init__(self, root: str | os.PathLike):
+        root = str(root)
+        self.remote = is_uri(root)
+        self.root = root.rstrip("/") if self.remote else str(Path(root).expanduser().resolve())
+        self._fs = None
+
+    # ------------------------------------------------------------------ addressing
+    def path(self, key: str = "") -> str:
+        """The full path or URI of `key` (what Tune and the user see)."""
+        if not key:
+            return self.root
+        check_key(key)
+        return f"{self.root}/{key}" if self.remote else str(Path(self.root, key))
+
+    def local(self, key: str = "") -> Path:
+        if self.remote:
+            raise ValueError(f"{self.root} is remote; no local path")
+        return Path(self.path(key))
+
+    def relative(self, path: str) -> str:
+        """The key of a full path under this root (how tables store paths, so a copied storage still reads)."""
+        prefix = self.root.rstrip("/") + "/"
+        if not str(path).startswith(prefix):
+            raise ValueError(f"{path} is not inside {self.root}")
+        return check_key(str(path)[len(prefix):])
+
+    @property
+    def fs(self):
+        """(pyarrow filesystem, path inside it) for the root; remote backends only."""
+        if self._fs is None:
+            import pyarrow.fs
+
+            self._fs = pyarrow.fs.FileSystem.from_uri(self.root)
+        return self._fs
+
+    def _fs_path(self, key: str) -> str:
+        fs, base = self.fs
+        return str(PurePosixPath(base, check_key(key))) if key else base
+
+    # ------------------------------------------------------------------ reading
+    def exists(self, key: str) -> bool:
+        if not self.remote:
+            return self.local(key).exists()
+        import pyarrow.fs
+
+        return self.fs[0].get_file_info(self._fs_path(key)).type != pyarrow.fs.FileType.NotFound
+
+    def size(self, key: str) -> int | None:
+        """Bytes of file `key`, None when it does not exist (checked before reading a file whole)."""
+        try:
+            if not self.remote:
+                return self.local(key).stat().st_size
+            info = self.fs[0].get_file_info(self._fs_path(key))
+            return None if info.size is None or info.type.name == "NotFound" else int(info.size)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            if not self.remote:
+                return self.local(key).read_bytes()
+            with self.fs[0].open_input_stream(self._fs_path(key)) as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as err:  # pyarrow reports a missing object as OSError
+            if "not found" in str(err).lower() or "no such file" in str(err).lower():
+                return None
+            raise
+
+    def read_json(self, key: str) -> Any | None:
+        """The parsed file, or None when it does not exist or is not valid JSON (see `read_json_checked`)."""
+        return self.read_json_checked(key)[0]
+
+    def read_json_checked(self, key: str) -> tuple[Any | None, bool]:
+        """(parsed file or None, damaged): damaged is True when the file exists but is not valid JSON."""
+        data = self.read_bytes(key)
+        if data is None:
+            return None, False
+        try:
+            return json.loads(data), False
+        except ValueError:
+            return None, True
+
+    def list_files(self, key: str) -> list[str]:
+        """Keys of the files directly inside folder `key` (sorted); empty when it does not exist."""
+        if not self.remote:
+            folder = self.local(key)
+            return sorted(f"{key}/{p.name}" for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        import pyarrow.fs
+
+        sel = pyarrow.fs.FileSelector(self._fs_path(key), allow_not_found=True)
+        return sorted(f"{key}/{PurePosixPath(i.path).name}" for i in self.fs[0].get_file_info(sel)
+                      if i.type == pyarrow.fs.FileType.File)
+
+    def list_dirs(self, key: str) -> list[str]:
+        """Keys of the folders directly inside folder `key` (sorted)."""
+        if not self.remote:
+            folder = self.local(key)
+            return sorted(f"{key}/{p.name}" for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        import pyarrow.fs
+
+        sel = pyarrow.fs.FileSelector(self._fs_path(key), allow_not_found=True)
+        return sorted(f"{key}/{PurePosixPath(i.path).name}" for i in self.fs[0].get_file_info(sel)
+                      if i.type == pyarrow.fs.FileType.Directory)
+
+    # ------------------------------------------------------------------ writing
+    def write_bytes(self, key: str, data: bytes) -> str:
+        if not self.remote:
+            atomic_write_bytes(self.local(key), data)
+        else:
+            fs, _ = self.fs
+            fs.create_dir(str(PurePosixPath(self._fs_path(key)).parent), recursive=True)
+            with fs.open_output_stream(self._fs_path(key)) as f:
+                f.write(data)
+        return self.path(key)
+
+    def write_json(self, key: str, obj: Any) -> str:
+        if not self.remote:
+            write_json(self.local(key), obj)
+            return self.path(key)
+        return self.write_bytes(key, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+    def append_text(self, key: str, text: str) -> None:
+        """Append to a local file in one write (lines shorter than a page land whole). Remote stores cannot
+        append; their writers put one object per batch instead (see progress.ProgressLog)."""
+        if self.remote:
+            raise ValueError(f"{self.root} is remote: objects cannot be appended to")
+        path = self.local(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def remove(self, key: str) -> None:
+        """Delete file or folder `key` (missing is fine)."""
+        if not self.remote:
+            p = self.local(key)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            return
+        import pyarrow.fs
+
+        info = self.fs[0].get_file_info(self._fs_path(key))
+        if info.type == pyarrow.fs.FileType.Directory:
+            self.fs[0].delete_dir(self._fs_path(key))
+        elif info.type == pyarrow.fs.FileType.File:
+            self.fs[0].delete_file(self._fs_path(key))
+
+    def upload_file(self, local_file: str | os.PathLike, key: str) -> None:
+        """Put one local file at `key` (remote backends: a trial's changed files as it trains)."""
+        self.write_bytes(key, Path(local_file).read_bytes())
+
+    def download_dir(self, key: str, local_dir: str | os.PathLike) -> bool:
+        """Copy folder `key` to a local folder; False when it does not exist."""
+        import pyarrow.fs
+
+        if not self.exists(key):
+            return False
+        Path(local_dir).mkdir(parents=True, exist_ok=True)
+        pyarrow.fs.copy_files(self._fs_path(key), str(local_dir), source_filesystem=self.fs[0],
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        return True
+
+    # ------------------------------------------------------------------ checks
+    def check_usable(self, *, min_free_bytes: int = 256 * 1024**2) -> None:
+        """Refuse a root that is a file, cannot be created or written, or has too little free space."""
+        if self.remote:
+            return  # object stores report neither permissions nor free space up front
+        root = Path(self.root)
+        for parent in [root, *root.parents]:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise StorageError(f"storage {root}: {parent} is a file, not a folder")
+                break
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".write-check-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as err:
+            raise StorageError(f"storage {root} is not writable ({type(err).__name__}: {err.strerror or err})") \
+                from None
+        free = shutil.disk_usage(root).free
+        if free < min_free_bytes:
+            raise StorageError(f"storage {root} has {free / 1024**2:.0f} MiB free; the sweep needs at least "
+                               f"{min_free_bytes / 1024**2:.0f} MiB (free space or pick another --storage)")
+
+
+def sweep_root(storage_base: str, name: str) -> Storage:
+    """<storage>/<name> for a sweep; the name is one folder (sweep_spec.NAME_PATTERN), so it stays inside."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"sweep name {name!r} is not a single folder name")
+    base = storage_base.rstrip("/") if is_uri(storage_base) else str(Path(storage_base).expanduser().resolve())
+    return Storage(f"{base}/{name}" if is_uri(base) else str(Path(base, name)))
+
+
+def scratch_dir(sweep: str, key: str) -> Path:
+    """A node-local folder for a trial whose storage is remote."""
+    return Path(tempfile.gettempdir(), "itsel_ray_scratch", sweep, check_key(key))

@@ -1,0 +1,183 @@
+"""Sweep files (sweeps/*.yaml, or any YAML path) plus `--set` overrides -> one validated, frozen `Sweep`.
+
+The one loader of sweep definitions. A sweep file lists only what it changes; it is merged over sweeps/defaults.yaml,
+then the command line's `--set key=value` overrides are merged over it, and the result is parsed with the strict
+`from_dict` of itsel_ray/schema.py. So an unknown key, a bad type, an unknown task, a bad analysis definition or an
+engine option the engine refuses fails with the key and the file before anything starts, whether it came from the
+file or from `--set`. No Ray here: `--dry-run`, `status` and the tests use it without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+from itsel_ray.definitions import definitions_dir, shipped
+from itsel_ray.engine import get_engine
+from itsel_ray.runs.plan import check_testing_keys
+from itsel_ray.runs.sweep_spec import NAME_PATTERN, ROLES, Sweep, SweepFile, TrialSettings
+from itsel_ray.schema import ConfigError, from_dict, merge, read_yaml
+
+
+def sweeps_dir() -> Path:
+    """The shipped sweep definitions (the checkout's sweeps/, or the installed package's copy)."""
+    return definitions_dir("sweeps")
+
+
+def resolve_sweep_path(name_or_path: str) -> Path:
+    """A sweep NAME (a shipped sweeps/NAME.yaml) or a PATH to a YAML file."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if not p.is_file():
+            raise ConfigError(f"sweep file not found: {p}")
+        return p.resolve()
+    candidate = sweeps_dir() / f"{name_or_path}.yaml"
+    if name_or_path == "defaults" or not candidate.is_file():
+        raise ConfigError(f"unknown sweep {name_or_path!r}; known sweeps: {', '.join(shipped('sweeps')) or '(none)'}"
+                          " (or give a .yaml path)")
+    return candidate
+
+
+def parse_overrides(items: Iterable[str]) -> dict:
+    """`key.path=value` strings -> one nested dict; values are YAML scalars or flow collections ([28], {a: 1})."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. trial.train.max_steps=2000")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({err})") from None
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is given a value and sub-keys at once")
+        node[parts[-1]] = value
+    return out
+
+
+def load_sweep(name_or_path: str, *, overrides: Iterable[str] = (), check_tasks: bool = True,
+               check_engine: bool = True) -> Sweep:
+    """Parse defaults.yaml, the sweep file over it and `overrides` over both; errors name the key and the file."""
+    path = resolve_sweep_path(name_or_path)
+    defaults_path = sweeps_dir() / "defaults.yaml"
+    defaults = read_yaml(defaults_path, what="sweep defaults layer") if defaults_path.is_file() else {}
+    if defaults_path.is_file() and path.resolve() == defaults_path.resolve():
+        raise ConfigError(f"{path} is the defaults layer, not a sweep; pick a sweep file")
+    # Resolve the defaults alone first: from then on every error comes from the sweep file, so it can be named.
+    _resolve(_with_placeholder_grid(defaults), where=str(defaults_path))
+    if (defaults.get("name") is not None) or (defaults.get("grid") or {}).get("sources"):
+        raise ConfigError(f"{defaults_path}: 'name' and the grid's tasks belong in a sweep file, not the defaults")
+    overrides = list(overrides)
+    where = str(path) + (f" (with --set {' '.join(overrides)})" if overrides else "")
+    raw = merge(merge(defaults, read_yaml(path, what="sweep file")), parse_overrides(overrides))
+    spec, settings = _resolve(raw, where=where)
+    name = spec.name or path.stem
+    sweep = Sweep(name=name, path=str(path), spec=spec, settings=settings, raw={**raw, "name": name})
+    if spec.name is None and not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"{path}: the file name {path.stem!r} cannot name a sweep folder; set `name:`")
+    _check_transfer_shape(sweep)
+    check_analysis(sweep)
+    check_testing_keys(sweep)
+    if check_tasks:
+        check_task_names(sweep)
+    if check_engine:
+        check_engine_options(sweep)
+    return sweep
+
+
+def _resolve(data: Mapping, *, where: str) -> tuple[SweepFile, dict[str, TrialSettings]]:
+    spec = from_dict(SweepFile, data, where=where)
+    trial = data.get("trial") or {}
+    settings = {
+        role: from_dict(TrialSettings, merge(trial, getattr(spec.stages, role)), where=where, path=f"stages.{role}")
+        for role in ROLES
+    }
+    return spec, settings
+
+
+def _with_placeholder_grid(defaults: Mapping) -> dict:
+    """The defaults layer names no tasks; stand-ins let it be checked on its own."""
+    grid = dict(defaults.get("grid") or {})
+    for key in ("sources", "targets"):
+        grid[key] = grid.get(key) or [f"<{key}>"]
+    return merge(defaults, {"grid": grid})
+
+
+def _check_transfer_shape(sweep: Sweep) -> None:
+    """A transfer run starts from a source prompt, so both stages must agree on its shape and backbone."""
+    src, tr = sweep.settings["source"], sweep.settings["transfer"]
+    if src.prompt.length != tr.prompt.length or src.model != tr.model:
+        raise ConfigError(
+            f"stages.source and stages.transfer must use the same model and prompt.length (a transfer starts from "
+            f"the source prompt) in {sweep.path}"
+        )
+
+
+def analysis_config_path(sweep: Sweep) -> Path:
+    """The shipped analysis/<name>.yaml, or a path (relative paths are read from the sweep file's folder)."""
+    value = sweep.spec.analysis
+    if value.endswith((".yaml", ".yml")) or os.sep in value:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(sweep.path).parent / p
+    return definitions_dir("analysis") / f"{value}.yaml"
+
+
+def check_analysis(sweep: Sweep) -> None:
+    """The analysis definition is parsed now, not after the whole sweep: a bad selector fails at planning."""
+    from itsel_ray.analysis.analysis_file import load_analysis_config
+
+    path = analysis_config_path(sweep)
+    if not path.is_file():
+        raise ConfigError(f"analysis: no analysis definition {str(path)!r} (from {sweep.spec.analysis!r}) in "
+                          f"{sweep.path}")
+    try:
+        load_analysis_config(path)
+    except ValueError as err:  # ConfigError and the registries' UnknownNameError
+        raise ConfigError(f"analysis {sweep.spec.analysis!r} of {sweep.path}: {err}") from None
+
+
+def check_task_names(sweep: Sweep) -> None:
+    from itsel_ray.tasks import TASKS
+
+    for key in ("sources", "targets"):
+        for i, name in enumerate(getattr(sweep.grid, key)):
+            if name not in TASKS:
+                raise ConfigError(
+                    f"grid.{key}[{i}]: unknown task {name!r} in {sweep.path}; valid tasks: {', '.join(TASKS.names())}"
+                )
+
+
+def check_engine_options(sweep: Sweep) -> None:
+    """Let the engine check every option (cheap, no model load) for one trial per task and role."""
+    engine = get_engine(sweep.spec.engine)
+    grid = sweep.grid
+    probes = [("source", t, None) for t in grid.sources] + [("target", t, None) for t in grid.targets]
+    probes += [("transfer", t, grid.sources[0]) for t in grid.targets]
+    for role, task, source in probes:
+        cfg = sweep.trial_config(role, task=task, seed=0, source=source)
+        try:
+            engine.validate_config(cfg)
+        except (ValueError, RuntimeError, OSError) as err:
+            raise ConfigError(f"{sweep.path}: stage {role!r}, task {task!r}: {err}") from None
+
+
+def default_sweep(gpus: float) -> tuple[str, str]:
+    """The sweep to run when none is named: the paper's on GPUs, the offline demo otherwise; and why."""
+    if gpus > 0:
+        return "paper", f"the cluster has {gpus:g} GPU(s)"
+    return "demo", "the cluster has no GPU (the paper sweep needs GPUs; the demo runs offline on CPUs)"
+
+
+def pick_sweep(name_or_path: str | None, *, overrides: Iterable[str] = (), gpus: float = 0.0) -> tuple[Sweep, str]:
+    """The named sweep, or the default for a cluster with `gpus` GPUs; and a line saying which and why."""
+    if name_or_path:
+        return load_sweep(name_or_path, overrides=overrides), ""
+    name, why = default_sweep(gpus)
+    return load_sweep(name, overrides=overrides), f"sweep: {name} (no --sweep given and {why})"

@@ -1,0 +1,113 @@
+"""The stage's Tune callback: trial transitions into the progress log, Tune's own counts, and the console line.
+
+Every hook writes one line for one trial (constant cost per trial); Tune's counts are read from its trial list at
+most every COUNTS_EVERY_S and written only when they change. A trial that failed and will be retried is
+"retrying" until Tune starts it again. The callback keeps no state that must survive a restart: a new driver run
+starts a new run in the log.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ray import tune
+
+from itsel_ray.runs.plan import trial_from_config
+from itsel_ray.runs.progress import ProgressLog, RunProgress, eta_seconds
+from itsel_ray.runs.status import format_duration
+from itsel_ray.runs.storage import Storage
+
+COUNTS_EVERY_S = 2.0
+TUNE_STATES = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending", "TERMINATED": "done",
+               "ERROR": "failed"}
+
+
+class StageProgress(tune.Callback):
+    def __init__(self, sweep, stage: str, storage_root: str, *, run: str, total: int, done_before: int,
+                 todo: int, console=None):
+        self.sweep, self.stage, self.total, self.todo = sweep, stage, total, todo
+        self.done_before = done_before
+        self.log = ProgressLog(Storage(storage_root), stage, run)
+        self.console = console
+        self.t0 = time.time()
+        self.retrying: set[str] = set()
+        self.finished: dict[str, str] = {}  # key -> done | failed, this run
+        self.skipped = 0
+        self.counts: dict = {}
+        self.completions: list[float] = []
+        self._last_counts = 0.0
+
+    def __getstate__(self):  # Tune may pickle callbacks into its experiment state: the log is enough
+        return {}
+
+    def _key(self, trial) -> str:
+        return trial_from_config(self.sweep, self.stage, trial.config).key
+
+    # -------------------------------------------------------------- hooks
+    def on_trial_start(self, iteration, trials, trial, **info):
+        key = self._key(trial)
+        self.retrying.discard(key)
+        self.log.write("trial", trial=key, state="running")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        key = self._key(trial)
+        skipped = bool((trial.last_result or {}).get("skipped"))
+        self.finished[key] = "done"
+        if skipped:
+            self.skipped += 1
+        else:  # a skip takes no time: it would inflate the observed completion rate
+            self.completions.append(time.time())
+        self.log.write("trial", trial=key, state="skipped" if skipped else "done")
+        self._update(trials, force=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        key = self._key(trial)
+        self.retrying.add(key)
+        self.log.write("trial", trial=key, state="retrying", failures=trial.num_failures)
+        self._update(trials, force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        key = self._key(trial)
+        self.retrying.discard(key)
+        self.finished[key] = "failed"
+        self.completions.append(time.time())
+        self.log.write("trial", trial=key, state="failed", failures=trial.num_failures)
+        self._update(trials, force=True)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._update(trials)
+
+    def on_experiment_end(self, trials, **info):
+        self._update(trials, force=True)
+        self.log.flush()
+
+    # -------------------------------------------------------------- Tune's view and the console line
+    def _update(self, trials, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_counts < COUNTS_EVERY_S:
+            return
+        self._last_counts = now
+        counts = dict.fromkeys(("running", "pending", "retrying", "done", "failed"), 0)
+        for t in trials:
+            state = TUNE_STATES.get(t.status, "pending")
+            counts[state] += 1
+        counts["retrying"] = len(self.retrying)
+        counts["pending"] = max(0, counts["pending"] - counts["retrying"])
+        counts["waiting"] = max(0, self.todo - len(trials)) + counts["pending"]  # not created yet + created
+        if counts != self.counts:
+            self.log.write("tune", counts=counts)
+            self.counts = counts
+        if self.console is not None:
+            self.console.progress(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        done = self.done_before + sum(1 for s in self.finished.values() if s == "done")
+        failed = sum(1 for s in self.finished.values() if s == "failed")
+        c = self.counts or {}
+        remaining = self.total - done - failed
+        running, retrying = c.get("running", 0), c.get("retrying", 0)
+        eta = eta_seconds(remaining, RunProgress(started=self.t0, completions=self.completions), now)
+        return (f"[{self.stage}] {done}/{self.total} done, {running} running, {retrying} retrying, {failed} failed, "
+                f"{max(0, remaining - running - retrying)} waiting | {format_duration(now - self.t0)} elapsed, "
+                f"ETA {format_duration(eta) if eta is not None else '?'}")

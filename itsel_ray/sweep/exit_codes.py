@@ -1,0 +1,7 @@
+"""Exit statuses of the sweep commands (shared by the CLI and the driver; no Ray)."""
+
+OK = 0
+FAILED_TRIALS = 1  # the stage ran, some trials failed (see the results table and the trial folders)
+BAD_INPUT = 2  # a bad sweep file, override, argument or input file: nothing was started
+CANNOT_RUN = 3  # the plan cannot run here: resources, the cluster, the storage or another driver
+INTERRUPTED = 130  # stopped before the stage finished (Ctrl-C, SIGTERM): rerun the command to continue
