@@ -9,6 +9,7 @@ are what it records), and a damaged copy or trial best prompt is restored from t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +69,16 @@ def _read_prompt(storage: Storage, key: str) -> np.ndarray | None:
         return None
 
 
+def _copy_metadata(storage: Storage, key: str) -> dict:
+    """The metadata a stored copy was written with (its run's key, seed, step, score); {} when unreadable."""
+    data = storage.read_bytes(key) or b""
+    try:
+        size = int.from_bytes(data[:8], "little")
+        return dict(json.loads(data[8:8 + size]).get("__metadata__") or {})
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
 def source_index(sweep, storage: Storage) -> SourceIndex:
     """The persisted choice; a damaged index.json is rebuilt in memory from the source runs (nothing written)."""
     data, damaged = storage.read_json_checked(INDEX)
@@ -93,7 +104,10 @@ def _chosen_prompts(sweep, storage: Storage) -> dict[str, tuple[dict, np.ndarray
         if prompt is None:
             copy = _read_prompt(storage, copy_key)
             recorded = old.get(source) or {}
-            if copy is None or recorded.get("key") != info["key"] or recorded.get("sha256") != prompt_sha256(copy):
+            proven = copy is not None and (
+                (recorded.get("key") == info["key"] and recorded.get("sha256") == prompt_sha256(copy))
+                or _copy_metadata(storage, copy_key).get("key") == info["key"])  # the copy names its run
+            if not proven:
                 raise MissingSourcesError(f"{storage.path(key)} is missing or damaged although the run finished, and "
                                           f"no intact copy of it is stored under {SOURCE_PROMPTS}/")
             storage.write_bytes(key, prompt_to_bytes(copy, metadata={"step": info.get("step")}))  # restore it

@@ -30,8 +30,7 @@ def is_uri(path: str) -> bool:
 
 def check_key(key: str) -> str:
     """A key is a relative path inside the root: no absolute paths, no '..', no empty segments."""
-    parts = PurePosixPath(key).parts
-    if key.startswith("/") or any(p in ("..", "") for p in parts) or "\\" in key:
+    if key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError(f"storage key {key!r} is not a relative path inside the sweep's storage")
     return key
 

@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m itsel_ray.swee
 def _status(args, storage_base: str) -> int:
     from itsel_ray.runs.status import check_storage_base, format_status, sweeps_in
 
-    check_storage_base(storage_base)
+    try:
+        check_storage_base(storage_base)
+    except StorageError as err:
+        return fail(exit_codes.BAD_INPUT, str(err))
     if args.sweep:
         sweep = load_sweep(args.sweep, overrides=args.overrides, check_engine=False)
         print(format_status(sweep, sweep_root(storage_base, sweep.name)))

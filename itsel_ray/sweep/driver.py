@@ -22,7 +22,7 @@ from itsel_ray.runs.storage import StorageError, sweep_root
 from itsel_ray.runs.sweep_file import pick_sweep
 from itsel_ray.runs.tables import write_tables
 from itsel_ray.sweep import cluster as cl
-from itsel_ray.sweep import exit_codes
+from itsel_ray.sweep import exit_codes, reaper
 from itsel_ray.sweep.console import Console
 
 
@@ -44,12 +44,14 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
     sweep = info = None
     if args.sweep or (owns_ray and not args.address):  # everything that can be checked without Ray, first
         sweep = _pick(args, local_resources(args.num_cpus).gpus if not args.sweep else 0.0, console)
-    storage = lock = None
+    storage = lock = watchdog = None
     try:
         if sweep is not None:
             storage, lock = _claim(sweep, storage_base, args.stage)
             console.keep_log(storage.local("logs"), args.stage) if not storage.remote else None
         if owns_ray:
+            if not args.address:  # the private instance must not outlive this process, however it ends
+                watchdog = reaper.spawn()
             info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard)
         else:
             info = cl.cluster_info(args.address)
@@ -85,6 +87,7 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
                 console.warning(f"could not rewrite the results tables: {err}")
         if owns_ray:
             cl.shutdown()
+            reaper.finish(watchdog)
         if lock is not None:
             lock.release()
 

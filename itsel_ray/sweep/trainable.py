@@ -66,14 +66,16 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
     stale = _set_aside_stale(storage, trial, work, expected, why="another config")
     if storage.remote:
         _download(storage, trial, work, expected)
-    if (work / MARKER).is_file() and not (work / TrialFiles.CONFIG).is_file():
+    if (work / MARKER).is_file() and _unreadable(work / TrialFiles.CONFIG):  # the marker proves the config
         write_json(work / TrialFiles.CONFIG, {"config": cfg.to_dict(), "rebuilt": "from the trial's marker"})
+        record_attempt(storage, trial, "repair", note=f"{TrialFiles.CONFIG} was damaged; rewritten from the config")
     write_json(work / MARKER, marker_record(trial, expected, ctx.source_index.get(trial.source)
                                             if trial.source else None))
     init = ray.get(prompts[trial.source]) if trial.stage == "transfer" else None
     reporter = _Reporter(ctx, trial, storage, work)
     record_attempt(storage, trial, "start", resumed_from_step=_resume_step(work), host=socket.gethostname(),
-                   pid=os.getpid(), omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale)
+                   node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
+                   omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale)
     try:
         try:
             engine.run_trial(cfg, work, report=reporter, init_prompt=init)
@@ -90,6 +92,16 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         raise
     reporter.upload()
     record_attempt(storage, trial, "end", steps=reporter.last_step)
+
+
+def _unreadable(path: Path) -> bool:
+    if not path.is_file():
+        return True
+    try:
+        read_json(path)
+        return False
+    except (OSError, ValueError):
+        return True
 
 
 def _resume_step(work: Path) -> int | None:
