@@ -41,7 +41,7 @@ def test_reduced_demo_runs_tune_transfer_and_analysis(tmp_path):
     assert len(results) == 3 + 2 + 3 * 2  # tune (sources + targets) + transfer
     assert set(results.status) == {"done"}
     assert all(math.isfinite(s) and 0 <= s <= 100 for s in results.score)
-    assert all((root / p).is_file() for p in results.best_prompt)  # relative to the sweep root
+    assert all((root / "results" / p).is_file() for p in results.best_prompt)  # relative to the results folder
     prompts = pd.read_csv(root / "results" / "prompts.csv")
     assert {0, 10, 20} <= set(prompts[prompts.role == "target"].step)
 

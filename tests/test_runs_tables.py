@@ -63,7 +63,7 @@ def test_every_planned_trial_is_a_row_and_missing_is_never_zero(sweep, tmp_path)
     by_key = {(r.stage, r.task, r.source, r.seed): r for r in results.itertuples()}
     first = by_key[("tune", tune[0].task, "", tune[0].seed)]
     assert first.status == "done" and math.isfinite(first.score) and first.best_prompt.endswith("best.safetensors")
-    assert first.best_prompt == f"{tune[0].key}/best.safetensors"  # relative to the sweep root
+    assert first.best_prompt == f"../{tune[0].key}/best.safetensors"  # relative to the results folder
     assert by_key[("tune", tune[1].task, "", tune[1].seed)].status == "failed"
     assert by_key[("tune", tune[2].task, "", tune[2].seed)].status == "running"
     not_done = results[results.status != "done"]
@@ -90,7 +90,7 @@ def test_tables_round_trip_and_leave_no_temp_files(sweep, tmp_path):
     snapshots = prompts[(prompts.task == "syn_has0") & (prompts.seed == 42) & ~prompts.is_best]
     assert sorted(snapshots.step) == list(range(0, cfg.train.max_steps + 1, cfg.train.save_every))
     for path in prompts.path:
-        assert not Path(path).is_absolute() and load_prompt(storage.local(path)).ndim == 2
+        assert not Path(path).is_absolute() and load_prompt(storage.local("results") / path).ndim == 2
 
 
 def test_the_analysis_reads_the_tables(sweep, tmp_path):
@@ -165,5 +165,5 @@ def test_remote_storage_uses_pyarrow(sweep, tmp_path):
     assert remote.remote and remote.read_json("tune/syn_has0/seed=42/result.json")["status"] == "done"
     results, prompts = write_tables(sweep, remote)
     assert (results[results.stage == "tune"].status == "done").all()
-    assert all(remote.exists(p) for p in prompts.path)
+    assert all(remote.exists(p.removeprefix("../")) for p in prompts.path)
     assert remote.read_bytes("no/such/file") is None

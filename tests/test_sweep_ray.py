@@ -50,15 +50,15 @@ def test_smoke_sweep_end_to_end(local_ray, tmp_path):
     assert len(results) == 8 and set(results.stage) == {"tune", "transfer"}
     assert (results.status == "done").all()
     assert results.score.map(math.isfinite).all()
-    assert all((root / p).is_file() for p in results.best_prompt)  # paths relative to the sweep root
+    assert all((root / "results" / p).is_file() for p in results.best_prompt)  # relative to the results folder
     prompts = pd.read_parquet(root / "results" / "prompts.parquet")
-    assert all((root / p).is_file() for p in prompts.path)
+    assert all((root / "results" / p).is_file() for p in prompts.path)
     assert pd.read_csv(root / "results" / "results.csv").shape == results.shape
 
     # each transfer started from its source's best prompt (best over the source's seeds and evaluations)
     index = read_json(root / "source_prompts" / "index.json")
     for row in results[results.stage == "transfer"].itertuples():
-        start = load_prompt(root / row.trial_dir / "prompts" / "step_000000.safetensors")
+        start = load_prompt(root / "results" / row.trial_dir / "prompts" / "step_000000.safetensors")
         np.testing.assert_array_equal(start, load_prompt(root / index[row.source]["path"]))
         src = results[(results.stage == "tune") & (results.task == row.source)]
         assert index[row.source]["score"] == src.score.max()
@@ -66,7 +66,7 @@ def test_smoke_sweep_end_to_end(local_ray, tmp_path):
     # trial folders carry the engine's files and Tune's logs exist per trial
     for row in results.itertuples():
         assert {"config.json", "result.json", "best.safetensors", "state.pt", "train.log"} <= {
-            p.name for p in (root / row.trial_dir).iterdir()}
+            p.name for p in (root / "results" / row.trial_dir).iterdir()}
     assert glob.glob(str(root / "ray_tune" / "transfer-*" / "*" / "stdout"))
     assert glob.glob(str(root / "ray_tune" / "transfer-*" / "*" / "events.out.tfevents.*"))  # TensorBoard
     assert not glob.glob(str(root / "ray_tune" / "*" / "*" / "checkpoint_*"))  # the trial folder is the state

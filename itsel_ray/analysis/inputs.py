@@ -13,8 +13,7 @@ results: one row per trial.
     status      "done" | "failed" | "running" | "damaged" | "pending"
     score       best selection-metric value, 0-100; NaN unless done
     best_step, steps, wall_s, metric_<name>..., trial_dir
-    best_prompt path of the best prompt file (relative paths are relative to the folder's parent, the sweep root),
-                or empty
+    best_prompt path of the best prompt file (relative paths are relative to the folder), or empty
 prompts: one row per saved prompt file.
     stage, role, task, source, seed, step (int), path, is_best (bool)
 probe (optional; the sweep's analyze stage writes it for the torch engine): one row per (target, source) pair.
@@ -169,7 +168,6 @@ def load_probe(folder: str | Path) -> pd.DataFrame | None:
 
 
 def resolve_path(folder: str | Path, path: str) -> Path:
-    """A path from a table: absolute as is; relative ones are relative to the sweep root, the results folder's
-    parent, as the sweep writes them (so a copied storage reads its own files)."""
+    """A path from a table: absolute as is, relative to the results folder otherwise."""
     p = Path(path)
-    return p if p.is_absolute() else Path(folder).parent / p
+    return p if p.is_absolute() else Path(folder) / p

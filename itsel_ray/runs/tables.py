@@ -2,8 +2,8 @@
 
 results: one row per *planned* trial, so a failed or missing run is a row with its status and a NaN score, never
 a 0. prompts: one row per saved prompt file of every finished trial (the step snapshots with is_best False, plus
-best.safetensors with its step and is_best True). Paths are relative to the sweep root (the results folder's
-parent), so a storage copied elsewhere reads its own files. Both tables are rebuilt from the trial folders and
+best.safetensors with its step and is_best True). Paths are relative to the results folder (`../tune/...`), as
+the analysis reads them, so a storage copied elsewhere reads its own files. Both tables are rebuilt from the trial folders and
 written atomically. No Ray here.
 """
 
@@ -64,8 +64,8 @@ def results_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
             "steps": res.get("steps") if r.result else None,
             "wall_s": float(res["wall_s"]) if r.result and res.get("wall_s") is not None else math.nan,
             **(_metrics(res) if done else {}),
-            "trial_dir": t.key,
-            "best_prompt": f"{t.key}/{TrialFiles.BEST_PROMPT}" if done else "",
+            "trial_dir": f"../{t.key}",
+            "best_prompt": f"../{t.key}/{TrialFiles.BEST_PROMPT}" if done else "",
         })
     df = pd.DataFrame(rows)
     metric_cols = sorted(c for c in df.columns if c.startswith("metric_")) if rows else []
@@ -94,9 +94,9 @@ def prompts_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
                     step = int(name[5:-12])
                 except ValueError:
                     continue
-                rows.append({**base, "step": step, "path": key, "is_best": False})
+                rows.append({**base, "step": step, "path": f"../{key}", "is_best": False})
         rows.append({**base, "step": int(r.result.get("best_step") or 0),
-                     "path": f"{t.key}/{TrialFiles.BEST_PROMPT}", "is_best": True})
+                     "path": f"../{t.key}/{TrialFiles.BEST_PROMPT}", "is_best": True})
     df = pd.DataFrame(rows, columns=PROMPT_COLUMNS)
     return df.astype({"seed": "int64", "step": "int64", "is_best": "bool"})
 
