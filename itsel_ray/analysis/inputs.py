@@ -21,12 +21,17 @@ probe (optional; the sweep's analyze stage writes it for the torch engine): one 
     score           the source's best prompt, zero-shot on the target: minus the mean training loss of the target's
                     objective over a fixed sample of the target's training rows (higher = better); NaN/empty = none
     examples, loss  optional: the rows probed and the loss used (informative only)
+logme (optional; written like probe): one row per (target, source) pair.
+    target, source  task names
+    score           LogME of the frozen encoder's pooled features of the same training sample under the source's
+                    best prompt, against the target's labels (higher = better); NaN/empty = none
+    examples        optional: the rows used (informative only)
 
 Meaning: transfer rows give the ground truth (source, target, seed) -> score; tune rows with role "target" give
 the no-transfer baseline (task, seed) -> score; the best prompt of each source (best score over its seeds, ties ->
 the smallest seed) is the source's prompt; the target's own tune run at seed s, at every saved step, is the
 target prompt of the (target, s) cell; a probe row is the PROBE selector's score of that source for that target
-(the same for every seed of the target).
+(the same for every seed of the target); a logme row likewise the LOGME selector's.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ import pandas as pd
 RESULTS_STEM = "results"
 PROMPTS_STEM = "prompts"
 PROBE_STEM = "probe"
-PROBE_REQUIRED = ("target", "source", "score")
+LOGME_STEM = "logme"
+PAIR_TABLES = (PROBE_STEM, LOGME_STEM)  # per (target, source) selector inputs, one table each
+PAIR_REQUIRED = ("target", "source", "score")
 RESULTS_COLUMNS = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_step", "steps",
                    "wall_s", "trial_dir", "best_prompt")
 RESULTS_REQUIRED = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_prompt")
@@ -136,18 +143,19 @@ def load_prompts(folder: str | Path) -> pd.DataFrame:
     return df
 
 
-def load_probe(folder: str | Path) -> pd.DataFrame | None:
-    """The validated probe table (target, source: str; score: float, NaN = no score), or None if absent.
+def load_pair_table(folder: str | Path, stem: str) -> pd.DataFrame | None:
+    """A validated (target, source) -> score table such as probe or logme (target, source: str; score: float,
+    NaN = no score), or None if absent.
 
     An empty task name, a score that is not a number, or two rows for one (target, source) pair raise
     InputError naming the file, the column and the row.
     """
     try:
-        path = find_table(folder, PROBE_STEM)
+        path = find_table(folder, stem)
     except InputError:
         return None
     df = read_table(path).reset_index(drop=True)
-    _require(df, PROBE_REQUIRED, path)
+    _require(df, PAIR_REQUIRED, path)
     for column in ("target", "source"):
         df[column] = _text(df[column])
         empty = df.index[df[column] == ""]
@@ -165,6 +173,11 @@ def load_probe(folder: str | Path) -> pd.DataFrame | None:
         raise InputError(f"{path}: {int(dupes.sum())} rows for target {row['target']!r}, source {row['source']!r}")
     df.attrs["path"] = str(path)
     return df
+
+
+def load_probe(folder: str | Path) -> pd.DataFrame | None:
+    """The validated probe table, or None if absent (`load_pair_table`)."""
+    return load_pair_table(folder, PROBE_STEM)
 
 
 def resolve_path(folder: str | Path, path: str) -> Path:

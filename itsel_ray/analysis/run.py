@@ -29,6 +29,9 @@ STUDY_INPUTS: dict[str, tuple[Callable[[Study], bool], str]] = {
     "probe": (lambda s: s.probe is not None,
               "the study has no probe scores (no probe.parquet|csv in the results folder; the sweep's analyze "
               "stage writes one for the torch engine)"),
+    "logme": (lambda s: s.logme is not None,
+              "the study has no LogME scores (no logme.parquet|csv in the results folder; the sweep's analyze "
+              "stage writes one for the torch engine)"),
 }
 
 
