@@ -182,7 +182,7 @@ _READERS = {"npy": _read_npy, "safetensors": _read_safetensors}
 def _read_prompt(f, size: int, name: str, fmt: str, max_bytes: int) -> np.ndarray:
     if fmt not in _READERS:
         raise PromptFileError(f"unknown prompt format {fmt!r}; valid: {', '.join(_READERS)}")
-    arr = np.asarray(_READERS[fmt](f, size, name, max_bytes), dtype=np.float32)
+    arr = np.array(_READERS[fmt](f, size, name, max_bytes), dtype=np.float32)  # a writable copy
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 2:

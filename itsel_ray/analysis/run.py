@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -19,6 +21,7 @@ from itsel_ray.analysis.study import Study
 from itsel_ray.analysis.text_embeddings import LoadTexts, task_embeddings
 from itsel_ray.metrics.ranking import rank_from_scores
 from itsel_ray.selection import paper_draws
+from itsel_ray.selection.semb import PAPER_ENCODERS
 
 MapFn = Callable[[Callable, Iterable], Iterable]
 
@@ -62,6 +65,37 @@ def _text_tables(study: Study, cfg: AnalysisConfig, entries: list[Entry], given,
     return out
 
 
+def merge_same_encoder(entries: list[Entry], cfg: AnalysisConfig, messages: list[str],
+                       given: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> tuple[list[Entry], dict]:
+    """SEMB-B and SEMB-R resolved to one encoder are one selector: one entry labelled SEMB (and a note), not two
+    identical rows under the paper's two encoder names (unless the embeddings handed in for the two differ).
+    Returns (entries, {old label: new label})."""
+    encoders = semb_encoders(cfg)
+    semb = [e for e in entries if e.selector.name in encoders and e.label == e.selector.label]
+    if len(semb) < 2 or len({encoders[e.selector.name] for e in semb}) > 1:
+        return entries, {}
+    names = [e.selector.name for e in semb]
+    if given is not None and all(n in given for n in names) and any(
+            not np.array_equal(given[names[0]][t], given[names[1]][t]) for t in given[names[0]]):
+        return entries, {}
+    keep = dataclasses.replace(semb[0], label="SEMB")
+    messages.append(f"SEMB-B and SEMB-R both use the encoder {encoders[semb[0].selector.name]!r}, so they are one "
+                    f"selector, SEMB (the paper's: {PAPER_ENCODERS['semb-b']} and {PAPER_ENCODERS['semb-r']}; set "
+                    "semb.b_encoder and semb.r_encoder to compare two)")
+    out = [keep if e is semb[0] else e for e in entries if e is not semb[1]]
+    return out, {e.label: "SEMB" for e in semb}
+
+
+def scale_warnings(study: Study, cfg: AnalysisConfig) -> list[str]:
+    """A warning when every transfer score lies in [0, 1] under the exp2_raw gain, which assumes 0-100 scores."""
+    finite = study.transfer[np.isfinite(study.transfer)]
+    if cfg.ranking.gain != "exp2_raw" or not finite.size or finite.min() < 0 or finite.max() > 1:
+        return []
+    return [f"warning: every transfer score lies in [0, 1] ({study.origin}); the nDCG gain 2^score - 1 assumes "
+            "scores on a 0-100 scale, and on a 0-1 scale it is nearly linear, so nDCG is close to 1 for any order. "
+            "Multiply the scores by 100, or set ranking.gain (e.g. minmax)"]
+
+
 def _plan_steps(study: Study, cfg: AnalysisConfig) -> tuple[tuple[int, ...], int | None]:
     available = study.steps
     steps = tuple(cfg.steps) if cfg.steps is not None else available
@@ -86,6 +120,8 @@ def build_context(study: Study, cfg: AnalysisConfig, *, text_embeddings=None, lo
             messages.append(f"skipped {label}: {'; '.join(lacking)} ({study.origin})")
             continue
         entries.append(Entry(label, selector, opts))
+    messages.extend(scale_warnings(study, cfg))
+    entries, aliases = merge_same_encoder(entries, cfg, messages, text_embeddings)
     texts = _text_tables(study, cfg, entries, text_embeddings, load_texts, messages)
     entries = [e for e in entries if "texts" not in e.selector.requirements(e.options)
                or all(p in texts for p in _text_parts(e))]
@@ -117,7 +153,7 @@ def build_context(study: Study, cfg: AnalysisConfig, *, text_embeddings=None, lo
     ctx = CellContext(
         study=study, entries=tuple(entries), metrics=tuple(cfg.metric_specs()), groups=groups,
         relevance=cfg.ranking.relevance, missing=cfg.ranking.missing, seed_average=cfg.seed_average,
-        text_embeddings=texts, draws=draws,
+        text_embeddings=texts, draws=draws, aliases=aliases,
     )
     return ctx, cells, headline
 
