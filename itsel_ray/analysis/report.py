@@ -34,6 +34,12 @@ class AnalysisResult:
     messages: list[str] = field(default_factory=list)
     headline_step: int | None = None
 
+    def moved(self, src: Path, dst: Path) -> "AnalysisResult":
+        """The same result after its folder `src` became `dst`."""
+        move = lambda p: dst / Path(p).relative_to(src)  # noqa: E731
+        return dataclasses.replace(self, out_dir=dst, report=move(self.report),
+                                   files={k: move(v) for k, v in self.files.items()})
+
 
 def _csv(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
     return atomic_write_text(path, df.to_csv(index=index, float_format="%.10g"))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from itsel_ray.analysis.cells import ALL, Cell, CellContext, CellResult, CellRunner, Entry
 from itsel_ray.analysis.analysis_file import AnalysisConfig
+from itsel_ray.analysis.output_dir import check_replaceable, staged_folder
 from itsel_ray.analysis.report import AnalysisResult, write_outputs
 from itsel_ray.analysis.study import Study
 from itsel_ray.analysis.text_embeddings import LoadTexts, task_embeddings
@@ -208,17 +209,20 @@ def run_analysis(study: Study, cfg: AnalysisConfig, out_dir: str | Path, map_fn:
     Args:
         study: the transfer study (`study_from_sweep` / `study_from_csv`).
         cfg: the analysis definition (`load_analysis_config("analysis/paper.yaml")`).
-        out_dir: where tables (CSV + Markdown), figures (PNG) and report.md go.
+        out_dir: where tables (CSV + Markdown), figures (PNG) and report.md go; the folder is replaced whole once
+            every output is written (`output_dir.py`), so a failed run leaves the previous outputs as they were.
         map_fn: `map_fn(fn, cells) -> results in order`; builtin `map` or `itsel_ray.sweep.parallel.ray_map`.
         text_embeddings: SEMB selector name -> task -> [D]; computed (and cached) from the tasks' texts if None.
         load_texts: (task, cap) -> texts, replacing the tasks package when SEMB embeddings are computed.
     Returns:
         AnalysisResult (report path, tidy metrics, summary, files, messages).
     """
-    out_dir = Path(out_dir)
+    out_dir = check_replaceable(out_dir)  # refused before any work
     messages = list(study.notes)
     ctx, cells, headline = build_context(study, cfg, text_embeddings=text_embeddings, load_texts=load_texts,
                                          messages=messages)
     results = list(map_fn(CellRunner(ctx), cells))
     tidy, scores, lookup = collect(results, study)
-    return write_outputs(study, cfg, ctx, tidy, scores, lookup, headline, out_dir, messages)
+    with staged_folder(out_dir) as stage:  # the old outputs stay whole until the new ones are
+        result = write_outputs(study, cfg, ctx, tidy, scores, lookup, headline, stage, messages)
+    return result.moved(stage, out_dir)
