@@ -119,6 +119,9 @@ class AnalysisConfig:
             _one_of("groups", group, CATEGORIES)
         self.metric_specs()
         resolved = self.resolved_selectors()
+        for opts in {self.options, *(o for _, _, o in resolved)}:  # FUSION's parts, even where FUSION is not run
+            for name in opts.fusion:
+                SELECTORS.get(name)
         for label, selector, opts in resolved:
             for part in selector.components(opts):  # raises UnknownNameError for an unknown part
                 if part.uniform or part.parts is not None:

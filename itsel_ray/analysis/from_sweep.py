@@ -72,7 +72,7 @@ def _load_source_prompts(folder: Path, results: pd.DataFrame, prompts: pd.DataFr
         if path is None:
             notes.append(f"source {source}: its best run (seed {best[source]['seed']}) lists no prompt file")
             return None
-        arrays.append(load_prompt(path))
+        arrays.append(load_prompt(path, allow_zero=False))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise InputError(f"{folder}: source prompts differ in shape: "
@@ -102,7 +102,7 @@ def _load_target_prompts(folder: Path, prompts: pd.DataFrame, targets: tuple[str
     rows = rows[rows["step"] > 0] if steps is None else rows[rows["step"].isin(list(steps))]
     # Prefer the regular snapshot over a best-prompt row that shares its step.
     rows = rows.sort_values("is_best", kind="stable").drop_duplicates(["task", "seed", "step"], keep="first")
-    return {(r.task, int(r.seed), int(r.step)): load_prompt(resolve_path(folder, r.path))
+    return {(r.task, int(r.seed), int(r.step)): load_prompt(resolve_path(folder, r.path), allow_zero=False)
             for r in rows.itertuples(index=False)}
 
 

@@ -11,7 +11,8 @@ results: one row per trial.
     target      transfer rows and tune-target rows: the target task; None for source tuning
     seed        int
     status      "done" | "failed" | "running" | "pending"
-    score       best selection-metric value, 0-100; NaN unless done
+    score       best selection-metric value (the trial's best_score) x100: a number in [0, 100] ([-100, 100]
+                for a correlation metric) when done, NaN otherwise
     best_step, steps, wall_s, metric_<name>..., trial_dir
     best_prompt path of the best prompt file (relative paths are relative to the folder), or empty
 prompts: one row per saved prompt file.
@@ -59,6 +60,39 @@ METRIC_PREFIX = "metric_"
 
 class InputError(ValueError):
     """A results folder or ground-truth file that does not follow the contract; names the file and field."""
+
+
+# Task metrics (x100) that can be negative: correlations. Every other one lies in [0, 100].
+SIGNED_METRICS = ("mcc", "pearson", "spearman")
+
+
+def score_range(task: str) -> tuple[float, float, str]:
+    """(low, high, why) of a score of `task`: [-100, 100] when its selection metric (or, for "average", one of its
+    metrics) is a correlation, else [0, 100]; [0, 100] for a task the registry does not declare."""
+    try:
+        from itsel_ray.tasks import get_task
+
+        spec = get_task(task)
+    except Exception:  # not a declared task: the common 0-100 scale
+        return 0.0, 100.0, f"task {task} is not declared, so its score is taken to be on the 0-100 scale"
+    metrics = spec.metrics if spec.select_metric == "average" else (spec.select_metric,)
+    signed = [m for m in metrics if m in SIGNED_METRICS]
+    if signed:
+        return -100.0, 100.0, f"task {task} is scored by {signed[0]} x100"
+    return 0.0, 100.0, f"task {task} is scored by {', '.join(metrics)} x100"
+
+
+def check_scores(values: np.ndarray, tasks, *, where) -> None:
+    """Raise InputError unless every non-NaN value is finite and in its task's range. `where(i)` names the cell
+    of value i (file, row, column) for the message."""
+    values = np.asarray(values, dtype=np.float64)
+    ranges = {}
+    for i, (value, task) in enumerate(zip(values, tasks)):
+        if np.isnan(value):
+            continue
+        low, high, why = ranges.setdefault(task, score_range(task))
+        if not (np.isfinite(value) and low <= value <= high):
+            raise InputError(f"{where(i)}: {float(value)!r} is outside the score range [{low:g}, {high:g}] ({why})")
 
 
 def find_table(folder: str | Path, stem: str) -> Path:
@@ -116,8 +150,17 @@ def load_results(folder: str | Path) -> pd.DataFrame:
     _check_values(df, "role", ROLES, path)
     _check_values(df, "status", STATUSES, path)
     df["seed"] = _int_column(df, "seed", path)
-    df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
-    df.loc[df["status"] != "done", "score"] = float("nan")
+    raw = df["score"]
+    df["score"] = pd.to_numeric(raw, errors="coerce").astype("float64")
+    done = df["status"] == "done"
+    no_number = done & df["score"].isna()
+    if no_number.any():
+        i = int(df.index[no_number][0])
+        raise InputError(f"{path}: row {i} ({df.at[i, 'stage']} {df.at[i, 'task']} seed {df.at[i, 'seed']}) is "
+                         f"done but its 'score' (the trial's best_score) is {str(raw.iloc[i])!r}; a finished trial "
+                         "needs a number")
+    df.loc[~done, "score"] = float("nan")
+    check_scores(df["score"].to_numpy(), df["task"], where=lambda i: f"{path}: row {i}, column 'score'")
     df.attrs["path"] = str(path)
     return df
 
