@@ -26,11 +26,13 @@ def _scale(metric: str) -> float:
     return 100.0 if metric.split("@")[0] in PERCENT_METRICS else 1.0
 
 
-def cell_values(rows: pd.DataFrame, metric: str, targets: Sequence[str], seeds: Sequence[int]) -> np.ndarray:
-    """[T, R] values of `metric` in `rows` (one selector and group), NaN where a cell is not scored."""
-    ok = rows[rows["status"] == "ok"]
-    table = ok.pivot_table(index="target", columns="seed", values=metric, aggfunc="first")
-    return table.reindex(index=list(targets), columns=list(seeds)).to_numpy(dtype=np.float64)
+def cell_values(rows: pd.DataFrame, metrics: Sequence[str], targets: Sequence[str],
+                seeds: Sequence[int]) -> dict[str, np.ndarray]:
+    """metric -> [T, R] values in `rows` (one selector and group), NaN where a cell is not scored."""
+    ok = rows[rows["status"] == "ok"].set_index(["target", "seed"])
+    full = pd.MultiIndex.from_product([list(targets), list(seeds)], names=["target", "seed"])
+    table = ok[list(metrics)].reindex(full)
+    return {m: table[m].to_numpy(dtype=np.float64).reshape(len(targets), len(seeds)) for m in metrics}
 
 
 def table3_uncertainty(tidy: pd.DataFrame, *, selectors: Sequence[str], groups: Sequence[str],
@@ -41,12 +43,13 @@ def table3_uncertainty(tidy: pd.DataFrame, *, selectors: Sequence[str], groups: 
     (NaN where that comparison is not made), in the Table 3 scale (nDCG x100)."""
     rows = at_step(tidy, step)
     interval, test = INTERVALS.get(cfg.interval), PAIRED_TESTS.get(cfg.test)
-    by_key = {key: part for key, part in rows.groupby(["selector", "group"], sort=False)}
+    metrics = table3_metrics(metric_labels)
+    grids = {key: cell_values(part, metrics, targets, seeds)
+             for key, part in rows.groupby(["selector", "group"], sort=False)}
     out = []
     for group in groups:
-        for metric in table3_metrics(metric_labels):
-            values = {s: cell_values(by_key[(s, group)], metric, targets, seeds) for s in selectors
-                      if (s, group) in by_key}
+        for metric in metrics:
+            values = {s: grids[(s, group)][metric] for s in selectors if (s, group) in grids}
 
             def p_against(label, v):
                 if label is None or label not in values:

@@ -12,6 +12,7 @@ not scored (missing or undefined): such a cell is in no mean, no resample and no
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Callable
@@ -72,16 +73,27 @@ def percentile_bootstrap(values: np.ndarray, *, level: float, resamples: int, se
     return Interval(float(low), float(high))
 
 
+@functools.lru_cache(maxsize=32)
+def _signs(units: int, permutations: int, seed: int) -> tuple[np.ndarray, bool]:
+    """([patterns, units] signs, exact?): every pattern when 2^units <= permutations, else `permutations` seeded
+    random ones. Cached: a table's tests share them (read-only)."""
+    if 2 ** units <= permutations:
+        signs, exact = np.array(list(itertools.product((1.0, -1.0), repeat=units))), True
+    else:
+        signs, exact = np.random.default_rng(seed).choice((1.0, -1.0), size=(permutations, units)), False
+    signs.flags.writeable = False
+    return signs, exact
+
+
 def _sign_flip(units: np.ndarray, n: int, *, permutations: int, seed: int) -> float:
-    """p-value of |sum(units)| / n under independent random signs of the units: all 2^U patterns when 2^U <=
-    `permutations` (exact, the identity included), else `permutations` random ones ((1 + hits) / (1 + draws))."""
+    """p-value of |sum(units)| / n under independent random signs of the units: the share of all 2^U patterns
+    (exact, the identity included) or of `permutations` random ones ((1 + hits) / (1 + draws)) at least as far
+    from 0 as the observed sum."""
     observed = abs(units.sum()) / n
     tol = 1e-12 * max(1.0, float(np.abs(units).sum()) / n)
-    if 2 ** units.size <= permutations:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=units.size)))
-        return float(np.mean(np.abs(signs @ units) / n >= observed - tol))
-    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(permutations, units.size))
-    return (1 + int((np.abs(signs @ units) / n >= observed - tol).sum())) / (1 + permutations)
+    signs, exact = _signs(units.size, permutations, seed)
+    hits = int((np.abs(signs @ units) / n >= observed - tol).sum())
+    return hits / len(signs) if exact else (1 + hits) / (1 + permutations)
 
 
 def _differences(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
