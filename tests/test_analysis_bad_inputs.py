@@ -15,7 +15,8 @@ from itsel_ray.analysis.synthetic import synthetic_study, write_sweep_folder
 from itsel_ray.artifacts import save_prompt
 from itsel_ray.schema import ConfigError
 
-ARGS = ["--selectors", "random", "size", "feature", "--config", "analysis/demo.yaml", "--resamples", "200"]
+ARGS = ["--selectors", "random", "size", "--config", "analysis/demo.yaml", "--resamples", "200", "--reference",
+        "size"]
 
 
 @pytest.fixture(scope="module")
