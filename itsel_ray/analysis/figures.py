@@ -219,7 +219,8 @@ def fig5_ndcg_by_step(tidy: pd.DataFrame, labels: Sequence[str], references: Seq
                    label=f"{' = '.join(names)} (no target prompt)", zorder=2)
     ax.set_xlabel("target prompt checkpoint step")
     ax.set_ylabel("nDCG (x100), mean over targets and seeds")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_title("Task prediction against training steps")
     return _save(fig, path)
 
