@@ -199,40 +199,38 @@ def _draw(args, selector, opts, sources, prompts, notes) -> np.ndarray:
     return paper_draws([target], len(sources), seed=args.random_seed)[target]
 
 
-def _probe(args, selector, opts, sources, prompts, notes) -> np.ndarray:
+def _model_scores(args, sources, prompts, notes, *, name: str, what: str, examples: int, engine_fn) -> np.ndarray:
+    """[S] scores of every source prompt from `engine_fn(cfg, prompts, max_examples=)` on the target's training
+    rows, through the frozen model and transfer-stage settings of --sweep at its first target seed."""
     if not (args.target and args.sweep):
-        raise ValueError("probe scores the source prompts through a sweep's frozen model on the target's training "
-                         "rows: give --target TASK and --sweep NAME|PATH")
-    from itsel_ray.engine.zero_shot import probe_prompts
+        raise ValueError(f"{name} {what}: give --target TASK and --sweep NAME|PATH")
     from itsel_ray.engine.trial import TrialError
     from itsel_ray.sweep.config import load_sweep
 
     sweep = load_sweep(args.sweep)
     cfg = sweep.trial_config("transfer", task=args.target, seed=sweep.grid.target_seeds[0])
     try:
-        scores, n = probe_prompts(cfg, dict(zip(sources, prompts)), max_examples=args.probe_examples)
+        scores, n = engine_fn(cfg, dict(zip(sources, prompts)), max_examples=examples)
     except TrialError as err:  # e.g. a task the configured loss cannot train: bad input, not a crash
-        raise ValueError(f"probe on {args.target}: {err}") from None
-    notes.append(f"probe: {n} training rows of {args.target}, loss {cfg.train.loss!r}, model of sweep {args.sweep}")
+        raise ValueError(f"{name} on {args.target}: {err}") from None
+    notes.append(f"{name}: {n} training rows of {args.target}, loss {cfg.train.loss!r}, model of sweep {args.sweep}")
     return np.array([scores[s] for s in sources], dtype=np.float64)
+
+
+def _probe(args, selector, opts, sources, prompts, notes) -> np.ndarray:
+    from itsel_ray.engine.zero_shot import probe_prompts
+
+    return _model_scores(args, sources, prompts, notes, name="probe", examples=args.probe_examples,
+                         what="scores the source prompts through a sweep's frozen model on the target's training "
+                              "rows", engine_fn=probe_prompts)
 
 
 def _logme(args, selector, opts, sources, prompts, notes) -> np.ndarray:
-    if not (args.target and args.sweep):
-        raise ValueError("logme scores the frozen encoder's features of the target's training rows under each "
-                         "source prompt: give --target TASK and --sweep NAME|PATH")
     from itsel_ray.engine.features import logme_prompts
-    from itsel_ray.engine.trial import TrialError
-    from itsel_ray.sweep.config import load_sweep
 
-    sweep = load_sweep(args.sweep)
-    cfg = sweep.trial_config("transfer", task=args.target, seed=sweep.grid.target_seeds[0])
-    try:
-        scores, n = logme_prompts(cfg, dict(zip(sources, prompts)), max_examples=args.logme_examples)
-    except TrialError as err:  # e.g. a target with free-text answers
-        raise ValueError(f"logme on {args.target}: {err}") from None
-    notes.append(f"logme: {n} training rows of {args.target}, model of sweep {args.sweep}")
-    return np.array([scores[s] for s in sources], dtype=np.float64)
+    return _model_scores(args, sources, prompts, notes, name="logme", examples=args.logme_examples,
+                         what="scores the frozen encoder's features of the target's training rows under each "
+                              "source prompt", engine_fn=logme_prompts)
 
 
 # requirement -> (the SelectionInput field it fills, its builder from the command line); only the requirements of

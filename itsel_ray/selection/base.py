@@ -202,6 +202,14 @@ def register_selector(name: str, *, label: str, needs: tuple[str, ...] = (), uni
     return deco
 
 
+def given_scores(name: str, scores: np.ndarray | None, inp: SelectionInput) -> np.ndarray:
+    """[S] scores a selector reads precomputed (PROBE, LOGME) as float64, checked against the sources."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(inp.sources),):
+        raise ValueError(f"{name}: {scores.shape} scores for {len(inp.sources)} sources")
+    return scores
+
+
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine of vector a [D] (or rows [R, D]) with each row of b [S, D] -> [S] (or [R, S]); 0 for a zero vector."""
     a = np.asarray(a, dtype=np.float64)

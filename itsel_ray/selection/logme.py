@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from itsel_ray.selection.base import SelectionInput, SelectorOptions, register_selector
+from itsel_ray.selection.base import SelectionInput, SelectorOptions, given_scores, register_selector
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,4 @@ def logme(features: np.ndarray, labels: np.ndarray, *, regression: bool = False)
 @register_selector("logme", label="LOGME", needs=("logme",))
 def logme_scores(inp: SelectionInput, opts: SelectorOptions) -> np.ndarray:
     """The cell's precomputed LogME scores as given (higher = the source prompt's features fit the target better)."""
-    scores = np.asarray(inp.logme, dtype=np.float64)
-    if scores.shape != (len(inp.sources),):
-        raise ValueError(f"logme: {scores.shape} scores for {len(inp.sources)} sources")
-    return scores
+    return given_scores("logme", inp.logme, inp)
