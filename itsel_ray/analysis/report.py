@@ -190,11 +190,15 @@ def _rel(path: Path, out_dir: Path) -> str:
 
 
 def _probe_line(study: Study) -> list[str]:
-    if study.probe is None:
-        return []
-    have = int(np.isfinite(study.probe).sum())
-    return [f"- PROBE: zero-shot probe scores (minus the target's training loss with each source prompt) for {have} "
-            f"of {study.probe.size} (target, source) pairs"]
+    """One line per precomputed selector input the study has (PROBE, LOGME): how many pairs have a score."""
+    lines = []
+    for table, what in ((study.probe, "PROBE: zero-shot probe scores (minus the target's training loss with each "
+                                      "source prompt)"),
+                        (study.logme, "LOGME: LogME scores of the frozen encoder's features of the target's "
+                                      "training rows under each source prompt")):
+        if table is not None:
+            lines.append(f"- {what} for {int(np.isfinite(table).sum())} of {table.size} (target, source) pairs")
+    return lines
 
 
 def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, ref) -> str:
