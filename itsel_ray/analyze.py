@@ -22,13 +22,14 @@ from itsel_ray.analysis.analysis_file import (
     builtin_config,
     load_analysis_config,
 )
+from itsel_ray.analysis.inputs import InputError
 from itsel_ray.artifacts import PromptFileError
 from itsel_ray.schema import ConfigError
 from itsel_ray.metrics.ranking import GAINS
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.selection import MAX_DIRECTIONS, SELECTORS
 
-USER_ERRORS = (ConfigError, UnknownNameError, PromptFileError, ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, help="the checkpoint step of the prompt selectors in Tables 3 and 4")
     p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps to evaluate (default: the config's)")
     p.add_argument("--baseline-row", default="prompt-text", help="ground-truth CSV: the no-transfer row")
+    p.add_argument("--reference", metavar="SELECTOR", help="Table 3's paired tests: the reference (default feature)")
+    p.add_argument("--resamples", type=int, metavar="N", help="Table 3's bootstrap resamples (default 2000)")
+    p.add_argument("--level", type=float, metavar="L", help="Table 3's interval level (default 0.95)")
     p.add_argument("--ray", action="store_true", help="fan the cells out as Ray tasks on a local instance")
     p.add_argument("--num-cpus", type=int, help="--ray: CPUs of the local Ray instance")
     return p
@@ -83,6 +87,9 @@ def apply_overrides(cfg: AnalysisConfig, args: argparse.Namespace, *, where: str
         data["steps"] = list(args.steps)
     if args.step is not None:
         data["headline_step"] = args.step
+    for key, value in (("reference", args.reference), ("resamples", args.resamples), ("level", args.level)):
+        if value is not None:
+            data["uncertainty"][key] = value
     return analysis_config_from_dict(data, where=where)
 
 
@@ -122,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for message in result.messages:
+        if message.startswith("warning: "):  # loud: on stderr as well, where it is not lost among the notes
+            print(f"WARNING: {message.removeprefix('warning: ')}", file=sys.stderr)
         print(f"note: {message}")
     print(*summary_lines(result), sep="\n")
     print(f"report: {result.report}")

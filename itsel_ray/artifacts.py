@@ -105,41 +105,132 @@ def save_prompt(path: str | os.PathLike, prompt: np.ndarray, *, metadata: dict[s
     return atomic_write_bytes(path, prompt_to_bytes(prompt, fmt=fmt, metadata=metadata))
 
 
-def prompt_from_bytes(data: bytes, *, name: str = "<bytes>", fmt: str = "safetensors") -> np.ndarray:
-    try:
-        if fmt == "npy":
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        else:
-            from safetensors.numpy import load
+# A prompt is [tokens, d_model] floats: t5-11b's 100 x 1024 float32 is 0.4 MiB, so a file declaring more than this
+# is not a prompt (or is a mistake), and is refused from its header before any data is read.
+MAX_PROMPT_BYTES = 64 * 2**20
+MAX_SAFETENSORS_HEADER = 100 * 2**20  # the safetensors format's own limit
+_SAFETENSORS_FLOATS = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "BF16": "<u2"}
 
-            tensors = load(data)
-            if PROMPT_KEY in tensors:
-                arr = tensors[PROMPT_KEY]
-            elif len(tensors) == 1:
-                arr = next(iter(tensors.values()))
-            else:
-                raise PromptFileError(
-                    f"{name}: expected a tensor named {PROMPT_KEY!r} (or a single tensor), found {sorted(tensors)}"
-                )
+
+def _refuse_size(name: str, shape, itemsize: int, max_bytes: int) -> int:
+    nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize
+    if nbytes > max_bytes:
+        raise PromptFileError(f"{name}: the header declares a tensor of shape {tuple(shape)} ({nbytes / 2**20:.1f} MiB), "
+                              f"above the {max_bytes / 2**20:.0f} MiB a prompt may hold")
+    return nbytes
+
+
+def _read_npy(f, size: int, name: str, max_bytes: int) -> np.ndarray:
+    """The array of an .npy stream, its header (version, dtype, shape) checked before the data is read."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise PromptFileError(f"{name}: .npy format version {version} is not supported (1.0 or 2.0)")
+        shape, fortran, dtype = read_header(f)
     except PromptFileError:
         raise
-    except Exception as err:  # corrupt or foreign file
-        raise PromptFileError(f"{name}: cannot read a prompt ({type(err).__name__}: {err})") from None
-    arr = np.asarray(arr, dtype=np.float32)
+    except Exception as err:
+        raise PromptFileError(f"{name}: not a readable .npy header ({type(err).__name__}: {err})") from None
+    if dtype.hasobject:
+        raise PromptFileError(f"{name}: the .npy file holds Python objects (dtype {dtype}); prompts are never unpickled")
+    if dtype.kind != "f":
+        raise PromptFileError(f"{name}: prompt dtype is {dtype}, not a floating-point type")
+    nbytes = _refuse_size(name, shape, dtype.itemsize, max_bytes)
+    if size - f.tell() < nbytes:
+        raise PromptFileError(f"{name}: truncated: the header declares shape {shape} ({nbytes} bytes of data), "
+                              f"the file holds {size - f.tell()}")
+    data = np.frombuffer(f.read(nbytes), dtype=dtype)
+    return data.reshape(shape[::-1]).T if fortran else data.reshape(shape)
+
+
+def _read_safetensors(f, size: int, name: str, max_bytes: int) -> np.ndarray:
+    """The prompt tensor of a safetensors stream: the 8-byte header length and the JSON header are checked
+    (tensor name, dtype, shape, offsets, size) before the tensor's bytes are read."""
+    head = f.read(8)
+    if len(head) < 8:
+        raise PromptFileError(f"{name}: truncated: {len(head)} bytes, not even a safetensors header length")
+    n = int.from_bytes(head, "little")
+    if n > min(MAX_SAFETENSORS_HEADER, size - 8):
+        raise PromptFileError(f"{name}: not a safetensors file or truncated: the header length field says {n} bytes, "
+                              f"the file holds {size - 8} after it")
+    try:
+        header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except ValueError as err:
+        raise PromptFileError(f"{name}: cannot read the safetensors header ({err})") from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if PROMPT_KEY in tensors:
+        key = PROMPT_KEY
+    elif len(tensors) == 1:
+        key = next(iter(tensors))
+    else:
+        raise PromptFileError(f"{name}: expected a tensor named {PROMPT_KEY!r} (or a single tensor), found "
+                              f"{sorted(tensors)}")
+    info = tensors[key]
+    try:
+        dtype_name, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
+        begin, end = int(begin), int(end)
+    except (KeyError, TypeError, ValueError):
+        raise PromptFileError(f"{name}: tensor {key!r} has no valid dtype, shape and data_offsets") from None
+    if dtype_name not in _SAFETENSORS_FLOATS:
+        raise PromptFileError(f"{name}: tensor {key!r} has dtype {dtype_name}, not a floating-point type "
+                              f"({', '.join(_SAFETENSORS_FLOATS)})")
+    dtype = np.dtype(_SAFETENSORS_FLOATS[dtype_name])
+    nbytes = _refuse_size(name, shape, dtype.itemsize, max_bytes)
+    if end - begin != nbytes or begin < 0:
+        raise PromptFileError(f"{name}: tensor {key!r}: offsets [{begin}, {end}) do not hold shape {shape} of "
+                              f"{dtype_name}")
+    if 8 + n + end > size:
+        raise PromptFileError(f"{name}: truncated: tensor {key!r} ends at byte {8 + n + end}, the file has {size}")
+    f.seek(8 + n + begin)
+    data = np.frombuffer(f.read(nbytes), dtype=dtype)
+    if dtype_name == "BF16":  # the upper half of a float32
+        data = (data.astype(np.uint32) << 16).view(np.float32)
+    return data.reshape(shape)
+
+
+_READERS = {"npy": _read_npy, "safetensors": _read_safetensors}
+
+
+def _read_prompt(f, size: int, name: str, fmt: str, max_bytes: int) -> np.ndarray:
+    if fmt not in _READERS:
+        raise PromptFileError(f"unknown prompt format {fmt!r}; valid: {', '.join(_READERS)}")
+    arr = np.array(_READERS[fmt](f, size, name, max_bytes), dtype=np.float32)  # a writable copy
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 2:
         raise PromptFileError(f"{name}: a prompt must be 2-D [tokens, d_model], got shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        token, dim = (int(i) for i in np.argwhere(bad)[0])
+        raise PromptFileError(f"{name}: the prompt has {int(bad.sum())} NaN or infinite values (first at token {token}, "
+                              f"dimension {dim})")
     return arr
 
 
-def load_prompt(path: str | os.PathLike, *, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a [P, H] float32 prompt from .safetensors or .npy (never unpickles); check `shape` when given."""
+def prompt_from_bytes(data: bytes, *, name: str = "<bytes>", fmt: str = "safetensors",
+                      max_bytes: int = MAX_PROMPT_BYTES) -> np.ndarray:
+    """A [P, H] float32 prompt from the bytes of a .safetensors or .npy file (never unpickled): float values,
+    finite, at most `max_bytes`; errors name `name` and what is wrong."""
+    return _read_prompt(io.BytesIO(data), len(data), name, fmt, max_bytes)
+
+
+def load_prompt(path: str | os.PathLike, *, shape: tuple[int, int] | None = None, allow_zero: bool = True,
+                max_bytes: int = MAX_PROMPT_BYTES) -> np.ndarray:
+    """Read a [P, H] float32 prompt from .safetensors or .npy (never unpickles). The header is checked before the
+    data is read (dtype, shape, a size cap of `max_bytes`, truncation); then the values must be finite, not all
+    zero unless `allow_zero`, and of `shape` when given."""
     path = Path(path)
     if not path.is_file():
         raise PromptFileError(f"prompt file not found: {path}")
     fmt = "npy" if path.suffix == ".npy" else "safetensors"
-    arr = prompt_from_bytes(path.read_bytes(), name=str(path), fmt=fmt)
+    with open(path, "rb") as f:
+        arr = _read_prompt(f, os.fstat(f.fileno()).st_size, str(path), fmt, max_bytes)
+    if not allow_zero and not arr.any():
+        raise PromptFileError(f"{path}: the prompt is all zeros (an untrained or blank file?)")
     check_prompt_shape(arr, shape, name=str(path))
     return arr
 

@@ -6,16 +6,22 @@ Ranks a library of source prompts for one target and prints the ranking with the
     python -m itsel_ray.rank --library runs/paper/results --target-prompt a.npy b.npy --selector max-topk
     python -m itsel_ray.rank --library prompts/ --target copa --selector semb-r
     python -m itsel_ray.rank --library prompts/ --target syn_and01 --sweep smoke --selector probe
+    python -m itsel_ray.rank --library prompts/ --selector size --size mytask=12000 other=800 --format json
 
 The library is a folder of <source>.safetensors / <source>.npy files, or a sweep's results folder (each source's
 best prompt). Several --target-prompt files (e.g. seeds) average the similarity. PROBE runs every source prompt
-zero-shot through the frozen model of --sweep (its transfer-stage settings) on the target's training rows.
-Exit status 2 on bad input.
+zero-shot through the frozen model of --sweep (its transfer-stage settings) on the target's training rows, LOGME
+scores the frozen encoder's features of those rows under each source prompt by LogME. SIZE reads the declared
+tasks' training-set sizes, or --size / --sizes for any others. Exit status 2 on bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -57,7 +63,7 @@ def load_library(path: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"{path}: sources with both .safetensors and .npy files: {dupes}")
-    prompts = [load_prompt(p) for p in files]
+    prompts = [load_prompt(p, allow_zero=False) for p in files]
     shape = prompts[0].shape
     for p, arr in zip(files, prompts):
         if arr.shape != shape:
@@ -81,29 +87,98 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-seed", type=int, default=5, help="random-draw: the seed")
     p.add_argument("--sweep", metavar="NAME|PATH", help="probe: the sweep whose frozen model and settings to use")
     p.add_argument("--probe-examples", type=int, default=256, help="probe: target training rows scored")
-    p.add_argument("--top", type=int, help="print only the first N sources")
+    p.add_argument("--logme-examples", type=int, default=256, help="logme: target training rows used")
+    p.add_argument("--size", nargs="+", default=[], metavar="TASK=N",
+                   help="size: training-set sizes of sources the project does not declare (or to override)")
+    p.add_argument("--sizes", metavar="CSV", help="size: a CSV with columns task,size")
+    p.add_argument("--top", type=_positive, metavar="N", help="print only the first N sources (N >= 1)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="table (default; notes first), csv or json (notes on stderr)")
     return p
 
 
-def target_name(args) -> str:
-    return args.target or (Path(args.target_prompt[0]).stem if args.target_prompt else "target")
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def task_from_prompt_path(path: str | Path) -> str | None:
+    """The task of a prompt inside a trial folder (`.../<task>/seed=<s>/...`), else None."""
+    parts = Path(path).parts
+    for i, part in enumerate(parts[1:], start=1):
+        if part.startswith("seed="):
+            return parts[i - 1].split("__from_")[0]
+    return None
+
+
+def target_name(args) -> str | None:
+    """The target task: --target, else the task of the trial folder the target prompt(s) come from."""
+    if args.target:
+        return args.target
+    found = {task_from_prompt_path(p) for p in args.target_prompt or ()}
+    return found.pop() if len(found) == 1 else None
 
 
 def _target_prompts(args, selector: Selector, opts, sources, prompts, notes) -> PromptPair:
     if not args.target_prompt:
         raise ValueError(f"selector {selector.name!r} compares prompts: give --target-prompt FILE")
-    targets = [load_prompt(f) for f in args.target_prompt]
+    targets = [load_prompt(f, allow_zero=False) for f in args.target_prompt]
     shapes = {t.shape for t in targets}
     if len(shapes) > 1:
         raise PromptFileError(f"target prompts differ in shape: {sorted(shapes)}")
     return PromptPair(prompts, np.stack(targets))
 
 
+def _size_value(text: str, where: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise InputError(f"{where}: size {text!r} is not a whole number >= 0")
+    return int(value)
+
+
+def given_sizes(args) -> dict[str, int]:
+    """task -> training-set size from --sizes CSV (columns task,size) and --size TASK=N (which wins)."""
+    out: dict[str, int] = {}
+    if args.sizes:
+        path = Path(args.sizes)
+        try:
+            rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+        except OSError as err:
+            raise InputError(f"--sizes {path}: cannot read ({err})") from None
+        if not rows or not {"task", "size"} <= set(rows[0]):
+            raise InputError(f"--sizes {path}: expected a header with columns task,size")
+        for i, row in enumerate(rows, start=2):
+            out[str(row["task"]).strip()] = _size_value(str(row["size"]).strip(), f"{path}, line {i}")
+    for item in args.size:
+        task, sep, value = item.partition("=")
+        if not sep or not task.strip():
+            raise InputError(f"--size {item!r}: expected TASK=N, e.g. mnli=392702")
+        out[task.strip()] = _size_value(value.strip(), f"--size {item}")
+    return out
+
+
 def _sizes(args, selector, opts, sources, prompts, notes) -> np.ndarray:
     from itsel_ray.analysis.meta import resolve_metadata
 
-    meta = resolve_metadata(sources)
-    return np.array([meta[s].train_size for s in sources], dtype=np.float64)
+    sizes = given_sizes(args)
+    unknown = []
+    for source in (s for s in sources if s not in sizes):
+        try:
+            sizes[source] = resolve_metadata([source])[source].train_size
+        except ValueError:
+            unknown.append(source)
+    if unknown:
+        raise InputError(f"no training-set size for source(s) {unknown}: the project does not declare them; give "
+                         "--size TASK=N for each, or --sizes FILE.csv (columns task,size)")
+    return np.array([sizes[s] for s in sources], dtype=np.float64)
 
 
 def _texts(args, selector: Selector, opts, sources, prompts, notes) -> dict:
@@ -120,26 +195,42 @@ def _texts(args, selector: Selector, opts, sources, prompts, notes) -> dict:
 
 
 def _draw(args, selector, opts, sources, prompts, notes) -> np.ndarray:
-    target = target_name(args)
+    target = target_name(args) or "target"
     return paper_draws([target], len(sources), seed=args.random_seed)[target]
 
 
-def _probe(args, selector, opts, sources, prompts, notes) -> np.ndarray:
+def _model_scores(args, sources, prompts, notes, *, name: str, what: str, examples: int, engine_fn) -> np.ndarray:
+    """[S] scores of every source prompt from `engine_fn(cfg, prompts, max_examples=)` on the target's training
+    rows, through the frozen model and transfer-stage settings of --sweep at its first target seed."""
     if not (args.target and args.sweep):
-        raise ValueError("probe scores the source prompts through a sweep's frozen model on the target's training "
-                         "rows: give --target TASK and --sweep NAME|PATH")
-    from itsel_ray.engine.zero_shot import probe_prompts
+        raise ValueError(f"{name} {what}: give --target TASK and --sweep NAME|PATH")
     from itsel_ray.engine.trial import TrialError
     from itsel_ray.runs.sweep_file import load_sweep
 
     sweep = load_sweep(args.sweep)
     cfg = sweep.trial_config("transfer", task=args.target, seed=sweep.grid.target_seeds[0])
     try:
-        scores, n = probe_prompts(cfg, dict(zip(sources, prompts)), max_examples=args.probe_examples)
+        scores, n = engine_fn(cfg, dict(zip(sources, prompts)), max_examples=examples)
     except TrialError as err:  # e.g. a task the configured loss cannot train: bad input, not a crash
-        raise ValueError(f"probe on {args.target}: {err}") from None
-    notes.append(f"probe: {n} training rows of {args.target}, loss {cfg.train.loss!r}, model of sweep {args.sweep}")
+        raise ValueError(f"{name} on {args.target}: {err}") from None
+    notes.append(f"{name}: {n} training rows of {args.target}, loss {cfg.train.loss!r}, model of sweep {args.sweep}")
     return np.array([scores[s] for s in sources], dtype=np.float64)
+
+
+def _probe(args, selector, opts, sources, prompts, notes) -> np.ndarray:
+    from itsel_ray.engine.zero_shot import probe_prompts
+
+    return _model_scores(args, sources, prompts, notes, name="probe", examples=args.probe_examples,
+                         what="scores the source prompts through a sweep's frozen model on the target's training "
+                              "rows", engine_fn=probe_prompts)
+
+
+def _logme(args, selector, opts, sources, prompts, notes) -> np.ndarray:
+    from itsel_ray.engine.features import logme_prompts
+
+    return _model_scores(args, sources, prompts, notes, name="logme", examples=args.logme_examples,
+                         what="scores the frozen encoder's features of the target's training rows under each "
+                              "source prompt", engine_fn=logme_prompts)
 
 
 # requirement -> (the SelectionInput field it fills, its builder from the command line); only the requirements of
@@ -150,6 +241,7 @@ INPUT_BUILDERS: dict[str, tuple[str, Callable]] = {
     "texts": ("text_embeddings", _texts),
     "draw": ("draw", _draw),
     "probe": ("probe", _probe),
+    "logme": ("logme", _logme),
 }
 
 
@@ -161,7 +253,41 @@ def selection_input(args, selector: Selector, opts: SelectorOptions, sources, pr
     for requirement in sorted(selector.requirements(opts)):
         name, build = INPUT_BUILDERS[requirement]
         fields[name] = build(args, selector, opts, sources, prompts, notes)
-    return SelectionInput(target=target_name(args), sources=sources, **fields)
+    return SelectionInput(target=target_name(args) or "target", sources=sources, **fields)
+
+
+def score_decimals(scores: np.ndarray) -> int:
+    """Decimals that show every score sensibly: none for whole numbers (SIZE), else enough to tell neighbouring
+    distinct scores apart (at least 3, at most 6)."""
+    finite = scores[np.isfinite(scores)]
+    if finite.size == 0 or np.all(finite == np.round(finite)):
+        return 0
+    gaps = np.diff(np.unique(finite))
+    gap = float(gaps.min()) if gaps.size else abs(float(finite[0])) or 1.0
+    return int(min(6, max(3, math.ceil(-math.log10(gap)) + 1)))
+
+
+def render(rows: list[tuple[int, str, float]], *, target: str | None, label: str, n_sources: int, fmt: str,
+           notes: list[str]) -> tuple[str, str]:
+    """(stdout, stderr) text of the ranking in `fmt` (table: notes and a header naming the target task)."""
+    named = target or "an unnamed target (give --target TASK to name it)"
+    if fmt == "json":
+        doc = {"target": target, "selector": label, "sources": n_sources, "notes": notes,
+               "ranking": [{"rank": r, "source": s, "score": v} for r, s, v in rows]}
+        return json.dumps(doc, indent=2) + "\n", "".join(f"note: {n}\n" for n in notes)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["rank", "source", "score"])
+        writer.writerows([r, s, repr(v)] for r, s, v in rows)
+        return buf.getvalue(), "".join(f"note: {n}\n" for n in notes)
+    digits = score_decimals(np.array([v for _, _, v in rows]))
+    width = max([20, *(len(s) + 2 for _, s, _ in rows)])
+    lines = [f"note: {n}" for n in notes]
+    lines += [f"ranking of {n_sources} sources for {named} by {label} (higher score = better)",
+              f"{'rank':>4}  {'source':<{width}}{'score':>14}"]
+    lines += [f"{r:>4}  {s:<{width}}{v:>14.{digits}f}" for r, s, v in rows]
+    return "\n".join(lines) + "\n", ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,14 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.top:
-        order = order[: args.top]
-    for note in notes:
-        print(f"note: {note}")
-    print(f"ranking of {len(sources)} sources for {inp.target} by {selector.label} (higher score = better)")
-    print(f"{'rank':>4}  {'source':<20}{'score':>12}")
-    for rank, i in enumerate(order, start=1):
-        print(f"{rank:>4}  {sources[i]:<20}{scores[i]:>12.6f}")
+    rows = [(rank, sources[i], float(scores[i])) for rank, i in enumerate(order[: args.top], start=1)]
+    out, err = render(rows, target=target_name(args), label=selector.label, n_sources=len(sources),
+                      fmt=args.format, notes=notes)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
     return 0
 
 

@@ -33,7 +33,7 @@ def test_demo_definition_names_the_demo_tasks():
     assert cfg.tsne_targets and set(cfg.tsne_targets) <= set(grid.targets)
     categories = {m.category for m in resolve_metadata(grid.sources).values()}
     assert set(cfg.groups) <= categories
-    assert cfg.labels_for(cfg.table4_selectors)[-2:] == ["MAX-TOPK", "PROBE"]
+    assert cfg.labels_for(cfg.table4_selectors)[-3:] == ["MAX-TOPK", "PROBE", "LOGME"]
 
 
 def test_unknown_key_names_key_and_file(tmp_path):

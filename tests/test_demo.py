@@ -45,8 +45,9 @@ def test_reduced_demo_runs_tune_transfer_and_analysis(tmp_path):
     prompts = pd.read_csv(root / "results" / "prompts.csv")
     assert {0, 10, 20} <= set(prompts[prompts.role == "target"].step)
 
-    probe = pd.read_csv(root / "results" / "probe.csv")
-    assert len(probe) == 3 * 2 and probe.score.notna().all()
+    for name in ("probe", "logme"):  # the model-based selectors' inputs, one score per (target, source)
+        table = pd.read_csv(root / "results" / f"{name}.csv")
+        assert len(table) == 3 * 2 and table.score.notna().all(), table
 
     analysis = root / "analysis"
     report = (analysis / "report.md").read_text()
@@ -57,5 +58,5 @@ def test_reduced_demo_runs_tune_transfer_and_analysis(tmp_path):
     assert {"fig3_relative_transfer.png", "fig5_ndcg_by_step.png", "heatmap_transfer.png"} <= set(figures)
     assert all(f"figures/{f}" in report for f in figures)
     table3 = pd.read_csv(analysis / "table3_all_metrics.csv").set_index("selector")
-    assert {"RANDOM", "SIZE", "FEATURE", "MAX", "PROBE"} <= set(table3.index)
+    assert {"RANDOM", "SIZE", "FEATURE", "MAX", "PROBE", "LOGME"} <= set(table3.index)
     assert str(analysis / "report.md") in out.stdout  # the command says where the report landed

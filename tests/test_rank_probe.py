@@ -1,6 +1,8 @@
 """python -m itsel_ray.rank --selector probe: source prompts scored zero-shot through a sweep's frozen model (the
 smoke sweep's tiny random T5: prompt length 4, d_model 32; offline, a few seconds)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -24,9 +26,18 @@ def test_rank_probe_prints_the_ranking_with_the_probe_scores(tmp_path, capsys):
     assert lines[1] == "ranking of 3 sources for syn_and01 by PROBE (higher score = better)"
     rows = [line.split() for line in lines[3:]]
     assert [r[0] for r in rows] == ["1", "2", "3"]
-    printed = {r[1]: float(r[2]) for r in rows}
-    assert set(printed) == {"syn_has0", "syn_has1", "syn_has2"}
-    assert [float(r[2]) for r in rows] == sorted(printed.values(), reverse=True)
+    assert {r[1] for r in rows} == {"syn_has0", "syn_has1", "syn_has2"}
+    shown = [r[2] for r in rows]
+    assert len(set(shown)) == 3 and len({len(v.split(".")[1]) for v in shown}) == 1  # one precision, all told apart
+    assert [float(v) for v in shown] == sorted((float(v) for v in shown), reverse=True)
+    # the exact numbers: --format json
+    assert rank.main(["--selector", "probe", "--target", "syn_and01", "--sweep", "smoke", "--library", str(lib),
+                      "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert captured.err.startswith("note: probe: ") and doc["target"] == "syn_and01" and doc["selector"] == "PROBE"
+    printed = {r["source"]: r["score"] for r in doc["ranking"]}
+    assert [r["source"] for r in doc["ranking"]] == [r[1] for r in rows]
     # the same numbers as the engine gives for the smoke sweep's transfer settings at its first target seed
     from itsel_ray.artifacts import load_prompt
     from itsel_ray.engine.zero_shot import probe_prompts
@@ -37,7 +48,9 @@ def test_rank_probe_prints_the_ranking_with_the_probe_scores(tmp_path, capsys):
     expected, n = probe_prompts(cfg, {name: load_prompt(lib / f"{name}.npy") for name in printed})
     assert lines[0].startswith(f"note: probe: {n} training rows")
     for name, value in printed.items():
-        assert value == pytest.approx(expected[name], abs=1e-6)
+        assert value == pytest.approx(expected[name], abs=1e-12)
+        decimals = len(shown[0].split(".")[1])
+        assert float(shown[[r[1] for r in rows].index(name)]) == pytest.approx(value, abs=0.51 * 10 ** -decimals)
 
 
 @pytest.mark.parametrize("args, match", [

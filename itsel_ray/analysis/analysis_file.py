@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from itsel_ray.analysis.meta import CATEGORIES
+from itsel_ray.analysis.uncertainty import INTERVALS, PAIRED_TESTS
 from itsel_ray.definitions import definitions_dir
 from itsel_ray.schema import ConfigError, from_dict, read_yaml
 from itsel_ray.metrics.ranking import GAINS, MetricSpec, parse_metric
@@ -58,6 +58,26 @@ class SembConfig:
 
 
 @dataclass(frozen=True)
+class UncertaintyConfig:
+    """How sure the Table 3 means are (`itsel_ray/analysis/uncertainty.py`).
+
+    interval: the interval method (bootstrap: two-stage over targets, then seeds within targets), at `level`, from
+    `resamples` resamples. test: the paired test of every selector against RANDOM's exact expectation and against
+    `reference` (a selector name or label): sign-flip (per cell) or cluster-sign-flip (per target), exact when
+    2^units <= permutations, else `permutations` random sign patterns.
+    seed: every resample and random sign pattern comes from it, so a rerun gives the same numbers.
+    """
+
+    interval: str = "bootstrap"
+    level: float = 0.95
+    resamples: int = 2000
+    test: str = "sign-flip"
+    permutations: int = 10000
+    reference: str = "feature"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """One analysis: which selectors, metrics, options and groups, and what the tables and figures show.
 
@@ -77,6 +97,7 @@ class AnalysisConfig:
     ranking: RankingConfig = field(default_factory=RankingConfig)
     options: SelectorOptions = field(default_factory=SelectorOptions)
     semb: SembConfig = field(default_factory=SembConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     groups: tuple[str, ...] = CATEGORIES
     seed_average: bool = False
     random_seed: int = 5
@@ -97,6 +118,9 @@ class AnalysisConfig:
             _one_of("groups", group, CATEGORIES)
         self.metric_specs()
         resolved = self.resolved_selectors()
+        for opts in {self.options, *(o for _, _, o in resolved)}:  # FUSION's parts, even where FUSION is not run
+            for name in opts.fusion:
+                SELECTORS.get(name)
         for label, selector, opts in resolved:
             for part in selector.components(opts):  # raises UnknownNameError for an unknown part
                 if part.uniform or part.parts is not None:
@@ -109,6 +133,20 @@ class AnalysisConfig:
                 raise ConfigError(f"{key}: {unknown} are not among the selectors {labels}")
         if any(k < 1 for k in self.table4_ks) or self.top_n < 1:
             raise ConfigError("table4_ks and top_n must be >= 1")
+        self._check_uncertainty(labels)
+
+    def _check_uncertainty(self, labels: list[str]) -> None:
+        u = self.uncertainty
+        INTERVALS.get(u.interval)
+        PAIRED_TESTS.get(u.test)
+        if not 0 < u.level < 1:
+            raise ConfigError(f"uncertainty.level: {u.level} is not between 0 and 1 (e.g. 0.95)")
+        if u.resamples < 100 or u.permutations < 100:
+            raise ConfigError(f"uncertainty.resamples and uncertainty.permutations must be >= 100, got "
+                              f"{u.resamples} and {u.permutations}")
+        if u.reference.lower() not in {x.lower() for x in labels} and u.reference not in SELECTORS:
+            raise ConfigError(f"uncertainty.reference: {u.reference!r} is neither a registered selector nor one of "
+                              f"the selectors {labels}")
 
     def metric_specs(self) -> list[MetricSpec]:
         return [parse_metric(m, gain=self.ranking.gain) for m in self.metrics]

@@ -4,7 +4,7 @@
 embeddings and RANDOM draws) and returns rows. Run through the builtin `map` or through Ray
 (`itsel_ray.sweep.parallel.ray_map`), the same function runs on the same cells, so both give identical numbers.
 
-Cells with `step=None` hold the selectors that do not read prompts (RANDOM, SIZE, SEMB, PROBE); cells with a step
+Cells with `step=None` hold the selectors that do not read prompts (RANDOM, SIZE, SEMB, PROBE, LOGME); cells with a step
 hold the prompt selectors, whose target prompt is the target's own tune run at that seed and step.
 
 A NaN selector score (a source PROBE has no score for) is missing exactly like a NaN transfer score: the
@@ -51,6 +51,7 @@ class CellContext:
 
     groups: group name -> source indices ranked in that group (ALL = every source).
     text_embeddings: selector name -> task -> [D]. draws: (target, seed) -> [S] seeded RANDOM draw.
+    aliases: configured label -> the label it is evaluated under (SEMB-B and SEMB-R on one encoder -> SEMB).
     """
 
     study: Study
@@ -63,6 +64,16 @@ class CellContext:
     text_embeddings: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
     draws: Mapping[tuple[str, int], np.ndarray] = field(default_factory=dict)
     source_cache: dict = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def labels(self, configured: list[str]) -> list[str]:
+        """The evaluated labels of `configured` labels (aliases resolved), in order, without repeats."""
+        out = []
+        for label in configured:
+            label = self.aliases.get(label, label)
+            if label not in out:
+                out.append(label)
+        return out
 
 
 @dataclass
@@ -89,6 +100,7 @@ def selection_input(cell: Cell, ctx: CellContext) -> SelectionInput:
     return SelectionInput(
         target=cell.target, sources=study.sources, prompts=prompts, sizes=study.sizes(),
         text_embeddings=texts, draw=ctx.draws.get((cell.target, cell.seed)), probe=study.probe_scores(cell.target),
+        logme=study.logme_scores(cell.target),
     )
 
 
@@ -96,9 +108,12 @@ def score_group(entry: Entry, scores: np.ndarray, relevance: np.ndarray, names: 
                 metrics: tuple[MetricSpec, ...], missing: str) -> dict:
     """Metric values of one selector on one group of sources (scores, relevance: [n] for that group).
 
-    A source is present when it has both a transfer score and a finite selector score."""
+    A source is present when it has both a transfer score and a finite selector score. status: "ok" (scored),
+    "missing" (a missing score, under `missing: skip`) or "undefined" (some metric has no value for this ground
+    truth, e.g. a best score <= 0; `undefined` names the metrics): only "ok" cells enter any mean or count as
+    scored."""
     present = ~np.isnan(relevance) & np.isfinite(scores)
-    row = {"n_sources": int(present.sum()), "partial": False, "status": "ok"}
+    row = {"n_sources": int(present.sum()), "partial": False, "status": "ok", "undefined": ""}
     if not present.all():
         if missing == "skip" or present.sum() < 1:
             row.update(status="missing", n_sources=int(present.sum()))
@@ -112,6 +127,9 @@ def score_group(entry: Entry, scores: np.ndarray, relevance: np.ndarray, names: 
     else:
         order = rank_from_scores(scores, names)
         row.update({m.label: m.value(relevance, order) for m in metrics})
+    undefined = [m.label for m in metrics if not math.isfinite(row[m.label])]
+    if undefined:  # e.g. a best score of 0, or every source tied (rank correlations): not a scored cell
+        row.update(status="undefined", undefined=" ".join(undefined))
     return row
 
 

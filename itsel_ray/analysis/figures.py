@@ -61,17 +61,36 @@ def fig3_violin(study: Study, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _target_colours(n: int) -> list:
+    return list(plt.cm.tab10(np.arange(n) % 10)) if n <= 10 else list(plt.cm.tab20(np.arange(n) % 20))
+
+
+def _plain_log_axis(ax) -> None:
+    """A log x axis labelled at 1, 2 and 5 times the powers of ten in plain numbers (matplotlib's default also
+    labels 3x10^2, 4x10^2, ..., which collide)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def fig6_gain_vs_size(study: Study, path: Path) -> Path:
-    """Left: every run's relative transfer against the target's training-set size, with the trend of the
-    per-target means. Right: how many runs beat the no-transfer baseline, per target."""
+    """Left: every run's relative transfer against the target's training-set size, one colour per target (legend),
+    with the trend of the per-target means. Right: the share of runs that beat the no-transfer baseline, one bar
+    per target in size order, coloured alike."""
     rel = relative_per_run(study)
     sizes = np.array([study.meta[t].train_size for t in study.targets], dtype=float)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    order = targets_by_size(study)[::-1]  # smallest first, as on the left panel's axis
+    colours = _target_colours(len(study.targets))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.25, 1]})
     means, ups, totals = [], [], []
-    for i in range(len(study.targets)):
+    for i, t in enumerate(study.targets):
         d = rel[:, i, :].ravel()
         d = d[~np.isnan(d)]
-        ax.scatter(np.full(d.size, sizes[i]), d, s=8, alpha=0.5)
+        ax.scatter(np.full(d.size, sizes[i]), d, s=10, alpha=0.6, color=colours[i],
+                   label=f"{t} ({int(sizes[i]):,} rows)")
         means.append(d.mean() if d.size else np.nan)
         ups.append(int((d > 0).sum()))
         totals.append(d.size)
@@ -81,36 +100,60 @@ def fig6_gain_vs_size(study: Study, path: Path) -> Path:
         slope, icpt = np.polyfit(np.log10(sizes[ok]), means[ok], 1)
         xs = np.logspace(np.log10(sizes[ok].min()), np.log10(sizes[ok].max()), 50)
         ax.plot(xs, slope * np.log10(xs) + icpt, color="k", lw=1, label=f"mean trend ({slope:+.2f} %/decade)")
-        ax.legend(fontsize=8)
-    ax.set_xscale("log")
+    _plain_log_axis(ax)
     ax.axhline(0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("target training-set size")
+    ax.set_xlabel("target training-set size (log scale)")
     ax.set_ylabel("relative transfer (%)")
     ax.set_title("Relative transfer of every run")
-    ax2.scatter(sizes, ups, color="tab:blue")
-    for i, t in enumerate(study.targets):
-        ax2.annotate(f"{t} ({ups[i]}/{totals[i]})", (sizes[i], ups[i]), fontsize=7, xytext=(3, 3),
-                     textcoords="offset points")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("target training-set size")
-    ax2.set_ylabel("runs above the baseline")
-    ax2.set_title("Improved transfers per target")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="target", title_fontsize=7)
+    share = [100.0 * ups[i] / totals[i] if totals[i] else 0.0 for i in order]
+    bars = ax2.bar(range(len(order)), share, color=[colours[i] for i in order])
+    for bar, i in zip(bars, order):
+        ax2.annotate(f"{ups[i]}/{totals[i]}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                     ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax2.set_xticks(range(len(order)), [study.targets[i] for i in order], rotation=90, fontsize=8)
+    ax2.set_ylim(0, 112)
+    ax2.set_ylabel("runs above the baseline (%)")
+    ax2.set_title("Improved transfers per target (smallest target first)")
     fig.suptitle("Transfer gain against training-set size")
+    fig.tight_layout()
     return _save(fig, path)
+
+
+def heatmap_norm(values: np.ndarray):
+    """A diverging colour scale centred on 0 for `values` [sources, targets], symmetric in +-max|value|. When the
+    largest magnitude is over 10x that of a typical column (the median of the columns' largest magnitudes), the
+    scale is linear up to the typical column's extent and logarithmic beyond it, so an outlier column keeps its
+    extreme colour without washing every other column out to white."""
+    from matplotlib.colors import Normalize, SymLogNorm
+
+    values = np.asarray(values, dtype=np.float64)
+    mag = np.where(np.isfinite(values), np.abs(values), np.nan)
+    lim = float(np.nanmax(mag)) if np.isfinite(mag).any() and np.nanmax(mag) > 0 else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+        column_max = np.nanmax(mag.reshape(mag.shape[0], -1), axis=0)
+    column_max = column_max[np.isfinite(column_max) & (column_max > 0)]
+    typical = float(np.median(column_max)) if column_max.size else lim
+    if lim <= 10 * typical:
+        return Normalize(vmin=-lim, vmax=lim)
+    return SymLogNorm(linthresh=typical, linscale=2.0, vmin=-lim, vmax=lim, base=10)
 
 
 def heatmap(study: Study, path: Path) -> Path:
     tm, _, bm, _ = study.mean_std()
     rel = relative_transfer(tm, bm[None, :]) * 100.0
-    fig, ax = plt.subplots(figsize=(1 + 0.75 * len(study.targets), 1 + 0.4 * len(study.sources)))
-    lim = np.nanmax(np.abs(rel)) if np.isfinite(rel).any() else 1.0
-    im = ax.imshow(rel, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(study.targets), 1 + 0.4 * len(study.sources)))
+    norm = heatmap_norm(rel)
+    im = ax.imshow(rel, cmap="RdBu", norm=norm, aspect="auto")
     for (i, j), v in np.ndenumerate(rel):
-        ax.text(j, i, "-" if np.isnan(v) else f"{v:.1f}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(study.targets)), study.targets, rotation=30)
+        dark = np.isfinite(v) and abs(float(norm(v)) - 0.5) > 0.35  # white text on the darkest cells
+        ax.text(j, i, "-" if np.isnan(v) else f"{v:.1f}", ha="center", va="center", fontsize=7,
+                color="white" if dark else "black")
+    ax.set_xticks(range(len(study.targets)), study.targets, rotation=30, ha="right")
     ax.set_yticks(range(len(study.sources)), study.sources)
     fig.colorbar(im, ax=ax, label="relative gain of the mean over seeds (%)")
-    ax.set_title("Transfer matrix (source rows, target columns)")
+    ax.set_title("Transfer matrix (source rows, target columns; blue = gain, red = loss)")
     return _save(fig, path)
 
 
@@ -120,24 +163,64 @@ def _step_curves(tidy: pd.DataFrame, labels: Sequence[str], by: list[str]) -> pd
     return rows.groupby([*by, "selector", "step"])["ndcg"].mean().reset_index()
 
 
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _merged_curves(curves: pd.DataFrame, labels: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(legend label, curve) per distinct curve: selectors whose curves coincide share one line, "A = B"."""
+    out: list[tuple[list[str], pd.DataFrame]] = []
+    for label in labels:
+        c = curves[curves["selector"] == label].sort_values("step")
+        if c.empty:
+            continue
+        for names, other in out:
+            if np.array_equal(other["step"].to_numpy(), c["step"].to_numpy()) and np.allclose(
+                    other["ndcg"].to_numpy(), c["ndcg"].to_numpy(), rtol=0, atol=1e-12):
+                names.append(label)
+                break
+        else:
+            out.append(([label], c))
+    return [(" = ".join(names), c) for names, c in out]
+
+
+def _plot_curves(ax, curves: pd.DataFrame, labels: Sequence[str], *, marker_size: float = 8.0,
+                 merge: bool = True) -> None:
+    """One line per curve (per distinct curve with `merge`), each with its own marker and dash pattern and a
+    hollow marker that shrinks from line to line, so lines that overlap stay visible one inside the other.
+    Without `merge` a selector keeps the same style in every panel."""
+    if merge:
+        lines = _merged_curves(curves, labels)
+    else:
+        lines = [(label, curves[curves["selector"] == label].sort_values("step")) for label in labels]
+    for k, (name, c) in enumerate(lines):
+        if c.empty:
+            continue
+        ax.plot(c["step"], c["ndcg"] * 100, marker=MARKERS[k % len(MARKERS)], ls=LINESTYLES[k % len(LINESTYLES)],
+                ms=max(3.0, marker_size - 1.1 * k), mfc="none", mew=1.4, lw=1.6, alpha=0.9, label=name,
+                color=plt.cm.tab10(k % 10), zorder=3 + k)
+
+
 def fig5_ndcg_by_step(tidy: pd.DataFrame, labels: Sequence[str], references: Sequence[str], path: Path) -> Path:
     """Mean nDCG (x100) over all cells against the target checkpoint step; `references` (prompt-free selectors)
-    as horizontal lines."""
+    as horizontal lines. Coinciding lines are drawn once under a joint label ("A = B")."""
     curves = _step_curves(tidy, labels, [])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label in labels:
-        c = curves[curves["selector"] == label]
-        if len(c):
-            ax.plot(c["step"], c["ndcg"] * 100, marker="o", label=label)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    _plot_curves(ax, curves, labels)
     flat = tidy[(tidy["group"] == ALL) & (tidy["status"] == "ok") & tidy["step"].isna()]
-    shades = plt.cm.Greys(np.linspace(0.35, 0.9, max(1, len(references))))
-    for label, style, shade in zip(references, [":", "--", "-."] * len(references), shades):
+    levels: dict[float, list[str]] = {}
+    for label in references:
         v = flat.loc[flat["selector"] == label, "ndcg"].mean()
         if np.isfinite(v):
-            ax.axhline(v * 100, ls=style, lw=1.2, color=shade, label=f"{label} (no target prompt)")
+            levels.setdefault(round(float(v) * 100, 9), []).append(label)
+    shades = plt.cm.Dark2(np.arange(len(levels)) % 8)
+    for k, ((level, names), shade) in enumerate(zip(sorted(levels.items(), reverse=True), shades)):
+        ax.axhline(level, ls=(0, (2 + k % 3, 1.5 + k % 2)), lw=1.3, color=shade,
+                   label=f"{' = '.join(names)} (no target prompt)", zorder=2)
     ax.set_xlabel("target prompt checkpoint step")
     ax.set_ylabel("nDCG (x100), mean over targets and seeds")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_title("Task prediction against training steps")
     return _save(fig, path)
 
@@ -151,17 +234,15 @@ def fig7_ndcg_by_step_per_target(tidy: pd.DataFrame, labels: Sequence[str], targ
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.6 * rows), squeeze=False, sharex=True)
     for k, target in enumerate(targets):
         ax = axes[k // cols][k % cols]
-        for label in labels:
-            c = curves[(curves["target"] == target) & (curves["selector"] == label)]
-            if len(c):
-                ax.plot(c["step"], c["ndcg"] * 100, marker=".", label=label)
+        _plot_curves(ax, curves[curves["target"] == target], labels, marker_size=6.0, merge=False)
         ax.set_title(f"({chr(97 + k)}) {target}", fontsize=9)
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
     handles, names = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
+        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8)
     fig.suptitle("nDCG (x100) against target checkpoint step, per target")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return _save(fig, path)
 
 

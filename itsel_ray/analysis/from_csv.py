@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from itsel_ray.analysis.from_sweep import order_tasks
-from itsel_ray.analysis.inputs import InputError
+from itsel_ray.analysis.inputs import InputError, check_scores
 from itsel_ray.analysis.meta import PAPER_SOURCES, PAPER_TARGETS, TaskMeta, canonical_name, resolve_metadata
 from itsel_ray.analysis.study import MEAN_SEED, Study
 
@@ -25,13 +25,26 @@ BASELINE_ROWS = ("prompt-text", "prompt-abstract")
 _SEED_COLUMN = re.compile(r"^(.+)_s(\d+)$")
 
 
-def _numeric(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
-    values = pd.to_numeric(df[column], errors="coerce")
-    bad = values.isna() & df[column].notna() & (df[column].astype(str).str.strip() != "")
+def _numeric(df: pd.DataFrame, column: str, path: Path, *, task: str | None = None) -> np.ndarray:
+    """The column's numbers (an empty cell: NaN, a missing score). Text, "nan" and "inf" are refused, and so is a
+    score outside its task's range when `task` is given (a std column: any negative or non-finite value)."""
+    text = df[column].fillna("").astype(str).str.strip()
+    values = pd.to_numeric(text.where(text != ""), errors="coerce")
+    bad = values.isna() & (text != "")
     if bad.any():
         row = df.index[bad][0]
-        raise InputError(f"{path}: row {row!r}, column {column!r}: {df.loc[row, column]!r} is not a number")
-    return values.to_numpy(dtype=np.float64)
+        raise InputError(f"{path}: row {row!r}, column {column!r}: {df.loc[row, column]!r} is not a number "
+                         "(leave the cell empty for a missing score)")
+    out = values.to_numpy(dtype=np.float64)
+    if task is not None:
+        check_scores(out, [task] * len(out), where=lambda i: f"{path}: row {df.index[i]!r}, column {column!r}")
+    else:
+        wrong = ~np.isnan(out) & ~(np.isfinite(out) & (out >= 0))
+        if wrong.any():
+            row = df.index[np.flatnonzero(wrong)[0]]
+            raise InputError(f"{path}: row {row!r}, column {column!r}: {df.loc[row, column]!r} is not a standard "
+                             "deviation (a finite number >= 0)")
+    return out
 
 
 def _columns(df: pd.DataFrame, path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[int, str]]]:
@@ -70,7 +83,7 @@ def study_from_csv(path: str | Path, *, metadata: Mapping[str, TaskMeta] | None 
     if not path.is_file():
         raise InputError(f"ground-truth file not found: {path}")
     try:
-        raw = pd.read_csv(path, dtype=str)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)  # "nan" and "NA" stay text, to be refused
     except Exception as err:
         raise InputError(f"{path}: cannot read CSV ({type(err).__name__}: {err})") from None
     if raw.shape[1] < 2:
@@ -92,9 +105,11 @@ def study_from_csv(path: str | Path, *, metadata: Mapping[str, TaskMeta] | None 
 
     def matrix(rows: pd.DataFrame) -> np.ndarray:
         if per_seed:
-            return np.stack([np.stack([_numeric(rows, per_seed[t][r], path) for r in seeds], axis=-1)
+            for t in targets:  # the mean columns are read too: a bad one is refused like a per-seed one
+                _numeric(rows, means[t], path, task=t)
+            return np.stack([np.stack([_numeric(rows, per_seed[t][r], path, task=t) for r in seeds], axis=-1)
                              for t in targets], axis=1)
-        return np.stack([_numeric(rows, means[t], path) for t in targets], axis=1)[..., None]
+        return np.stack([_numeric(rows, means[t], path, task=t) for t in targets], axis=1)[..., None]
 
     transfer = matrix(src_rows)
     baseline = matrix(base_row)[0]

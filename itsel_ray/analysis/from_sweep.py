@@ -8,7 +8,15 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from itsel_ray.analysis.inputs import InputError, load_probe, load_prompts, load_results, resolve_path
+from itsel_ray.analysis.inputs import (
+    LOGME_STEM,
+    PROBE_STEM,
+    InputError,
+    load_pair_table,
+    load_prompts,
+    load_results,
+    resolve_path,
+)
 from itsel_ray.analysis.meta import PAPER_SOURCES, PAPER_TARGETS, TaskMeta, resolve_metadata
 from itsel_ray.analysis.study import Study
 from itsel_ray.artifacts import load_prompt
@@ -64,7 +72,7 @@ def _load_source_prompts(folder: Path, results: pd.DataFrame, prompts: pd.DataFr
         if path is None:
             notes.append(f"source {source}: its best run (seed {best[source]['seed']}) lists no prompt file")
             return None
-        arrays.append(load_prompt(path))
+        arrays.append(load_prompt(path, allow_zero=False))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise InputError(f"{folder}: source prompts differ in shape: "
@@ -94,30 +102,31 @@ def _load_target_prompts(folder: Path, prompts: pd.DataFrame, targets: tuple[str
     rows = rows[rows["step"] > 0] if steps is None else rows[rows["step"].isin(list(steps))]
     # Prefer the regular snapshot over a best-prompt row that shares its step.
     rows = rows.sort_values("is_best", kind="stable").drop_duplicates(["task", "seed", "step"], keep="first")
-    return {(r.task, int(r.seed), int(r.step)): load_prompt(resolve_path(folder, r.path))
+    return {(r.task, int(r.seed), int(r.step)): load_prompt(resolve_path(folder, r.path), allow_zero=False)
             for r in rows.itertuples(index=False)}
 
 
-def _load_probe(folder: Path, targets: tuple[str, ...], sources: tuple[str, ...],
-                notes: list[str]) -> np.ndarray | None:
-    """[T, S] probe scores aligned with the study (NaN where the table has no score), or None without a table."""
-    table = load_probe(folder)
+def _load_pair_scores(folder: Path, stem: str, targets: tuple[str, ...], sources: tuple[str, ...],
+                      notes: list[str]) -> np.ndarray | None:
+    """[T, S] scores of the `stem` table (probe, logme) aligned with the study (NaN where the table has no
+    score), or None without a table."""
+    table = load_pair_table(folder, stem)
     if table is None:
         return None
     path = table.attrs["path"]
     t_index = {t: i for i, t in enumerate(targets)}
     s_index = {s: i for i, s in enumerate(sources)}
     known = table["target"].isin(list(t_index)) & table["source"].isin(list(s_index))
-    probe = np.full((len(targets), len(sources)), np.nan)
+    scores = np.full((len(targets), len(sources)), np.nan)
     for row in table[known].itertuples(index=False):
-        probe[t_index[row.target], s_index[row.source]] = row.score
+        scores[t_index[row.target], s_index[row.source]] = row.score
     if not known.all():
-        notes.append(f"{path}: {int((~known).sum())} probe rows name a target or source outside the study; ignored")
-    n_missing = int(np.isnan(probe).sum())
+        notes.append(f"{path}: {int((~known).sum())} {stem} rows name a target or source outside the study; ignored")
+    n_missing = int(np.isnan(scores).sum())
     if n_missing:
-        notes.append(f"{n_missing} of {probe.size} probe scores are missing ({path}); PROBE treats a missing "
-                     "score like a missing transfer score (ranking.missing)")
-    return probe
+        notes.append(f"{n_missing} of {scores.size} {stem} scores are missing ({path}); {stem.upper()} treats a "
+                     "missing score like a missing transfer score (ranking.missing)")
+    return scores
 
 
 def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | None = None,
@@ -125,7 +134,8 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
     """Read a sweep's results folder into a Study.
 
     Args:
-        folder: holds results.parquet|csv and prompts.parquet|csv, and optionally probe.parquet|csv.
+        folder: holds results.parquet|csv and prompts.parquet|csv, and optionally probe.parquet|csv and
+            logme.parquet|csv.
         metadata: task -> TaskMeta; default: the tasks registry, else the paper's table.
         with_prompts: read the prompt files (False: a study for the prompt-free selectors only).
         steps: target checkpoint steps to load (default: every saved step above 0; step 0 is the initial prompt).
@@ -166,10 +176,11 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
         target_prompts = _load_target_prompts(folder, prompts, targets, seeds, steps)
         if not target_prompts:
             notes.append("no target prompt snapshots in the prompts table")
-    probe = _load_probe(folder, targets, sources, notes)
+    probe = _load_pair_scores(folder, PROBE_STEM, targets, sources, notes)
+    logme = _load_pair_scores(folder, LOGME_STEM, targets, sources, notes)
     meta = resolve_metadata((*sources, *targets), metadata, notes=notes)
     return Study(
         sources=sources, targets=targets, seeds=seeds, transfer=transfer, baseline=baseline, meta=meta,
-        source_prompts=source_prompts, target_prompts=target_prompts, probe=probe,
+        source_prompts=source_prompts, target_prompts=target_prompts, probe=probe, logme=logme,
         origin=f"sweep results {folder}", notes=tuple(notes),
     )

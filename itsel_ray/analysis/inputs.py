@@ -11,7 +11,8 @@ results: one row per trial.
     target      transfer rows and tune-target rows: the target task; None for source tuning
     seed        int
     status      "done" | "failed" | "running" | "damaged" | "pending"
-    score       best selection-metric value, 0-100; NaN unless done
+    score       best selection-metric value (the trial's best_score) x100: a number in [0, 100] ([-100, 100]
+                for a correlation metric) when done, NaN otherwise
     best_step, steps, wall_s, metric_<name>..., trial_dir
     best_prompt path of the best prompt file (relative paths are relative to the folder), or empty
 prompts: one row per saved prompt file.
@@ -21,12 +22,17 @@ probe (optional; the sweep's analyze stage writes it for the torch engine): one 
     score           the source's best prompt, zero-shot on the target: minus the mean training loss of the target's
                     objective over a fixed sample of the target's training rows (higher = better); NaN/empty = none
     examples, loss  optional: the rows probed and the loss used (informative only)
+logme (optional; written like probe): one row per (target, source) pair.
+    target, source  task names
+    score           LogME of the frozen encoder's pooled features of the same training sample under the source's
+                    best prompt, against the target's labels (higher = better); NaN/empty = none
+    examples        optional: the rows used (informative only)
 
 Meaning: transfer rows give the ground truth (source, target, seed) -> score; tune rows with role "target" give
 the no-transfer baseline (task, seed) -> score; the best prompt of each source (best score over its seeds, ties ->
 the smallest seed) is the source's prompt; the target's own tune run at seed s, at every saved step, is the
 target prompt of the (target, s) cell; a probe row is the PROBE selector's score of that source for that target
-(the same for every seed of the target).
+(the same for every seed of the target); a logme row likewise the LOGME selector's.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ import pandas as pd
 RESULTS_STEM = "results"
 PROMPTS_STEM = "prompts"
 PROBE_STEM = "probe"
-PROBE_REQUIRED = ("target", "source", "score")
+LOGME_STEM = "logme"
+PAIR_TABLES = (PROBE_STEM, LOGME_STEM)  # per (target, source) selector inputs, one table each
+PAIR_REQUIRED = ("target", "source", "score")
 RESULTS_COLUMNS = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_step", "steps",
                    "wall_s", "trial_dir", "best_prompt")
 RESULTS_REQUIRED = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_prompt")
@@ -52,6 +60,39 @@ METRIC_PREFIX = "metric_"
 
 class InputError(ValueError):
     """A results folder or ground-truth file that does not follow the contract; names the file and field."""
+
+
+# Task metrics (x100) that can be negative: correlations. Every other one lies in [0, 100].
+SIGNED_METRICS = ("mcc", "pearson", "spearman")
+
+
+def score_range(task: str) -> tuple[float, float, str]:
+    """(low, high, why) of a score of `task`: [-100, 100] when its selection metric (or, for "average", one of its
+    metrics) is a correlation, else [0, 100]; [0, 100] for a task the registry does not declare."""
+    try:
+        from itsel_ray.tasks import get_task
+
+        spec = get_task(task)
+    except Exception:  # not a declared task: the common 0-100 scale
+        return 0.0, 100.0, f"task {task} is not declared, so its score is taken to be on the 0-100 scale"
+    metrics = spec.metrics if spec.select_metric == "average" else (spec.select_metric,)
+    signed = [m for m in metrics if m in SIGNED_METRICS]
+    if signed:
+        return -100.0, 100.0, f"task {task} is scored by {signed[0]} x100"
+    return 0.0, 100.0, f"task {task} is scored by {', '.join(metrics)} x100"
+
+
+def check_scores(values: np.ndarray, tasks, *, where) -> None:
+    """Raise InputError unless every non-NaN value is finite and in its task's range. `where(i)` names the cell
+    of value i (file, row, column) for the message."""
+    values = np.asarray(values, dtype=np.float64)
+    ranges = {}
+    for i, (value, task) in enumerate(zip(values, tasks)):
+        if np.isnan(value):
+            continue
+        low, high, why = ranges.setdefault(task, score_range(task))
+        if not (np.isfinite(value) and low <= value <= high):
+            raise InputError(f"{where(i)}: {float(value)!r} is outside the score range [{low:g}, {high:g}] ({why})")
 
 
 def find_table(folder: str | Path, stem: str) -> Path:
@@ -109,8 +150,17 @@ def load_results(folder: str | Path) -> pd.DataFrame:
     _check_values(df, "role", ROLES, path)
     _check_values(df, "status", STATUSES, path)
     df["seed"] = _int_column(df, "seed", path)
-    df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
-    df.loc[df["status"] != "done", "score"] = float("nan")
+    raw = df["score"]
+    df["score"] = pd.to_numeric(raw, errors="coerce").astype("float64")
+    done = df["status"] == "done"
+    no_number = done & df["score"].isna()
+    if no_number.any():
+        i = int(df.index[no_number][0])
+        raise InputError(f"{path}: row {i} ({df.at[i, 'stage']} {df.at[i, 'task']} seed {df.at[i, 'seed']}) is "
+                         f"done but its 'score' (the trial's best_score) is {str(raw.iloc[i])!r}; a finished trial "
+                         "needs a number")
+    df.loc[~done, "score"] = float("nan")
+    check_scores(df["score"].to_numpy(), df["task"], where=lambda i: f"{path}: row {i}, column 'score'")
     df.attrs["path"] = str(path)
     return df
 
@@ -136,18 +186,19 @@ def load_prompts(folder: str | Path) -> pd.DataFrame:
     return df
 
 
-def load_probe(folder: str | Path) -> pd.DataFrame | None:
-    """The validated probe table (target, source: str; score: float, NaN = no score), or None if absent.
+def load_pair_table(folder: str | Path, stem: str) -> pd.DataFrame | None:
+    """A validated (target, source) -> score table such as probe or logme (target, source: str; score: float,
+    NaN = no score), or None if absent.
 
     An empty task name, a score that is not a number, or two rows for one (target, source) pair raise
     InputError naming the file, the column and the row.
     """
     try:
-        path = find_table(folder, PROBE_STEM)
+        path = find_table(folder, stem)
     except InputError:
         return None
     df = read_table(path).reset_index(drop=True)
-    _require(df, PROBE_REQUIRED, path)
+    _require(df, PAIR_REQUIRED, path)
     for column in ("target", "source"):
         df[column] = _text(df[column])
         empty = df.index[df[column] == ""]
@@ -165,6 +216,11 @@ def load_probe(folder: str | Path) -> pd.DataFrame | None:
         raise InputError(f"{path}: {int(dupes.sum())} rows for target {row['target']!r}, source {row['source']!r}")
     df.attrs["path"] = str(path)
     return df
+
+
+def load_probe(folder: str | Path) -> pd.DataFrame | None:
+    """The validated probe table, or None if absent (`load_pair_table`)."""
+    return load_pair_table(folder, PROBE_STEM)
 
 
 def resolve_path(folder: str | Path, path: str) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from itsel_ray.analysis import figures, tables
+from itsel_ray.analysis import tables_uncertainty as tu
 from itsel_ray.analysis.cells import CellContext
 from itsel_ray.analysis.analysis_file import AnalysisConfig
 from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
@@ -33,6 +34,12 @@ class AnalysisResult:
     messages: list[str] = field(default_factory=list)
     headline_step: int | None = None
 
+    def moved(self, src: Path, dst: Path) -> "AnalysisResult":
+        """The same result after its folder `src` became `dst`."""
+        move = lambda p: dst / Path(p).relative_to(src)  # noqa: E731
+        return dataclasses.replace(self, out_dir=dst, report=move(self.report),
+                                   files={k: move(v) for k, v in self.files.items()})
+
 
 def _csv(df: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
     return atomic_write_text(path, df.to_csv(index=index, float_format="%.10g"))
@@ -46,7 +53,7 @@ def _table7_md(t7: pd.DataFrame, study: Study) -> str:
             mean, std = row[t], row[f"{t}_std"]
             text = f"{fmt(mean)} ± {fmt(std)}"
             base = t7.loc["no transfer", t]
-            if name != "no transfer" and np.isfinite(mean) and np.isfinite(base) and mean >= base:
+            if name != "no transfer" and np.isfinite(mean) and np.isfinite(base) and mean > base:
                 text = f"**{text}**"
             cells.append(text)
         rows.append([name, *cells])
@@ -60,8 +67,9 @@ def _table8_md(t8: pd.DataFrame, top_n: int) -> str:
     for (target, seed), part in t8.groupby(["target", "seed"], sort=False):
         cells = []
         for _, r in part.sort_values("rank").iterrows():
-            star = "*" if r["same_type"] else ""
-            cells.append(f"{r['sources']}{star} ({r['task_types']}) {r['rel_pct']:+.2f}%")
+            same = set(str(r["same_type_sources"] or "").split("/"))
+            names = "/".join(f"{n}*" if n in same else n for n in r["sources"].split("/"))
+            cells.append(f"{names} ({r['task_types']}) {r['rel_pct']:+.2f}%")
         cells += ["-"] * (top_n - len(cells))
         rows.append([target, seed, *cells])
     return md_table(["target", "seed", *[f"#{i}" for i in range(1, top_n + 1)]], rows, align="ll" + "l" * top_n)
@@ -99,9 +107,19 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     files["summary"] = _csv(summary, out_dir / "summary.csv")
     files["summary_by_step"] = _csv(_step_summary(tidy, metric_labels), out_dir / "summary_by_step.csv")
 
-    t3 = tables.table3(summary, labels, list(ctx.groups)[:-1], metric_labels)
+    t3_points = tables.table3(summary, labels, list(ctx.groups)[:-1], metric_labels)
+    random_label = next((e.label for e in ctx.entries if e.selector.name == "random"), None)
+    reference_label = _reference_label(cfg, ctx, labels, messages)
+    unc = tu.table3_uncertainty(tidy, selectors=labels, groups=list(ctx.groups), metric_labels=metric_labels,
+                                targets=study.targets, seeds=study.seeds, step=headline, cfg=cfg.uncertainty,
+                                random_label=random_label, reference_label=reference_label)
+    if random_label is None:
+        messages.append("Table 3: RANDOM is not among the selectors, so no test against its expectation")
+    t3 = tu.table3_with_uncertainty(t3_points, unc)
     t3c = tables.correlations_table(summary, labels, metric_labels)
-    t4_labels = cfg.labels_for(cfg.table4_selectors)
+    pt = tu.per_target(tidy, selectors=labels, targets=study.targets, step=headline)
+    counts = tu.cell_counts(summary, labels, list(ctx.groups))
+    t4_labels = ctx.labels(cfg.labels_for(cfg.table4_selectors))
     t4_rows = [(e.label, e.selector.uniform, headline if e.uses_prompts else None) for e in ctx.entries
                if e.label in t4_labels]
     t4 = tables.table4(study, lookup, t4_rows, cfg.table4_ks)
@@ -109,19 +127,26 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
         messages.append(f"Table 4: {label} left out (it lacks a score in some complete cell)")
     t7 = tables.table7(study)
     t8 = tables.table8(study, cfg.top_n)
+    ref = reference_label or cfg.uncertainty.reference
     md = {
-        "table3": frame_to_md(t3), "table3_all_metrics": frame_to_md(t3c, digits=3), "table4": _table4_md(t4),
+        "table3": "\n".join([tu.table3_md(unc, labels), "", f"Paired p-values (vs RANDOM / vs {ref}):", "",
+                             tu.table3_tests_md(unc, labels)]),
+        "table3_all_metrics": frame_to_md(t3c, digits=3), "table4": _table4_md(t4),
         "table7": _table7_md(t7, study), "table8": _table8_md(t8, cfg.top_n),
+        "per_target": "\n".join([f"nDCG x100, {_ALL}:", "", tu.per_target_md(pt, "ndcg", labels, study.targets), "",
+                                 f"Regret@1, {_ALL}:", "", tu.per_target_md(pt, "regret@1", labels, study.targets)]),
+        "cell_counts": frame_to_md(counts),
     }
     for name, df, index in (("table3", t3, True), ("table3_all_metrics", t3c, True), ("table4", t4, False),
-                            ("table7", t7, True), ("table8", t8, False)):
+                            ("table7", t7, True), ("table8", t8, False), ("per_target", pt, False),
+                            ("cell_counts", counts, True)):
         files[name] = _csv(df, out_dir / f"{name}.csv", index=index)
         files[f"{name}_md"] = atomic_write_text(out_dir / f"{name}.md", md[name] + "\n")
 
     figs = {"fig3": figures.fig3_violin(study, fig_dir / "fig3_relative_transfer.png"),
             "fig6": figures.fig6_gain_vs_size(study, fig_dir / "fig6_gain_vs_size.png"),
             "heatmap": figures.heatmap(study, fig_dir / "heatmap_transfer.png")}
-    step_labels = [label for label in cfg.labels_for(cfg.step_selectors) if label in labels]
+    step_labels = [label for label in ctx.labels(cfg.labels_for(cfg.step_selectors)) if label in labels]
     prompt_labels = [e.label for e in ctx.entries if e.uses_prompts and e.label in step_labels]
     if prompt_labels and tidy["step"].notna().any():
         refs = [e.label for e in ctx.entries if not e.uses_prompts]
@@ -141,10 +166,23 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     files.update(figs)
     files["config"] = write_json(out_dir / "analysis_config.json", dataclasses.asdict(cfg))
     report = out_dir / "report.md"
-    atomic_write_text(report, _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir))
+    atomic_write_text(report, _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, ref))
     files["report"] = report
     return AnalysisResult(out_dir=out_dir, report=report, tidy=tidy, summary=summary, files=files,
                           messages=messages, headline_step=headline)
+
+
+_ALL = "all sources, mean ± std over the target's scored seeds"
+
+
+def _reference_label(cfg: AnalysisConfig, ctx: CellContext, labels: list[str], messages: list[str]) -> str | None:
+    """The evaluated label of the reference selector of the paired tests, or None (with a note)."""
+    found = [label for label in ctx.labels(cfg.labels_for((cfg.uncertainty.reference,))) if label in labels]
+    if not found:
+        messages.append(f"Table 3: the reference selector {cfg.uncertainty.reference!r} was not evaluated, so no "
+                        "test against it")
+        return None
+    return found[0]
 
 
 def _rel(path: Path, out_dir: Path) -> str:
@@ -152,16 +190,20 @@ def _rel(path: Path, out_dir: Path) -> str:
 
 
 def _probe_line(study: Study) -> list[str]:
-    if study.probe is None:
-        return []
-    have = int(np.isfinite(study.probe).sum())
-    return [f"- PROBE: zero-shot probe scores (minus the target's training loss with each source prompt) for {have} "
-            f"of {study.probe.size} (target, source) pairs"]
+    """One line per precomputed selector input the study has (PROBE, LOGME): how many pairs have a score."""
+    lines = []
+    for table, what in ((study.probe, "PROBE: zero-shot probe scores (minus the target's training loss with each "
+                                      "source prompt)"),
+                        (study.logme, "LOGME: LogME scores of the frozen encoder's features of the target's "
+                                      "training rows under each source prompt")):
+        if table is not None:
+            lines.append(f"- {what} for {int(np.isfinite(table).sum())} of {table.size} (target, source) pairs")
+    return lines
 
 
-def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir) -> str:
+def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, ref) -> str:
     link = lambda key: f"[{_rel(files[key], out_dir)}]({_rel(files[key], out_dir)})"  # noqa: E731
-    opts = cfg.options
+    opts, unc_cfg = cfg.options, cfg.uncertainty
     lines = [
         f"# Intermediate-task selection: {cfg.name}", "",
         cfg.description.strip() or "Selector evaluation for intermediate-task transfer.", "",
@@ -182,19 +224,35 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir) 
         "## Table 3: selector quality by source group", "",
         "Mean Regret@k (lower is better) and nDCG x100 (higher is better) over (target, seed) cells; each group "
         "ranks only the sources of that Table 6 category, ALL ranks every source. "
-        f"CSV: {link('table3')}.", "", md["table3"], "",
+        f"CSV: {link('table3')}.", "",
+        f"How to read the brackets and p-values: the brackets are a {unc_cfg.level:.0%} bootstrap interval of the "
+        f"mean: over {unc_cfg.resamples} resamples of the targets (and of the seeds within each drawn target) the "
+        f"mean stays in this range {unc_cfg.level:.0%} of the time, roughly where the selector's mean over other "
+        "targets and seeds of the same kind would fall; a wide interval means the mean rests on a few targets. "
+        f"Each p-value is a paired {unc_cfg.test} test over the cells both selectors score: the chance of a mean "
+        "difference at least this large if the two were equally good (small = a real difference; 1 = no "
+        f"difference). The first compares with RANDOM's exact expectation, the second with {ref}. Overlapping "
+        "intervals do not mean two selectors are alike (the paired test is sharper), and p-values are per "
+        "comparison, not corrected for the many in the table.", "", md["table3"], "",
         f"Every metric over ALL sources, with Spearman and Kendall rank correlations and the number of scored and "
         f"missing cells ({link('table3_all_metrics')}):", "", md["table3_all_metrics"], "",
+        "## Per target", "",
+        "nDCG x100 and Regret@1 of each target (over ALL sources, at the headline step): mean ± std over its "
+        f"scored seeds, and \"(k of n)\" where some seeds are unscored. CSV: {link('per_target')}.", "",
+        md["per_target"], "",
+        "Scored cells per selector and group; an undefined cell (a metric without a value there, e.g. a best "
+        "transfer score of 0) and a missing one (a missing score) are in no mean. "
+        f"CSV: {link('cell_counts')}.", "", md["cell_counts"], "",
         "## Table 4: transfer gain of the selected sources", "",
         "The best transfer score among each selector's top-k sources, against no transfer (rel. gain = mean "
         f"absolute gain / mean baseline, as the paper; ORACLE picks the best source). CSV: {link('table4')}.", "",
         md["table4"], "",
         "## Table 7: transfer matrix", "",
-        "Mean ± std over seeds of every source -> target transfer; bold marks scores at or above the no-transfer "
+        "Mean ± std over seeds of every source -> target transfer; bold marks scores above the no-transfer "
         f"baseline. CSV: {link('table7')}.", "", md["table7"], "",
         f"## Table 8: top-{cfg.top_n} sources per target and seed", "",
         "The best sources of each cell (sources tying on score share a rank) with task types and relative gain; "
-        f"* marks a source of the target's task type. CSV: {link('table8')}.", "", md["table8"], "",
+        f"* marks each source of the target's task type. CSV: {link('table8')}.", "", md["table8"], "",
         "## Figures", "",
     ]
     captions = {

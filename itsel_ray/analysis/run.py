@@ -9,16 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
 from itsel_ray.analysis.cells import ALL, Cell, CellContext, CellResult, CellRunner, Entry
 from itsel_ray.analysis.analysis_file import AnalysisConfig
+from itsel_ray.analysis.output_dir import check_replaceable, staged_folder
 from itsel_ray.analysis.report import AnalysisResult, write_outputs
 from itsel_ray.analysis.study import Study
 from itsel_ray.analysis.text_embeddings import LoadTexts, task_embeddings
 from itsel_ray.metrics.ranking import rank_from_scores
 from itsel_ray.selection import paper_draws
+from itsel_ray.selection.semb import PAPER_ENCODERS
 
 MapFn = Callable[[Callable, Iterable], Iterable]
 
@@ -28,6 +32,9 @@ STUDY_INPUTS: dict[str, tuple[Callable[[Study], bool], str]] = {
     "prompts": (lambda s: s.has_prompts, "the study has no prompts"),
     "probe": (lambda s: s.probe is not None,
               "the study has no probe scores (no probe.parquet|csv in the results folder; the sweep's analyze "
+              "stage writes one for the torch engine)"),
+    "logme": (lambda s: s.logme is not None,
+              "the study has no LogME scores (no logme.parquet|csv in the results folder; the sweep's analyze "
               "stage writes one for the torch engine)"),
 }
 
@@ -59,6 +66,37 @@ def _text_tables(study: Study, cfg: AnalysisConfig, entries: list[Entry], given,
     return out
 
 
+def merge_same_encoder(entries: list[Entry], cfg: AnalysisConfig, messages: list[str],
+                       given: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> tuple[list[Entry], dict]:
+    """SEMB-B and SEMB-R resolved to one encoder are one selector: one entry labelled SEMB (and a note), not two
+    identical rows under the paper's two encoder names (unless the embeddings handed in for the two differ).
+    Returns (entries, {old label: new label})."""
+    encoders = semb_encoders(cfg)
+    semb = [e for e in entries if e.selector.name in encoders and e.label == e.selector.label]
+    if len(semb) < 2 or len({encoders[e.selector.name] for e in semb}) > 1:
+        return entries, {}
+    names = [e.selector.name for e in semb]
+    if given is not None and all(n in given for n in names) and any(
+            not np.array_equal(given[names[0]][t], given[names[1]][t]) for t in given[names[0]]):
+        return entries, {}
+    keep = dataclasses.replace(semb[0], label="SEMB")
+    messages.append(f"SEMB-B and SEMB-R both use the encoder {encoders[semb[0].selector.name]!r}, so they are one "
+                    f"selector, SEMB (the paper's: {PAPER_ENCODERS['semb-b']} and {PAPER_ENCODERS['semb-r']}; set "
+                    "semb.b_encoder and semb.r_encoder to compare two)")
+    out = [keep if e is semb[0] else e for e in entries if e is not semb[1]]
+    return out, {e.label: "SEMB" for e in semb}
+
+
+def scale_warnings(study: Study, cfg: AnalysisConfig) -> list[str]:
+    """A warning when every transfer score lies in [0, 1] under the exp2_raw gain, which assumes 0-100 scores."""
+    finite = study.transfer[np.isfinite(study.transfer)]
+    if cfg.ranking.gain != "exp2_raw" or not finite.size or finite.min() < 0 or finite.max() > 1:
+        return []
+    return [f"warning: every transfer score lies in [0, 1] ({study.origin}); the nDCG gain 2^score - 1 assumes "
+            "scores on a 0-100 scale, and on a 0-1 scale it is nearly linear, so nDCG is close to 1 for any order. "
+            "Multiply the scores by 100, or set ranking.gain (e.g. minmax)"]
+
+
 def _plan_steps(study: Study, cfg: AnalysisConfig) -> tuple[tuple[int, ...], int | None]:
     available = study.steps
     steps = tuple(cfg.steps) if cfg.steps is not None else available
@@ -83,6 +121,8 @@ def build_context(study: Study, cfg: AnalysisConfig, *, text_embeddings=None, lo
             messages.append(f"skipped {label}: {'; '.join(lacking)} ({study.origin})")
             continue
         entries.append(Entry(label, selector, opts))
+    messages.extend(scale_warnings(study, cfg))
+    entries, aliases = merge_same_encoder(entries, cfg, messages, text_embeddings)
     texts = _text_tables(study, cfg, entries, text_embeddings, load_texts, messages)
     entries = [e for e in entries if "texts" not in e.selector.requirements(e.options)
                or all(p in texts for p in _text_parts(e))]
@@ -114,7 +154,7 @@ def build_context(study: Study, cfg: AnalysisConfig, *, text_embeddings=None, lo
     ctx = CellContext(
         study=study, entries=tuple(entries), metrics=tuple(cfg.metric_specs()), groups=groups,
         relevance=cfg.ranking.relevance, missing=cfg.ranking.missing, seed_average=cfg.seed_average,
-        text_embeddings=texts, draws=draws,
+        text_embeddings=texts, draws=draws, aliases=aliases,
     )
     return ctx, cells, headline
 
@@ -169,17 +209,20 @@ def run_analysis(study: Study, cfg: AnalysisConfig, out_dir: str | Path, map_fn:
     Args:
         study: the transfer study (`study_from_sweep` / `study_from_csv`).
         cfg: the analysis definition (`load_analysis_config("analysis/paper.yaml")`).
-        out_dir: where tables (CSV + Markdown), figures (PNG) and report.md go.
+        out_dir: where tables (CSV + Markdown), figures (PNG) and report.md go; the folder is replaced whole once
+            every output is written (`output_dir.py`), so a failed run leaves the previous outputs as they were.
         map_fn: `map_fn(fn, cells) -> results in order`; builtin `map` or `itsel_ray.sweep.parallel.ray_map`.
         text_embeddings: SEMB selector name -> task -> [D]; computed (and cached) from the tasks' texts if None.
         load_texts: (task, cap) -> texts, replacing the tasks package when SEMB embeddings are computed.
     Returns:
         AnalysisResult (report path, tidy metrics, summary, files, messages).
     """
-    out_dir = Path(out_dir)
+    out_dir = check_replaceable(out_dir)  # refused before any work
     messages = list(study.notes)
     ctx, cells, headline = build_context(study, cfg, text_embeddings=text_embeddings, load_texts=load_texts,
                                          messages=messages)
     results = list(map_fn(CellRunner(ctx), cells))
     tidy, scores, lookup = collect(results, study)
-    return write_outputs(study, cfg, ctx, tidy, scores, lookup, headline, out_dir, messages)
+    with staged_folder(out_dir) as stage:  # the old outputs stay whole until the new ones are
+        result = write_outputs(study, cfg, ctx, tidy, scores, lookup, headline, stage, messages)
+    return result.moved(stage, out_dir)

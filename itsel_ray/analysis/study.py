@@ -34,6 +34,7 @@ class Study:
         per-seed columns); None when they can be computed from `transfer`.
     probe: [T, S] zero-shot probe score of source s's prompt on target t (the PROBE selector's input; NaN = no
         score for that pair), or None when the study has no probe table (a ground-truth CSV, a stand-in engine).
+    logme: [T, S] LogME score of source s's prompt's features on target t (the LOGME selector's input), like probe.
     origin: where the study came from (for the report). notes: what was missing or skipped while building it.
     """
 
@@ -48,6 +49,7 @@ class Study:
     transfer_std: np.ndarray | None = None
     baseline_std: np.ndarray | None = None
     probe: np.ndarray | None = None
+    logme: np.ndarray | None = None
     origin: str = ""
     notes: tuple[str, ...] = ()
 
@@ -65,8 +67,10 @@ class Study:
             raise ValueError(f"no task metadata for {missing}")
         if self.source_prompts is not None and np.shape(self.source_prompts)[0] != s:
             raise ValueError(f"source_prompts must be [{s}, P, H], got {np.shape(self.source_prompts)}")
-        if self.probe is not None and np.shape(self.probe) != (t, s):
-            raise ValueError(f"probe must be [targets, sources] = {(t, s)}, got {np.shape(self.probe)}")
+        for name in ("probe", "logme"):
+            table = getattr(self, name)
+            if table is not None and np.shape(table) != (t, s):
+                raise ValueError(f"{name} must be [targets, sources] = {(t, s)}, got {np.shape(table)}")
 
     # ----------------------------------------------------------------------------------------- lookups
 
@@ -97,9 +101,16 @@ class Study:
 
     def probe_scores(self, target: str) -> np.ndarray | None:
         """[S] probe scores of every source on `target` (NaN = none), or None without a probe table."""
-        if self.probe is None:
+        return self._pair_row(self.probe, target)
+
+    def logme_scores(self, target: str) -> np.ndarray | None:
+        """[S] LogME scores of every source on `target` (NaN = none), or None without a logme table."""
+        return self._pair_row(self.logme, target)
+
+    def _pair_row(self, table: np.ndarray | None, target: str) -> np.ndarray | None:
+        if table is None:
             return None
-        return np.asarray(self.probe[self.targets.index(target)], dtype=np.float64)
+        return np.asarray(table[self.targets.index(target)], dtype=np.float64)
 
     def baseline_of(self, target: str, seed: int) -> float:
         return float(self.baseline[self.targets.index(target), self.seeds.index(seed)])

@@ -3,7 +3,7 @@
 Each task has a latent centre; a prompt is its centre plus token noise (target prompts get cleaner with the
 checkpoint step), and transfer helps in proportion to the cosine of source and target centres, plus seed noise.
 So prompt selectors have something real to find; with `probe=True` the zero-shot probe scores follow the same
-cosine, less noisily. Optionally writes it as a sweep results folder (the contract of `inputs.py`), prompt files
+cosine, less noisily, and with `logme=True` so do LogME scores. Optionally writes it as a sweep results folder (the contract of `inputs.py`), prompt files
 and probe table included.
 """
 
@@ -33,12 +33,13 @@ def _meta(names, rng) -> dict[str, TaskMeta]:
 def synthetic_study(*, n_sources: int = 13, n_targets: int = 10, seeds: tuple[int, ...] = (28, 52, 112),
                     steps: tuple[int, ...] = (5000, 10000, 15000, 20000, 25000, 30000), tokens: int = 8,
                     dim: int = 16, seed: int = 0, missing: int = 0, signal: float = 6.0,
-                    probe: bool = False) -> Study:
+                    probe: bool = False, logme: bool = False) -> Study:
     """A Study with prompts: source prompts [S, tokens, dim], target prompts at each (target, seed, step).
 
     missing: how many transfer scores to blank (NaN), chosen at random.
     probe: add [T, S] probe scores (-1 + affinity / 2 plus noise, from a separate generator so every other
         number is the same with or without them).
+    logme: add [T, S] LogME scores (-0.7 + affinity / 5 plus noise, likewise from a generator of their own).
     """
     rng = np.random.default_rng(seed)
     sources = _names(n_sources, PAPER_SOURCES, "src")
@@ -67,16 +68,20 @@ def synthetic_study(*, n_sources: int = 13, n_targets: int = 10, seeds: tuple[in
     if probe:
         noise = np.random.default_rng([seed, 1]).normal(0, 0.05, size=(n_targets, n_sources))
         probe_scores = np.round(-1.0 + 0.5 * affinity.T + noise, 6)
+    logme_scores = None
+    if logme:  # like probe, noisier, from its own generator
+        noise = np.random.default_rng([seed, 2]).normal(0, 0.1, size=(n_targets, n_sources))
+        logme_scores = np.round(-0.7 + 0.2 * affinity.T + noise, 6)
     return Study(
         sources=sources, targets=targets, seeds=tuple(seeds), transfer=np.round(transfer, 4),
         baseline=np.round(baseline, 4), meta=meta, source_prompts=source_prompts,
-        target_prompts=target_prompts, probe=probe_scores, origin=f"synthetic study (seed {seed})",
+        target_prompts=target_prompts, probe=probe_scores, logme=logme_scores, origin=f"synthetic study (seed {seed})",
     )
 
 
 def write_sweep_folder(study: Study, folder: str | Path, *, fmt: str = "csv") -> Path:
     """Write `study` as a sweep results folder: results.<fmt>, prompts.<fmt>, prompt files and, when the study
-    has probe scores, probe.<fmt> (a NaN score as an empty cell).
+    has probe or LogME scores, probe.<fmt> / logme.<fmt> (a NaN score as an empty cell).
 
     Each source gets three tune runs (its prompt saved by the best one), each target a tune run per seed with a
     snapshot per step; transfer runs with a NaN score are written as "failed".
@@ -118,6 +123,10 @@ def write_sweep_folder(study: Study, folder: str | Path, *, fmt: str = "csv") ->
     if study.probe is not None:
         tables["probe"] = pd.DataFrame([
             {"target": t, "source": s, "score": study.probe[ti, si], "examples": 64, "loss": "label"}
+            for ti, t in enumerate(study.targets) for si, s in enumerate(study.sources)])
+    if study.logme is not None:
+        tables["logme"] = pd.DataFrame([
+            {"target": t, "source": s, "score": study.logme[ti, si], "examples": 256}
             for ti, t in enumerate(study.targets) for si, s in enumerate(study.sources)])
     folder.mkdir(parents=True, exist_ok=True)
     for stem, table in tables.items():

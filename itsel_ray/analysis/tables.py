@@ -35,12 +35,14 @@ def group_label(group: str) -> str:
 def selector_summary(tidy: pd.DataFrame, metric_labels: Sequence[str], step: int | None) -> pd.DataFrame:
     """Long summary: (selector, group) -> mean of each metric over scored cells, plus cell counts.
 
-    Columns: selector, group, <metrics...>, n_cells (scored), n_partial, n_missing (not scored).
+    Columns: selector, group, <metrics...>, n_cells (scored), n_partial, n_undefined (a metric is undefined there,
+    e.g. the best score is 0: not scored), n_missing (missing scores: not scored).
     """
     rows = at_step(tidy, step)
     counts = rows.groupby(["selector", "group"], sort=False).agg(
         n_cells=("status", lambda s: int((s == "ok").sum())),
         n_partial=("partial", lambda s: int(s.astype(bool).sum())),
+        n_undefined=("status", lambda s: int((s == "undefined").sum())),
         n_missing=("status", lambda s: int((s == "missing").sum())),
     )
     ok = rows[rows["status"] == "ok"]
@@ -49,19 +51,22 @@ def selector_summary(tidy: pd.DataFrame, metric_labels: Sequence[str], step: int
     return means.reindex(counts.index).join(counts).reset_index()
 
 
+def table3_metrics(metric_labels: Sequence[str]) -> list[str]:
+    """The metrics of Table 3 in its column order: the first Regret@k, nDCG, then the other Regret@k."""
+    regrets = [m for m in metric_labels if m.startswith("regret")]
+    return regrets[:1] + [m for m in metric_labels if m.startswith("ndcg")] + regrets[1:]
+
+
 def table3(summary: pd.DataFrame, selectors: Sequence[str], groups: Sequence[str],
            metric_labels: Sequence[str]) -> pd.DataFrame:
     """Wide Table 3: one row per selector; columns "<GROUP> <metric>" for the regret and nDCG metrics, groups in
     `groups` order then ALL. nDCG as a percentage."""
-    shown = [m for m in metric_labels if m.startswith("regret")][:1] + [m for m in metric_labels if
-                                                                       m.startswith("ndcg")]
-    shown += [m for m in metric_labels if m.startswith("regret")][1:]
     out = pd.DataFrame(index=pd.Index(list(selectors), name="selector"))
     for group in (*groups, ALL):
         part = summary[summary["group"] == group].set_index("selector")
-        for metric in shown:
+        for metric in table3_metrics(metric_labels):
             scale = 100.0 if metric.split("@")[0] in PERCENT_METRICS else 1.0
-            out[f"{group_label(group)} {_metric_label(metric)}"] = part[metric].reindex(out.index) * scale
+            out[f"{group_label(group)} {metric_label(metric)}"] = part[metric].reindex(out.index) * scale
     return out
 
 
@@ -72,14 +77,15 @@ def correlations_table(summary: pd.DataFrame, selectors: Sequence[str], metric_l
     for metric in metric_labels:
         if metric.split("@")[0] in PERCENT_METRICS:
             out[metric] = out[metric] * 100.0
-    out.columns = [_metric_label(m) for m in metric_labels]
+    out.columns = [metric_label(m) for m in metric_labels]
     out["cells"] = part["n_cells"].astype("Int64")
+    out["undefined"] = part["n_undefined"].astype("Int64")
     out["missing"] = part["n_missing"].astype("Int64")
     out.index.name = "selector"
     return out
 
 
-def _metric_label(metric: str) -> str:
+def metric_label(metric: str) -> str:
     name, _, k = metric.partition("@")
     return {"ndcg": "nDCG", "regret": "R", "spearman": "Spearman", "kendall": "Kendall"}.get(name, name) + (
         f"@{k}" if k else "")
@@ -151,7 +157,7 @@ def table8(study: Study, top_n: int = 3) -> pd.DataFrame:
     """The top `top_n` score levels per (target, seed): sources sharing a score share a rank ("A/B").
 
     Columns: target, seed, rank, sources, task_types, score, rel_pct (vs the baseline at that seed),
-    same_type (a source's task type equals the target's).
+    same_type (some source of the level has the target's task type), same_type_sources (those sources, "/"-joined).
     """
     rows = []
     for ti, t in enumerate(study.targets):
@@ -162,10 +168,11 @@ def table8(study: Study, top_n: int = 3) -> pd.DataFrame:
             for rank, level in enumerate(levels, start=1):
                 names = [s for s, v in zip(study.sources, col) if v == level]
                 types = [study.meta[s].task_type for s in names]
+                same = [bool(t_type) and ty == t_type for ty in types]
                 rows.append({
                     "target": t, "seed": seed_label(r), "rank": rank, "sources": "/".join(names),
                     "task_types": "/".join(types), "score": float(level),
                     "rel_pct": float(relative_transfer(level, study.baseline[ti, ri]) * 100),
-                    "same_type": bool(t_type) and t_type in types,
+                    "same_type": any(same), "same_type_sources": "/".join(n for n, m in zip(names, same) if m),
                 })
     return pd.DataFrame(rows)

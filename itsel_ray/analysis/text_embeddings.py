@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from itsel_ray.artifacts import atomic_write_bytes
-from itsel_ray.selection.semb import embed_texts, load_encoder
+from itsel_ray.selection.semb import EncoderUnavailable, embed_texts, encoder_unavailable, load_encoder
 
 LoadTexts = Callable[[str, "int | None"], Sequence[str]]
 CACHE_ENV = "ITSEL_RAY_CACHE"
@@ -55,6 +55,10 @@ def task_embeddings(tasks: Iterable[str], encoder_name: str, *, max_examples: in
         if path.is_file():
             out[task] = np.load(path, allow_pickle=False)
             continue
+        if encoder is None:  # before any text is loaded: an encoder that cannot be had fails at once
+            reason = encoder_unavailable(encoder_name)
+            if reason:
+                raise EncoderUnavailable(reason)
         texts = load_texts(task, max_examples)
         if not texts:
             raise ValueError(f"task {task!r}: no training texts to embed")

@@ -1,9 +1,11 @@
 """Selector inputs that need the frozen model: every source prompt scored on every target, one map call per target.
 
-Each table is <sweep>/results/<name>.{parquet,csv} with columns (target, source, score, examples, loss), written
-before the analysis runs, which reads it like any other results table: `probe` (zero-shot loss of the target's
-objective, `itsel_ray.engine.zero_shot`). The engine functions are named here, imported where the map runs them; the
-map itself is injected (the builtin map, or Ray tasks on a GPU share), so nothing here imports Ray.
+Each table is <sweep>/results/<name>.{parquet,csv} with columns (target, source, score, examples, loss, error),
+written before the analysis runs, which reads it like any other results table: `probe` (zero-shot loss of the
+target's objective, `itsel_ray.engine.zero_shot`) and `logme` (LogME of the frozen encoder's pooled features under
+each prompt against the target's labels, `itsel_ray.engine.features`). A target the scorer cannot handle gets NaN
+scores and the reason in `error` (missing, never 0). The engine functions are named here and imported where the map
+runs them; the map itself is injected (the builtin map, or Ray tasks on a GPU share), so nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from itsel_ray.runs.source_prompts import persist_source_prompts
 from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.tables import RESULTS_DIR
 
-COLUMNS = ["target", "source", "score", "examples", "loss"]
-MODEL_TABLES = {"probe": "itsel_ray.engine.zero_shot:probe_prompts"}  # table name -> engine function
+COLUMNS = ["target", "source", "score", "examples", "loss", "error"]
+MODEL_TABLES = {  # table name -> engine function
+    "probe": "itsel_ray.engine.zero_shot:probe_prompts",
+    "logme": "itsel_ray.engine.features:logme_prompts",
+}
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,12 @@ class ScoreTarget:
     def __call__(self, cfg) -> list[dict]:
         module, name = self.function.split(":")
         fn = getattr(importlib.import_module(module), name)
-        scores, n = fn(cfg, self.prompts, max_examples=self.max_examples)
-        return [{"target": cfg.task, "source": s, "score": v, "examples": n, "loss": cfg.train.loss}
+        try:
+            scores, n = fn(cfg, self.prompts, max_examples=self.max_examples)
+        except (ValueError, RuntimeError) as err:  # e.g. LogME on free-text targets
+            return [{"target": cfg.task, "source": s, "score": float("nan"), "examples": 0, "loss": cfg.train.loss,
+                     "error": f"{type(err).__name__}: {err}"} for s in self.prompts]
+        return [{"target": cfg.task, "source": s, "score": v, "examples": n, "loss": cfg.train.loss, "error": ""}
                 for s, v in scores.items()]
 
 

@@ -1,12 +1,13 @@
 """Intermediate-task selectors: each scores every candidate source for a target (higher = better), by name.
 
 Registered selectors: random, random-draw, size, semb-b, semb-r, feature, unigram, max (the paper) and max-topk,
-mmd, fusion, probe (beyond it). `rank_from_scores` applies the project's tie rule (ties ordered by source name).
+mmd, fusion, probe, logme (beyond it). `rank_from_scores` applies the project's tie rule (ties ordered by source name).
 """
 
 from itsel_ray.metrics.ranking import rank_from_scores
 from itsel_ray.selection import baselines as _baselines  # noqa: F401  (registers random, random-draw, size)
 from itsel_ray.selection import fusion as _fusion  # noqa: F401  (fusion)
+from itsel_ray.selection import logme as _logme  # noqa: F401  (logme)
 from itsel_ray.selection import probe as _probe  # noqa: F401  (probe)
 from itsel_ray.selection import prompt_sim as _prompt_sim  # noqa: F401  (feature, unigram, max)
 from itsel_ray.selection import semb as _semb  # noqa: F401  (semb-b, semb-r)

@@ -16,7 +16,7 @@ import numpy as np
 from itsel_ray.registry import Registry, UnknownNameError
 
 MAX_DIRECTIONS = ("target_centric", "source_centric", "symmetric")
-REQUIREMENTS = ("prompts", "sizes", "texts", "draw", "probe")
+REQUIREMENTS = ("prompts", "sizes", "texts", "draw", "probe", "logme")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,8 @@ class SelectionInput:
     sources: [S] names. prompts: the cell's PromptPair. sizes: [S] training-set sizes. text_embeddings:
     selector name -> (target [D], sources [S, D]) averaged sentence embeddings. draw: [S] the cell's seeded RANDOM
     draw (a permutation of 1..S). probe: [S] each source prompt's zero-shot probe score on the target (NaN where
-    the study has none for that source).
+    the study has none for that source). logme: [S] the LogME score of each source prompt's features of the
+    target's training rows (NaN where the study has none).
     """
 
     target: str
@@ -124,6 +125,7 @@ class SelectionInput:
     text_embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     draw: np.ndarray | None = None
     probe: np.ndarray | None = None
+    logme: np.ndarray | None = None
 
 
 ScoreFn = Callable[[SelectionInput, SelectorOptions], np.ndarray]
@@ -164,6 +166,7 @@ class Selector:
             "texts": self.name in inp.text_embeddings,
             "draw": inp.draw is not None,
             "probe": inp.probe is not None,
+            "logme": inp.logme is not None,
         }
         out = {r for r in self.needs if not have[r]}
         for part in self.components(opts):
@@ -197,6 +200,14 @@ def register_selector(name: str, *, label: str, needs: tuple[str, ...] = (), uni
         return fn
 
     return deco
+
+
+def given_scores(name: str, scores: np.ndarray | None, inp: SelectionInput) -> np.ndarray:
+    """[S] scores a selector reads precomputed (PROBE, LOGME) as float64, checked against the sources."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(inp.sources),):
+        raise ValueError(f"{name}: {scores.shape} scores for {len(inp.sources)} sources")
+    return scores
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from itsel_ray.selection.base import SelectionInput, SelectorOptions, register_selector
+from itsel_ray.selection.base import SelectionInput, SelectorOptions, given_scores, register_selector
 
 
 @register_selector("probe", label="PROBE", needs=("probe",))
 def probe_scores(inp: SelectionInput, opts: SelectorOptions) -> np.ndarray:
     """The cell's probe scores as given (higher = lower zero-shot loss = predicted better)."""
-    scores = np.asarray(inp.probe, dtype=np.float64)
-    if scores.shape != (len(inp.sources),):
-        raise ValueError(f"probe: {scores.shape} scores for {len(inp.sources)} sources")
-    return scores
+    return given_scores("probe", inp.probe, inp)

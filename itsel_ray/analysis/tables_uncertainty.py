@@ -1,0 +1,159 @@
+"""Table 3 with its uncertainty, and the per-target view behind it (pure; `report.py` writes them).
+
+`table3_uncertainty`: for every selector, group and Table 3 metric, the mean over scored cells, its bootstrap
+interval, and paired p-values against RANDOM's exact expectation and against a reference selector.
+`per_target`: each target's seed mean and spread of nDCG and Regret@1 per selector. `cell_counts`: scored,
+undefined and missing cells per selector and group.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from itsel_ray.analysis.analysis_file import UncertaintyConfig
+from itsel_ray.analysis.cells import ALL
+from itsel_ray.analysis.markdown import fmt, md_table
+from itsel_ray.analysis.tables import PERCENT_METRICS, at_step, group_label, metric_label, table3_metrics
+from itsel_ray.analysis.uncertainty import INTERVALS, PAIRED_TESTS, cell_mean
+
+UNCERTAINTY_COLUMNS = ("low", "high", "cells", "p_random", "p_reference")
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric.split("@")[0] in PERCENT_METRICS else 1.0
+
+
+def cell_values(rows: pd.DataFrame, metrics: Sequence[str], targets: Sequence[str],
+                seeds: Sequence[int]) -> dict[str, np.ndarray]:
+    """metric -> [T, R] values in `rows` (one selector and group), NaN where a cell is not scored."""
+    ok = rows[rows["status"] == "ok"].set_index(["target", "seed"])
+    full = pd.MultiIndex.from_product([list(targets), list(seeds)], names=["target", "seed"])
+    table = ok[list(metrics)].reindex(full)
+    return {m: table[m].to_numpy(dtype=np.float64).reshape(len(targets), len(seeds)) for m in metrics}
+
+
+def table3_uncertainty(tidy: pd.DataFrame, *, selectors: Sequence[str], groups: Sequence[str],
+                       metric_labels: Sequence[str], targets: Sequence[str], seeds: Sequence[int],
+                       step: int | None, cfg: UncertaintyConfig, random_label: str | None,
+                       reference_label: str | None) -> pd.DataFrame:
+    """Long table: selector, group, metric, mean, low, high (the interval), cells (scored), p_random, p_reference
+    (NaN where that comparison is not made), in the Table 3 scale (nDCG x100)."""
+    rows = at_step(tidy, step)
+    interval, test = INTERVALS.get(cfg.interval), PAIRED_TESTS.get(cfg.test)
+    metrics = table3_metrics(metric_labels)
+    grids = {key: cell_values(part, metrics, targets, seeds)
+             for key, part in rows.groupby(["selector", "group"], sort=False)}
+    out = []
+    for group in groups:
+        for metric in metrics:
+            values = {s: grids[(s, group)][metric] for s in selectors if (s, group) in grids}
+
+            def p_against(label, v):
+                if label is None or label not in values:
+                    return np.nan
+                return test(v, values[label], permutations=cfg.permutations, seed=cfg.seed)
+
+            for selector, v in values.items():
+                ci = interval(v, level=cfg.level, resamples=cfg.resamples, seed=cfg.seed)
+                scale = _scale(metric)
+                out.append({"selector": selector, "group": group, "metric": metric, "mean": cell_mean(v) * scale,
+                            "low": ci.low * scale, "high": ci.high * scale, "cells": int(np.isfinite(v).sum()),
+                            "p_random": p_against(random_label, v), "p_reference": p_against(reference_label, v)})
+    return pd.DataFrame(out, columns=["selector", "group", "metric", "mean", *UNCERTAINTY_COLUMNS])
+
+
+def table3_with_uncertainty(t3: pd.DataFrame, unc: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 (wide) with, after its point columns, "<column> low|high|cells|p_random|p_reference" columns."""
+    out = t3.copy()
+    extra = {}
+    for _, r in unc.iterrows():
+        column = f"{group_label(r['group'])} {metric_label(r['metric'])}"
+        for name in UNCERTAINTY_COLUMNS:
+            extra.setdefault(f"{column} {name}", {})[r["selector"]] = r[name]
+    for column, values in extra.items():
+        out[column] = pd.Series(values).reindex(out.index)
+    return out
+
+
+def per_target(tidy: pd.DataFrame, *, selectors: Sequence[str], targets: Sequence[str], step: int | None,
+               metrics: Sequence[str] = ("ndcg", "regret@1")) -> pd.DataFrame:
+    """Over ALL sources: target, selector, metric, mean and std (ddof 0) over the target's scored seeds (Table 3
+    scale), scored and unscored (missing or undefined) seed counts."""
+    rows = at_step(tidy, step)
+    rows = rows[rows["group"] == ALL]
+    out = []
+    for metric in [m for m in metrics if m in rows.columns]:
+        for target in targets:
+            for selector in selectors:
+                part = rows[(rows["target"] == target) & (rows["selector"] == selector)]
+                if part.empty:
+                    continue
+                v = part.loc[part["status"] == "ok", metric].to_numpy(dtype=np.float64) * _scale(metric)
+                out.append({"target": target, "selector": selector, "metric": metric,
+                            "mean": float(v.mean()) if v.size else np.nan,
+                            "std": float(v.std()) if v.size else np.nan,
+                            "scored": int(v.size), "unscored": int(len(part) - v.size)})
+    return pd.DataFrame(out, columns=["target", "selector", "metric", "mean", "std", "scored", "unscored"])
+
+
+def cell_counts(summary: pd.DataFrame, selectors: Sequence[str], groups: Sequence[str]) -> pd.DataFrame:
+    """Rows: selectors; columns "<GROUP> scored|undefined|missing" (cells at the headline step)."""
+    out = pd.DataFrame(index=pd.Index(list(selectors), name="selector"))
+    for group in groups:
+        part = summary[summary["group"] == group].set_index("selector").reindex(out.index)
+        for name, column in (("scored", "n_cells"), ("undefined", "n_undefined"), ("missing", "n_missing")):
+            out[f"{group_label(group)} {name}"] = part[column].astype("Int64")
+    return out
+
+
+def p_text(p: float) -> str:
+    """A p-value for a table: "-" when not computed, "<0.001", else three decimals ("1" for exactly 1)."""
+    if not np.isfinite(p):
+        return "-"
+    if p == 1:
+        return "1"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _wide(unc: pd.DataFrame, selectors: Sequence[str], cell) -> tuple[list[str], list[list[str]]]:
+    columns, rows = [], {s: [] for s in selectors}
+    for (group, metric), part in unc.groupby(["group", "metric"], sort=False):
+        columns.append(f"{group_label(group)} {metric_label(metric)}")
+        by_selector = part.set_index("selector")
+        for s in selectors:
+            rows[s].append(cell(by_selector.loc[s]) if s in by_selector.index else "-")
+    return columns, [[s, *cells] for s, cells in rows.items()]
+
+
+def table3_md(unc: pd.DataFrame, selectors: Sequence[str]) -> str:
+    """Table 3 with each mean followed by its interval: "81.85 [79.90, 83.60]"."""
+    columns, rows = _wide(unc, selectors, lambda r: f"{fmt(r['mean'])} [{fmt(r['low'])}, {fmt(r['high'])}]")
+    return md_table(["selector", *columns], rows)
+
+
+def table3_tests_md(unc: pd.DataFrame, selectors: Sequence[str]) -> str:
+    """The paired p-values in Table 3's layout: "p vs RANDOM / p vs the reference"."""
+    columns, rows = _wide(unc, selectors, lambda r: f"{p_text(r['p_random'])} / {p_text(r['p_reference'])}")
+    return md_table(["selector", *columns], rows)
+
+
+def per_target_md(pt: pd.DataFrame, metric: str, selectors: Sequence[str], targets: Sequence[str]) -> str:
+    """Rows: targets; columns: selectors; cells "seed mean ± std" (and "(k of n)" where seeds are unscored)."""
+    part = pt[pt["metric"] == metric].set_index(["target", "selector"])
+    rows = []
+    for target in targets:
+        cells = []
+        for s in selectors:
+            if (target, s) not in part.index:
+                cells.append("-")
+                continue
+            r = part.loc[(target, s)]
+            text = f"{fmt(r['mean'])} ± {fmt(r['std'])}"
+            if r["unscored"]:
+                text += f" ({int(r['scored'])} of {int(r['scored'] + r['unscored'])})"
+            cells.append(text)
+        rows.append([target, *cells])
+    return md_table(["target", *selectors], rows)
