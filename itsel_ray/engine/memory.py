@@ -1,0 +1,364 @@
+"""Predicted memory of one prompt-tuning trial from the T5 shape and the batch: what the sweep packs GPUs by.
+
+Pure arithmetic, no torch import: the sweep's planner and `--dry-run` call it on the driver. The model counts the
+tensors autograd keeps for the backward pass of a frozen T5 whose only trainable input is the prompt: with frozen
+weights a matrix product keeps its weight (already counted once) and not its input, so what remains per layer is
+the LayerNorm inputs, the attention inputs and probabilities, the FFN activation and the dropout masks (an
+inventory checked tensor by tensor against `torch.autograd.graph.saved_tensors_hooks` on CPU; see
+`engine/memory_probe.py` and `benchmarks/memory_calibration.py`). bf16 autocast adds one bf16 copy of every weight
+a product uses, kept until the backward pass.
+
+Two device profiles: `cpu` (measured: attention through SDPA's math path, dropout keeping a noise tensor of the
+masked tensor's dtype) and `cuda` (SDPA's memory-efficient kernel, which keeps the additive position-bias mask
+instead of the probabilities, and boolean dropout masks). The cuda profile follows the kernels' saved tensors
+and awaits a measurement with `benchmarks/gpu_sharing.py` (torch.cuda.max_memory_allocated), hence the safety
+margin in `gpu_fraction`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class T5Shape:
+    """The T5Config fields memory depends on (defaults: T5Config's)."""
+
+    vocab_size: int = 32128
+    d_model: int = 512
+    d_kv: int = 64
+    d_ff: int = 2048
+    num_layers: int = 6
+    num_decoder_layers: int | None = None
+    num_heads: int = 8
+    feed_forward_proj: str = "relu"
+    dropout_rate: float = 0.1
+    tie_word_embeddings: bool = True
+    relative_attention_num_buckets: int = 32
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.num_layers if self.num_decoder_layers is None else self.num_decoder_layers
+
+    @property
+    def inner(self) -> int:
+        return self.num_heads * self.d_kv
+
+    @property
+    def gated(self) -> bool:
+        return self.feed_forward_proj.startswith("gated")
+
+    def linear_weights(self) -> tuple[int, int]:
+        """(elements per encoder layer, per decoder layer) of the weights that matrix products read."""
+        ff = self.d_model * self.d_ff * (3 if self.gated else 2)
+        return 4 * self.d_model * self.inner + ff, 8 * self.d_model * self.inner + ff
+
+    def parameter_count(self) -> int:
+        enc, dec = self.linear_weights()
+        emb = self.vocab_size * self.d_model * (1 if self.tie_word_embeddings else 2)
+        norms = self.d_model * (2 * self.num_layers + 3 * self.decoder_layers + 2)
+        bias = 2 * self.relative_attention_num_buckets * self.num_heads
+        return emb + self.num_layers * enc + self.decoder_layers * dec + norms + bias
+
+
+# The original T5 checkpoints (T5 v1.0: ReLU FFN, tied embeddings), so the planner needs no download.
+_T5_V1 = {
+    "t5-small": T5Shape(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8),
+    "t5-base": T5Shape(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12),
+    "t5-large": T5Shape(d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_heads=16),
+}
+KNOWN_SHAPES: Mapping[str, T5Shape] = {**_T5_V1, **{f"google-t5/{k}": v for k, v in _T5_V1.items()}}
+_FIELDS = {f.name for f in fields(T5Shape)}
+
+
+def model_shape(model_config: Mapping | str | T5Shape) -> T5Shape:
+    """A T5Shape from T5Config fields, a known checkpoint name, or a folder / file holding a config.json."""
+    if isinstance(model_config, T5Shape):
+        return model_config
+    if isinstance(model_config, Mapping):
+        return T5Shape(**{k: v for k, v in model_config.items() if k in _FIELDS})
+    if model_config in KNOWN_SHAPES:
+        return KNOWN_SHAPES[model_config]
+    path = Path(model_config).expanduser()
+    path = path / "config.json" if path.is_dir() else path
+    if path.is_file():
+        return model_shape(json.loads(path.read_text(encoding="utf-8")))
+    raise ValueError(f"unknown model {model_config!r}: not one of {', '.join(sorted(_T5_V1))} and no config.json "
+                     "there; pass the T5Config fields instead")
+
+
+def known_vocab_size(model_config: Mapping | str) -> int | None:
+    """Rows of the embedding table when known without loading: a known checkpoint's, or at least the `vocab_size`
+    given in T5Config fields (a randomly initialised backbone grows it to its tokenizer's size)."""
+    if isinstance(model_config, Mapping):
+        return int(model_config["vocab_size"]) if "vocab_size" in model_config else None
+    shape = KNOWN_SHAPES.get(model_config)
+    return shape.vocab_size if shape else None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Bytes per element of each kind of kept tensor, for one device kind at one precision."""
+
+    residual: int  # LayerNorm inputs (the residual stream stays fp32 under autocast)
+    linear: int  # outputs of the matrix products: FFN activations, attention outputs
+    qkv: int  # attention queries, keys and values as the attention kernel keeps them
+    mask: int | None  # a dropout mask: 1 (CUDA bool) or None (CPU: a noise tensor of the masked tensor's dtype)
+    attention: str  # "math": softmax output, mask and dropped probabilities; "efficient": bias copy + logsumexp
+    scores: int  # attention probabilities (math) or the additive bias mask (efficient)
+    weight_copy: int  # bytes per weight element that autocast copies and keeps (0 without autocast)
+
+
+PROFILES: Mapping[tuple[str, str], Profile] = {
+    ("cpu", "fp32"): Profile(residual=4, linear=4, qkv=4, mask=None, attention="math", scores=4, weight_copy=0),
+    # CPU autocast runs SDPA in fp32 (fp32 copies of q, k, v), the matrix products in bf16.
+    ("cpu", "bf16"): Profile(residual=4, linear=2, qkv=4, mask=None, attention="math", scores=4, weight_copy=2),
+    ("cuda", "fp32"): Profile(residual=4, linear=4, qkv=4, mask=1, attention="efficient", scores=4, weight_copy=0),
+    ("cuda", "bf16"): Profile(residual=4, linear=2, qkv=2, mask=1, attention="efficient", scores=2, weight_copy=2),
+}
+
+# measured / predicted bytes, fitted by `python benchmarks/memory_calibration.py` (least squares over small shapes
+# on CPU; the inventory is exact there). The cuda entries stay 1.0 until gpu_sharing.py has measured them.
+CALIBRATION: Mapping[str, float] = {"cpu": 1.0, "cuda": 1.0}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes of one trial on one device. total = weights + optimizer_state + max(train peak, eval peak)."""
+
+    weights: int
+    activations: int  # kept for the backward pass of one micro-batch (autocast's weight copies included)
+    optimizer_state: int  # the prompt, its gradient and the optimiser's state
+    workspace: int  # transient at the training peak: the logits' gradients, a recomputed block, ...
+    eval_peak: int  # evaluation's transient (no gradients)
+    total: int
+    details: Mapping[str, int] = field(default_factory=dict)
+
+    def gib(self) -> dict[str, float]:
+        return {k: round(getattr(self, k) / GIB, 3) for k in
+                ("weights", "activations", "optimizer_state", "workspace", "eval_peak", "total")}
+
+
+class _Count:
+    """Accumulates kept bytes by kind, for the estimate's details."""
+
+    def __init__(self):
+        self.by_kind: dict[str, float] = {}
+
+    def add(self, kind: str, nbytes: float) -> None:
+        self.by_kind[kind] = self.by_kind.get(kind, 0.0) + nbytes
+
+    @property
+    def total(self) -> float:
+        return sum(self.by_kind.values())
+
+
+def _mask(p: Profile, dtype_bytes: int) -> int:
+    return dtype_bytes if p.mask is None else p.mask
+
+
+def _attention(c: _Count, p: Profile, s: T5Shape, rows: int, q_len: int, k_len: int, *, dropout: bool,
+               q_kept: bool = True, k_kept: bool = True) -> None:
+    """One attention call's kept tensors: q [rows, q_len, inner], k and v [rows, k_len, inner], and the scores."""
+    inner, h = s.inner, s.num_heads
+    if p.attention == "math":
+        c.add("attention_qkv", (q_kept * rows * q_len + (1 + k_kept) * rows * k_len) * inner * p.qkv)
+        probs = rows * h * q_len * k_len
+        c.add("attention_scores", probs * (p.scores + (_mask(p, p.scores) + p.scores if dropout else 0)))
+    else:  # the kernel keeps q, k, v, its output, the logsumexp and the bias mask, whatever needs a gradient
+        c.add("attention_qkv", (2 * rows * q_len + 2 * rows * k_len) * inner * p.qkv)
+        c.add("attention_lse", rows * h * math.ceil(q_len / 32) * 32 * 4)
+        c.add("attention_scores", rows * h * q_len * math.ceil(k_len / 16) * 16 * p.scores)
+
+
+def _norm(c: _Count, p: Profile, s: T5Shape, tokens: int) -> None:
+    c.add("norm_inputs", tokens * (s.d_model * p.residual + 4))
+
+
+def _ffn(c: _Count, p: Profile, s: T5Shape, tokens: int, *, dropout: bool) -> None:
+    _norm(c, p, s, tokens)
+    c.add("ffn_activation", tokens * s.d_ff * p.linear)
+    if dropout:
+        c.add("dropout_masks", tokens * (s.d_ff + s.d_model) * _mask(p, p.linear))
+
+
+def _encoder_layer(c: _Count, p: Profile, s: T5Shape, batch: int, length: int, dropout: bool) -> None:
+    tokens = batch * length
+    _norm(c, p, s, tokens)
+    _attention(c, p, s, batch, length, length, dropout=dropout)
+    if dropout:
+        c.add("dropout_masks", tokens * s.d_model * _mask(p, p.linear))
+    _ffn(c, p, s, tokens, dropout=dropout)
+
+
+def _decoder_layer(c: _Count, p: Profile, s: T5Shape, rows: int, length: int, targets: int, dropout: bool,
+                   first: bool) -> None:
+    """Layer 0's self-attention reads only target embeddings, which need no gradient: autograd keeps nothing of
+    it, and its cross-attention keeps no key (the query needs no gradient)."""
+    tokens = rows * targets
+    if not first:
+        _norm(c, p, s, tokens)
+        _attention(c, p, s, rows, targets, targets, dropout=dropout)
+        if dropout:
+            c.add("dropout_masks", tokens * s.d_model * _mask(p, p.linear))
+        _norm(c, p, s, tokens)
+    _attention(c, p, s, rows, targets, length, dropout=dropout, k_kept=not first)
+    if dropout:
+        c.add("dropout_masks", tokens * s.d_model * _mask(p, p.linear))
+    _ffn(c, p, s, tokens, dropout=dropout)
+
+
+def _kept_tensors(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int, rows: int,
+                  checkpointing: bool) -> tuple[_Count, float]:
+    """(kept bytes by kind, the largest single block's bytes) of one forward pass."""
+    dropout = s.dropout_rate > 0
+    c = _Count()
+    enc_block, dec_block = _Count(), _Count()
+    _encoder_layer(enc_block, p, s, batch, length, dropout)
+    last = _Count()
+    _decoder_layer(last, p, s, rows, length, targets, dropout, first=False)
+    first = _Count()
+    _decoder_layer(first, p, s, rows, length, targets, dropout, first=True)
+    n_dec = s.decoder_layers
+    block = max(enc_block.total, last.total if n_dec > 1 else first.total)
+    enc_tokens, dec_tokens = batch * length, rows * targets
+    if checkpointing:
+        # Each block keeps only its inputs. Outside the blocks: the embeddings before and after dropout, each
+        # stack's final norm input, dropout mask and output, the fp32 position biases and boolean masks the
+        # blocks read, and the log-probabilities (counted on CPU).
+        d = s.d_model * p.residual
+        c.add("block_inputs", ((s.num_layers + 4) * enc_tokens + (n_dec + 5) * dec_tokens) * d)
+        c.add("position_bias", s.num_heads * (length + targets) * (length + targets) * 4
+              + batch * length * length + rows * targets * length)
+        if p.weight_copy:  # the block being recomputed holds its weight copies, not the forward pass
+            enc_w, dec_w = s.linear_weights()
+            block += max(enc_w, dec_w) * p.weight_copy
+    else:
+        for kind, nbytes in enc_block.by_kind.items():
+            c.add(kind, nbytes * s.num_layers)
+        for kind, nbytes in first.by_kind.items():
+            c.add(kind, nbytes)
+        for kind, nbytes in last.by_kind.items():
+            c.add(kind, nbytes * (n_dec - 1))
+        # outside the blocks: the embedding dropout, each stack's final norm and dropout
+        for tokens in (enc_tokens, dec_tokens):
+            _norm(c, p, s, tokens)
+            if dropout:
+                c.add("dropout_masks", tokens * s.d_model * _mask(p, p.residual))
+        if dropout:
+            c.add("dropout_masks", enc_tokens * s.d_model * _mask(p, p.residual))
+        if p.weight_copy:
+            enc_w, dec_w = s.linear_weights()
+            first_dec = dec_w - 5 * s.d_model * s.inner  # layer 0: its self-attention and cross query need no grad
+            copies = s.num_layers * enc_w + (n_dec - 1) * dec_w + (first_dec if n_dec else 0)
+            c.add("weight_copies", copies * p.weight_copy)
+    c.add("log_probs", dec_tokens * s.vocab_size * 4)
+    return c, block
+
+
+def _workspace(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int, rows: int, block: float,
+               checkpointing: bool) -> float:
+    """Transient bytes on top of the kept tensors at the training peak, the largest of: the head's backward (two
+    [rows * targets, V] fp32 gradients), an attention backward (score-sized fp32 gradients on the math path; the
+    efficient path builds each layer's bias mask in fp32 before copying it), an FFN backward (two [tokens, d_ff]
+    fp32 gradients). Checkpointing adds the block being recomputed. Fitted as an upper bound on CPU measurements.
+    """
+    head = 2 * rows * targets * s.vocab_size * 4
+    scores = batch * s.num_heads * length * length * 4
+    attention = 1.25 * scores if p.attention == "math" else scores
+    ffn = 2 * batch * length * s.d_ff * 4
+    return max(head, attention, ffn) + (block if checkpointing else 0.0)
+
+
+def _eval_peak(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int, rows: int) -> float:
+    """No-gradient evaluation: the encoder states (repeated per label row for rank scoring), one layer's scores
+    and FFN activation, and the fp32 logits."""
+    states = (batch + rows) * length * s.d_model * 4
+    scores = batch * s.num_heads * length * length * (8 if p.attention == "math" else 4 + p.scores)
+    ffn = batch * length * s.d_ff * (p.linear + 4)
+    return states + max(scores, ffn) + 2 * rows * targets * s.vocab_size * 4
+
+
+def _optimizer_bytes(optimizer: str, prompt: int) -> int:
+    state = {"adafactor": 0, "adam": 2 * prompt, "adamw": 2 * prompt}
+    if optimizer not in state:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid names: {', '.join(sorted(state))}")
+    return state[optimizer]
+
+
+def predict_trial_memory(
+    model_config: Mapping | str | T5Shape,
+    *,
+    batch: int,
+    micro_batch: int | None = None,
+    input_tokens: int,
+    target_tokens: int,
+    precision: str,
+    activation_checkpointing: bool = False,
+    device: str = "cuda",
+    prompt_tokens: int = 100,
+    decoder_rows: int = 1,
+    eval_batch: int | None = None,
+    optimizer: str = "adafactor",
+) -> MemoryEstimate:
+    """Peak bytes of one trial: fp32 frozen weights, one micro-batch's kept activations plus the transient workspace
+    of its backward pass, the prompt's optimiser state, or evaluation if that is larger.
+
+    input_tokens: encoder positions per example, the prompt's included (e.g. 512 + 100); target_tokens: decoder
+    positions (EOS included); decoder_rows: decoder rows per example (1 for the sequence loss and single-token
+    labels; the label count for the label loss with multi-token labels). precision "bf16" or "fp32" (resolve
+    "auto" first); device "cuda" or "cpu" (the profile). prompt_tokens sizes the optimiser state.
+    """
+    if precision not in ("bf16", "fp32") or device not in ("cpu", "cuda"):
+        raise ValueError(f"precision must be bf16 or fp32 and device cpu or cuda, got {precision!r} / {device!r}")
+    for key, value in (("batch", batch), ("input_tokens", input_tokens), ("target_tokens", target_tokens),
+                       ("decoder_rows", decoder_rows), ("micro_batch", micro_batch or 1)):
+        if value < 1:
+            raise ValueError(f"{key} must be >= 1, got {value}")
+    s = model_shape(model_config)
+    if s.gated:
+        raise ValueError(f"feed_forward_proj {s.feed_forward_proj!r}: the memory model covers T5 v1.0's ReLU FFN "
+                         "only (t5-small/base/large)")
+    p, scale = PROFILES[(device, precision)], CALIBRATION[device]
+    micro = min(micro_batch or batch, batch)
+    rows = micro * decoder_rows
+    kept, block = _kept_tensors(p, s, batch=micro, length=input_tokens, targets=target_tokens, rows=rows,
+                                checkpointing=activation_checkpointing)
+    activations = kept.total * scale
+    workspace = _workspace(p, s, batch=micro, length=input_tokens, targets=target_tokens, rows=rows, block=block,
+                           checkpointing=activation_checkpointing) * scale
+    eb = eval_batch or batch
+    eval_peak = _eval_peak(p, s, batch=eb, length=input_tokens, targets=target_tokens, rows=eb * decoder_rows) * scale
+    weights = s.parameter_count() * 4
+    prompt = prompt_tokens * s.d_model * 4
+    factored = (prompt_tokens + s.d_model) * 4 if optimizer == "adafactor" else 0
+    opt = 2 * prompt + factored + _optimizer_bytes(optimizer, prompt)
+    total = weights + opt + max(activations + workspace, eval_peak)
+    return MemoryEstimate(weights=int(weights), activations=int(activations), optimizer_state=int(opt),
+                          workspace=int(workspace), eval_peak=int(eval_peak), total=int(total),
+                          details={k: int(v * scale) for k, v in kept.by_kind.items()})
+
+
+def gpu_fraction(estimate: MemoryEstimate | int, gpu_bytes: int, *, margin: float = 0.15,
+                 context_bytes: int = 600 * 2**20, max_per_gpu: int = 8) -> float:
+    """The share of one GPU to request for a trial: 1/k for the largest k <= max_per_gpu whose trials fit.
+
+    Each trial needs its predicted total plus `margin` (the caching allocator's rounding and fragmentation) plus
+    `context_bytes` (its CUDA context and libraries, outside torch's allocator). Raises when even one trial does
+    not fit, naming what it needs (lower the micro-batch, turn on activation checkpointing, or use bigger GPUs).
+    """
+    total = estimate.total if isinstance(estimate, MemoryEstimate) else int(estimate)
+    need = total * (1 + margin) + context_bytes
+    k = min(max_per_gpu, int(gpu_bytes // need))
+    if k < 1:
+        raise ValueError(f"a trial needs about {need / GIB:.1f} GiB ({total / GIB:.1f} GiB predicted + "
+                         f"{margin:.0%} margin + {context_bytes / GIB:.1f} GiB CUDA context) but a GPU has "
+                         f"{gpu_bytes / GIB:.1f} GiB: lower train.micro_batch_size or set "
+                         "train.activation_checkpointing")
+    return 1.0 / k
