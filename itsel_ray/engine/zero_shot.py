@@ -18,7 +18,8 @@ from itsel_ray.engine.backbone import load_backbone
 from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.objectives import LOSSES
 from itsel_ray.engine.prompt import PromptedT5, initial_prompt
-from itsel_ray.engine.trial import device_autocast, make_batch, prepare_data, validate_config
+from itsel_ray.engine.precision import autocast
+from itsel_ray.engine.trial import make_batch, prepare_data, validate_config
 from itsel_ray.tasks import get_task
 
 
@@ -43,7 +44,7 @@ def probe_prompts(
     bb.model.eval()
     scores = {}
     try:
-        with torch.no_grad(), device_autocast(bb.device):
+        with torch.no_grad(), autocast(cfg.train.precision, bb.device):
             for name, arr in prompts.items():
                 model = PromptedT5(bb.model, initial_prompt(cfg.prompt, emb, seed=0, init_prompt=arr).to(bb.device))
                 total = sum(float(loss_fn(model, b, data.labels, pad_id)) * b.input_ids.shape[0] for b in batches)
