@@ -153,3 +153,23 @@ def test_logits_stay_fp32_under_bf16_autocast():
         plain = model.backbone(encoder_outputs=(enc,), attention_mask=mask,
                                decoder_input_ids=torch.zeros(1, 2, dtype=torch.long)).logits
     assert logits.dtype == torch.float32 and plain.dtype == torch.bfloat16
+
+
+def test_a_folder_written_before_the_new_options_existed_still_resumes(tmp_path):
+    import json
+
+    cfg = tiny_trial(train={"max_steps": 4, "eval_every": 2, "save_every": 2, "max_eval_examples": 8})
+
+    def crash(metrics, checkpointed):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_trial(cfg, tmp_path, report=crash)
+    files = TrialFiles(tmp_path)
+    record = json.loads(files.config.read_text())
+    for section, keys in (("train", ("micro_batch_size", "activation_checkpointing", "precision")),
+                          ("prompt", ("sample_with_replacement",))):
+        for key in keys:
+            del record["config"][section][key]
+    files.config.write_text(json.dumps(record))
+    assert run_trial(cfg, tmp_path).steps == 4

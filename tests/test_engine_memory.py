@@ -27,16 +27,16 @@ RETAINED_TOLERANCE_CHECKPOINTED = 0.10
 
 
 def test_the_model_is_pure_python_importable_without_torch():
-    code = ("import sys; sys.modules['torch'] = None; import itsel_ray.engine.memory as m; "
-            "print(m.predict_trial_memory('t5-base', batch=32, input_tokens=612, target_tokens=3, "
-            "precision='bf16').total)")
+    code = ("import sys; import itsel_ray.engine.memory as m; from itsel_ray.trial_config import TrialConfig; "
+            "total = m.trial_memory(TrialConfig.from_dict({'task': 'hellaswag', 'seed': 1})).total; "
+            "print(total, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout.strip()) > 0
+    total, torch_loaded = out.stdout.split()
+    assert int(total) > 0 and torch_loaded == "False"
 
 
-@pytest.mark.parametrize("name", SHAPES)
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("batch, length, targets", [(2, 40, 5), (3, 25, 7)])
+@pytest.mark.parametrize("name, precision, batch, length, targets", [
+    ("a", "fp32", 2, 40, 5), ("a", "bf16", 3, 25, 7), ("b", "fp32", 3, 25, 7), ("b", "bf16", 2, 40, 5)])
 def test_predicted_activations_match_the_saved_tensors_measured_on_cpu(name, precision, batch, length, targets):
     shape = SHAPES[name]
     measured = measure_step(shape, batch=batch, input_tokens=length, target_tokens=targets, precision=precision)
@@ -125,3 +125,16 @@ def test_the_paper_trial_fits_an_h100_share():
     share = gpu_fraction(est, 80 * GIB)
     assert share in (1.0, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6, 1 / 7, 1 / 8)
     assert est.total * (1 + 0.15) / share <= 80 * GIB
+
+
+def test_a_trial_config_is_sized_at_its_task_limits():
+    from itsel_ray.engine.memory import trial_memory
+    from itsel_ray.trial_config import TrialConfig
+
+    cfg = TrialConfig.from_dict({"task": "hellaswag", "seed": 42, "train": {"micro_batch_size": 16}})
+    est = trial_memory(cfg)
+    assert est == predict_trial_memory("t5-base", batch=32, micro_batch=16, input_tokens=512 + 100, target_tokens=3,
+                                       precision="bf16", eval_batch=64)
+    label = trial_memory(TrialConfig.from_dict({"task": "hellaswag", "seed": 42, "train": {"loss": "label"}}))
+    assert label.activations > trial_memory(TrialConfig.from_dict({"task": "hellaswag", "seed": 42})).activations
+    assert trial_memory(cfg, device="cpu").details.get("weight_copies") is None  # auto -> fp32 off CUDA

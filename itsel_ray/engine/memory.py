@@ -277,12 +277,14 @@ def _workspace(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int,
 
 
 def _eval_peak(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int, rows: int) -> float:
-    """No-gradient evaluation: the encoder states (repeated per label row for rank scoring), one layer's scores
-    and FFN activation, and the fp32 logits."""
+    """No-gradient evaluation (analytic, not calibrated): the encoder states (repeated per label row for rank
+    scoring), one layer's scores and FFN activation, the fp32 logits, and greedy decoding's key/value cache (the
+    cross-attention keys and values of every decoder layer, and `targets` self-attention steps)."""
     states = (batch + rows) * length * s.d_model * 4
     scores = batch * s.num_heads * length * length * (8 if p.attention == "math" else 4 + p.scores)
     ffn = batch * length * s.d_ff * (p.linear + 4)
-    return states + max(scores, ffn) + 2 * rows * targets * s.vocab_size * 4
+    cache = s.decoder_layers * 2 * batch * (length + targets) * s.inner * p.linear
+    return states + cache + max(scores, ffn) + 2 * rows * targets * s.vocab_size * 4
 
 
 def _optimizer_bytes(optimizer: str, prompt: int) -> int:
@@ -362,3 +364,29 @@ def gpu_fraction(estimate: MemoryEstimate | int, gpu_bytes: int, *, margin: floa
                          f"{gpu_bytes / GIB:.1f} GiB: lower train.micro_batch_size or set "
                          "train.activation_checkpointing")
     return 1.0 / k
+
+
+def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True,
+                 target_tokens: int | None = None) -> MemoryEstimate:
+    """The prediction for a `TrialConfig`, at its task's length limits (batches pad to at most these).
+
+    Input: the task's max source length plus the prompt; targets: `target_tokens`, else the task's max target
+    length (an upper bound for label words, whose tokens are known only to the tokenizer); the label loss scores
+    every label word per example. `auto` precision is bf16 on a bf16-capable CUDA device, as the engine resolves it.
+    """
+    from itsel_ray.tasks import get_task
+
+    task = get_task(cfg.task)
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = "bf16" if device == "cuda" and bf16_capable else "fp32"
+    words = task.label_words(cfg.data.label_style)
+    rows = len(words) if cfg.train.loss == "label" and words else 1
+    model = cfg.model.config if cfg.model.config is not None else cfg.model.name
+    return predict_trial_memory(
+        model, batch=cfg.train.batch_size, micro_batch=cfg.train.micro_batch_size,
+        input_tokens=task.max_source_length + cfg.prompt.length,
+        target_tokens=target_tokens or task.max_target_length, precision=precision,
+        activation_checkpointing=cfg.train.activation_checkpointing, device=device,
+        prompt_tokens=cfg.prompt.length, decoder_rows=rows, eval_batch=cfg.train.eval_batch_size,
+        optimizer=cfg.optim.name)

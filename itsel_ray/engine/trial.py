@@ -204,6 +204,17 @@ def run_trial(
         raise
 
 
+def _saved_config(files: TrialFiles) -> dict | None:
+    """The folder's config with today's defaults filled in, so a folder written before an option existed (and
+    so run with its default) still resumes; None when there is none or it no longer parses."""
+    if not files.config.is_file():
+        return None
+    try:
+        return TrialConfig.from_dict(read_json(files.config)["config"]).to_dict()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _mark_failed(files: TrialFiles, err: BaseException) -> None:
     record = read_json(files.result) if files.result.is_file() else {}
     record.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -254,8 +265,7 @@ class _Trainer:
         return state
 
     def _restore(self) -> None:
-        saved = read_json(self.files.config)["config"] if self.files.config.is_file() else None
-        if saved != self.cfg.to_dict():
+        if _saved_config(self.files) != self.cfg.to_dict():
             raise TrialError(f"{self.files.root} holds the state of a different trial config; use a fresh folder")
         try:
             state = torch.load(self.files.state, map_location="cpu", weights_only=True)
