@@ -17,6 +17,7 @@ from itsel_ray.examples import Example
 from itsel_ray.metrics.task_metrics import TASK_METRICS, normalize_answer
 from itsel_ray.numbers import parse_number, score_digits, spell_number
 from itsel_ray.tasks import SOURCE_TASKS, TARGET_TASKS, Labels, get_task
+from tests.test_engine_tasks import fixture_rows  # noqa: F401  (fixture rows in the datasets' schemas)
 
 TOKENIZER = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "t5_tokenizer"
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
@@ -223,3 +224,53 @@ def test_rank_and_label_loss_on_the_real_vocabulary_train_hellaswag_to_distinct_
         enc = torch.randn(3, 5, 16)
         scores = label_scores(vocab_model, enc, torch.ones(3, 5, dtype=torch.long), labels)
     assert np.unique(scores.numpy().round(6), axis=1).shape[1] == 4
+
+
+# ------------------------------------------------------------------------------------------------ whole trials
+
+
+def _real_vocab_trial(task: str, loss: str, mode: str, style: str = "text"):
+    from itsel_ray.trial_config import TrialConfig
+
+    return TrialConfig.from_dict({
+        "task": task, "seed": 1, "data": {"label_style": style},
+        "model": {"config": {"d_model": 16, "d_ff": 32, "d_kv": 8, "num_heads": 2, "num_layers": 1,
+                             "num_decoder_layers": 1, "dropout_rate": 0.0}, "tokenizer": str(TOKENIZER)},
+        "prompt": {"length": 4}, "optim": {"name": "adafactor", "lr": 0.5},
+        "train": {"max_steps": 2, "batch_size": 2, "eval_every": 2, "save_every": 2, "loss": loss,
+                  "eval_mode": mode, "max_new_tokens": 4, "threads": 1},
+    })
+
+
+@pytest.fixture
+def fresh_data_cache():
+    from itsel_ray.engine.trial import _prepare_cached
+
+    _prepare_cached.cache_clear()  # the cache is keyed by task name, not by its declaration
+    yield
+    _prepare_cached.cache_clear()
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_hellaswag_trains_and_ranks_under_the_real_vocabulary(style, fixture_rows, fresh_data_cache, tmp_path):  # noqa: F811
+    from itsel_ray.artifacts import TrialFiles, read_json
+    from itsel_ray.engine.trial import run_trial
+
+    run_trial(_real_vocab_trial("hellaswag", "label", "rank", style), tmp_path)
+    record = read_json(TrialFiles(tmp_path).result)
+    assert record["status"] == "done" and record["history"][0]["valid"] == 100.0
+
+
+def test_a_trial_whose_target_length_truncates_a_label_stops_at_the_start(fixture_rows, fresh_data_cache,  # noqa: F811
+                                                                            monkeypatch, tmp_path):
+    from itsel_ray.artifacts import TrialFiles, read_json
+    from itsel_ray.engine.trial import run_trial
+    from itsel_ray.tasks import spec as spec_module
+
+    monkeypatch.setitem(spec_module.TASKS._items, "hellaswag",
+                        dataclasses.replace(get_task("hellaswag"), max_target_length=2))
+    with pytest.raises(LabelSetError, match="task hellaswag, text labels: max_target_length 2 truncates 'X'"):
+        run_trial(_real_vocab_trial("hellaswag", "sequence", "generate"), tmp_path)
+    record = read_json(TrialFiles(tmp_path).result)
+    assert record["status"] == "failed" and "truncates 'X'" in record["error"]
+    assert not TrialFiles(tmp_path).snapshots()  # nothing trained

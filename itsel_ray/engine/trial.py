@@ -26,7 +26,7 @@ from itsel_ray.trial_config import ModelConfig, TrialConfig
 from itsel_ray.engine.backbone import Backbone, load_backbone, set_activation_checkpointing
 from itsel_ray.engine.batching import Encoded, batch_indices, encode_examples, pad
 from itsel_ray.engine.labels import as_generated, label_set
-from itsel_ray.engine.memory import known_vocab_size
+from itsel_ray.engine.shapes import known_vocab_size
 from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Batch, LabelSet, Loss
 from itsel_ray.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer
 from itsel_ray.engine.precision import PRECISIONS, autocast, resolve_precision
