@@ -1,11 +1,18 @@
-"""Prompt-tuning throughput and memory on one GPU with 1 trial alone and with 4 trials sharing it (0.25 GPU each).
+"""One GPU: the memory model's prediction against torch.cuda.max_memory_allocated, and 1 vs 4 trials sharing it.
 
-The paper sweep packs 4 trials per GPU (sweeps/paper.yaml: gpu_per_trial 0.25). This measures whether that pays:
-t5-base shape (a random-init T5Config, no download), 100 prompt tokens, batch 32, 128 input tokens, sequence loss,
-Adafactor, bf16 autocast: the engine's own model, loss and optimiser. Trials run as Ray tasks on a local instance
-with num_gpus=1 (the same fractional-GPU scheduling the sweep uses); all trials of a round start together.
+    python benchmarks/gpu_sharing.py                  # memory check: about 1-2 minutes on one GPU
+    python benchmarks/gpu_sharing.py --sharing [--steps 30] [--warmup 5] [--trials 1 4]
 
-    python benchmarks/gpu_sharing.py [--steps 30] [--warmup 5] [--trials 1 4]
+The memory check builds a t5-base-shaped frozen T5 (random init from a T5Config, no download, dropout 0.1) and
+runs one prompt-tuning step (100 prompt tokens, batch 32, sequence loss, 3 target tokens) at 128 and 512 input
+tokens, fp32 and bf16, plus a micro-batch and a checkpointed row. Per row it prints the prediction of
+`itsel_ray.engine.memory.predict_trial_memory` (cuda profile) next to the measured bytes: kept after the forward
+pass (memory_allocated), peak over forward and backward (max_memory_allocated) and the device's own peak, with the
+GPU share `gpu_fraction` would request. The rows also go to $OUT/gpu_memory.json when $OUT is set.
+
+The sharing run measures whether packing pays: t5-base shape, 100 prompt tokens, batch 32, 128 input tokens,
+sequence loss, Adafactor, bf16 autocast, trials as Ray tasks on a local instance with num_gpus=1 (the same
+fractional-GPU scheduling the sweep uses); all trials of a round start together.
 
 Needs a CUDA device; exits at once with a message otherwise.
 """
@@ -134,17 +141,59 @@ def _trial_task(opts: dict, barrier, n: int) -> dict:
                        device="cuda", barrier=barrier, n_trials=n)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--target-len", type=int, default=8)
-    p.add_argument("--prompt-len", type=int, default=100)
-    p.add_argument("--trials", type=int, nargs="+", default=[1, 4])
-    args = p.parse_args()
-    require_cuda()
+MEMORY_ROWS = [  # (text tokens, precision, micro-batch, activation checkpointing)
+    (128, "fp32", None, False), (128, "bf16", None, False), (512, "fp32", None, False), (512, "bf16", None, False),
+    (512, "bf16", 8, False), (512, "bf16", None, True),
+]
+
+
+def memory_check(batch: int = 32, prompt_len: int = 100, target_len: int = 3) -> list[dict]:
+    """Predicted vs measured bytes of one training step for each row of MEMORY_ROWS."""
+    import gc
+    import json
+
+    import torch
+
+    from itsel_ray.engine.memory import GIB, gpu_fraction, predict_trial_memory
+    from itsel_ray.engine.memory_probe import measure_step
+
+    dev = torch.device("cuda")
+    total_bytes = torch.cuda.get_device_properties(dev).total_memory
+    rows = []
+    for text, precision, micro, ckpt in MEMORY_ROWS:
+        kw = dict(input_tokens=text + prompt_len, target_tokens=target_len, precision=precision,
+                  activation_checkpointing=ckpt)
+        est = predict_trial_memory(T5_BASE, batch=batch, micro_batch=micro, prompt_tokens=prompt_len, **kw)
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+        t = time.perf_counter()
+        try:
+            got = measure_step(T5_BASE, batch=micro or batch, prompt_tokens=prompt_len, device="cuda", **kw)
+        except torch.OutOfMemoryError as err:
+            rows.append({"text_tokens": text, "precision": precision, "error": str(err).splitlines()[0][:160]})
+            continue
+        device_peak = torch.cuda.max_memory_allocated(dev)
+        kept_pred, peak_pred = est.activations, est.activations + est.workspace
+        rows.append({
+            "text_tokens": text, "prompt_tokens": prompt_len, "batch": batch, "micro_batch": micro or batch,
+            "precision": precision, "checkpointing": ckpt,
+            "pred_kept_gib": round(kept_pred / GIB, 3), "kept_gib": round(got.retained / GIB, 3),
+            "saved_gib": round(got.saved / GIB, 3), "kept/pred": round(got.retained / kept_pred, 3),
+            "pred_step_peak_gib": round(peak_pred / GIB, 3), "step_peak_gib": round(got.peak / GIB, 3),
+            "peak/pred": round(got.peak / peak_pred, 3),
+            "pred_total_gib": round(est.total / GIB, 3), "device_peak_gib": round(device_peak / GIB, 3),
+            "share": round(gpu_fraction(est, total_bytes), 4), "s": round(time.perf_counter() - t, 1),
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, "gpu_memory.json").write_text(json.dumps({"device": torch.cuda.get_device_name(dev),
+                                                            "torch": torch.__version__, "rows": rows}, indent=1))
+    return rows
+
+
+def sharing(args) -> None:
     import ray
     import torch
 
@@ -172,6 +221,27 @@ def main() -> None:
         print(f"{n:>10} {per:>18.2f} {total:>14.2f} {speed:>10} "
               f"{max(r['peak_allocated_gib'] for r in results):>21.2f} "
               f"{max(r['device_used_gib'] for r in results):>16.2f} / {results[0]['device_total_gib']:.0f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sharing", action="store_true", help="time 1 vs 4 trials per GPU instead of the memory check")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--target-len", type=int, default=8)
+    p.add_argument("--prompt-len", type=int, default=100)
+    p.add_argument("--trials", type=int, nargs="+", default=[1, 4])
+    args = p.parse_args()
+    require_cuda()
+    if args.sharing:
+        sharing(args)
+    else:
+        import torch
+
+        print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
+        memory_check(batch=args.batch, prompt_len=args.prompt_len)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,58 @@ else. Every part is parsed with the strict `from_dict` of `itsel_ray.schema`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping
 
 from itsel_ray.schema import ConfigError, from_dict
+
+SEED_LIMIT = 2**32  # numpy's and most RNGs' seed range: [0, 2**32)
+# Larger than any T5-family vocabulary (mT5: 250,112): a population beyond it is a typo, not a choice.
+MAX_VOCABULARY = 1_000_000
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def check_seed(key: str, value: int) -> None:
+    if not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{key} must be in [0, 2**32), got {value}")
+
+
+def check_finite(key: str, value: float, *, low: float | None = None, strict: bool = True) -> None:
+    """`value` is a finite number above `low` (or at least `low` when not strict)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if low is not None and (value <= low if strict else value < low):
+        raise ConfigError(f"{key} must be {'>' if strict else '>='} {low:g}, got {value}")
+
+
+def check_at_least(key: str, value: int | None, low: int = 1) -> None:
+    if value is not None and value < low:
+        raise ConfigError(f"{key} must be >= {low}, got {value}")
+
+
+@lru_cache(maxsize=1)
+def t5_config_fields() -> frozenset[str]:
+    """Every field name `transformers.T5Config` knows: its arguments and the attributes a default config holds."""
+    import inspect
+
+    from transformers import T5Config
+
+    params = set(inspect.signature(T5Config.__init__).parameters) - {"self", "args", "kwargs"}
+    return frozenset(params | set(T5Config().to_dict()) | {"bos_token_id", "decoder_start_token_id",
+                                                           "tie_word_embeddings"})
+
+
+def check_t5_fields(config: Mapping[str, Any]) -> None:
+    """A typo in `model.config` would silently become an unused attribute of a default-shaped backbone."""
+    known = t5_config_fields()
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"model.config.{key} is not a T5Config field{hint}")
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -30,15 +78,20 @@ class ModelConfig:
     def __post_init__(self):
         if self.config is None and (self.tokenizer or "").startswith("vocab:"):
             raise ConfigError("model.tokenizer 'vocab:...' needs model.config (a randomly initialised backbone)")
+        check_seed("model.init_seed", self.init_seed)
+        if self.config is not None:
+            check_t5_fields(self.config)
 
 
 @dataclass(frozen=True)
 class PromptConfig:
     """The soft prompt: `length` tokens prepended to the encoder input.
 
-    init strategies: `vocab_sample` (rows of `population` token ids starting at `population_start`, sampled under
-    the trial seed; the Lester/SPoT "top-5K" init), `random` (N(0, init_std)), `first_ids` (rows 0..length-1, the
-    authors' code), `from_file` (`path`, a .safetensors or .npy prompt: transfer).
+    init strategies: `vocab_sample` (`length` distinct token ids drawn from the `population` ids starting at
+    `population_start`, under the trial seed; the Lester/SPoT "top-5K" init, which samples without replacement;
+    `sample_with_replacement: true` restores the draw with replacement that runs before this option existed used),
+    `random` (N(0, init_std)), `first_ids` (rows 0..length-1, the authors' code), `from_file` (`path`, a
+    .safetensors or .npy prompt: transfer).
     """
 
     length: int = 100
@@ -47,12 +100,23 @@ class PromptConfig:
     population_start: int = 0
     init_std: float = 1.0
     path: str | None = None
+    sample_with_replacement: bool = False
 
     def __post_init__(self):
         if self.length < 1:
             raise ConfigError(f"prompt.length must be >= 1, got {self.length}")
         if self.init == "from_file" and not self.path:
             raise ConfigError("prompt.init 'from_file' needs prompt.path")
+        check_at_least("prompt.population", self.population)
+        check_at_least("prompt.population_start", self.population_start, 0)
+        for key in ("population", "population_start"):
+            if getattr(self, key) >= MAX_VOCABULARY:
+                raise ConfigError(f"prompt.{key} is {getattr(self, key)}, beyond any vocabulary "
+                                  f"(limit {MAX_VOCABULARY:,})")
+        if self.init == "vocab_sample" and not self.sample_with_replacement and self.population < self.length:
+            raise ConfigError(f"prompt.population {self.population} < prompt.length {self.length}: too few ids to "
+                              "sample distinct ones (lower prompt.length or set prompt.sample_with_replacement)")
+        check_finite("prompt.init_std", self.init_std, low=0.0)
 
 
 @dataclass(frozen=True)
@@ -71,8 +135,11 @@ class OptimConfig:
     max_grad_norm: float | None = 1.0
 
     def __post_init__(self):
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        check_finite("optim.lr", self.lr, low=0.0)
+        check_finite("optim.weight_decay", self.weight_decay, low=0.0, strict=False)
+        check_at_least("optim.warmup_steps", self.warmup_steps, 0)
+        if self.max_grad_norm is not None:
+            check_finite("optim.max_grad_norm", self.max_grad_norm, low=0.0)
 
 
 @dataclass(frozen=True)
@@ -84,6 +151,12 @@ class TrainConfig:
     (score each label word in one decoder pass). The resume state is written at every evaluation; `save_every`
     keeps a prompt snapshot for the analysis. max_new_tokens caps greedy decoding (default: the task's max target
     length). threads sets torch's CPU threads (default: leave torch / Ray's OMP_NUM_THREADS alone).
+
+    micro_batch_size splits each batch into micro-batches whose gradients are accumulated into one update equal to
+    the full batch's (default: the whole batch at once); only one micro-batch's activations are alive at a time.
+    activation_checkpointing recomputes each T5 block's activations in the backward pass instead of keeping them.
+    precision: `auto` (bf16 autocast on a CUDA device that supports it, else fp32), `bf16` or `fp32`; the frozen
+    weights stay fp32 and label scores are computed in fp32 either way (the authors trained in fp32).
     """
 
     max_steps: int = 30000
@@ -98,11 +171,23 @@ class TrainConfig:
     max_new_tokens: int | None = None
     device: str = "auto"
     threads: int | None = None
+    micro_batch_size: int | None = None
+    activation_checkpointing: bool = False
+    precision: str = "auto"
 
     def __post_init__(self):
-        for key in ("max_steps", "batch_size", "eval_every", "save_every", "eval_batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("max_steps", "batch_size", "eval_every", "save_every", "eval_batch_size", "max_train_examples",
+                    "max_eval_examples", "max_new_tokens", "threads", "micro_batch_size"):
+            check_at_least(f"train.{key}", getattr(self, key))
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ConfigError(f"train.micro_batch_size {self.micro_batch_size} exceeds train.batch_size "
+                              f"{self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @property
+    def micro_batch(self) -> int:
+        return self.micro_batch_size or self.batch_size
 
 
 @dataclass(frozen=True)
@@ -119,6 +204,9 @@ class DataConfig:
     heldout_size: int = 1000
     data_dir: str | None = None
 
+    def __post_init__(self):
+        check_at_least("data.heldout_size", self.heldout_size)
+
 
 @dataclass(frozen=True)
 class TrialConfig:
@@ -132,6 +220,9 @@ class TrialConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     source: str | None = None
+
+    def __post_init__(self):
+        check_seed("seed", self.seed)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

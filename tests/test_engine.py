@@ -58,18 +58,28 @@ def test_the_prompt_is_prepended_to_the_encoder_input_only():
     assert logits.shape[:2] == (1, 2)
 
 
-def test_vocab_sample_init_draws_rows_of_the_population():
-    cfg = tiny_trial(prompt={"population": 5, "population_start": 20})
+def test_vocab_sample_init_draws_distinct_rows_of_the_population():
+    cfg = tiny_trial(prompt={"population": 12, "population_start": 20})
     bb = load_backbone(cfg.model)
     emb = bb.model.get_input_embeddings().weight.detach()
     prompt = initial_prompt(cfg.prompt, emb, seed=3)
-    rows = emb[20:25]
-    for p in prompt:
-        assert any(torch.equal(p, r) for r in rows)
+    rows = emb[20:32]
+    hits = [[i for i, r in enumerate(rows) if torch.equal(p, r)] for p in prompt]
+    assert all(len(h) == 1 for h in hits)
+    assert len({h[0] for h in hits}) == 10  # without replacement: 10 different ids of the 12
     assert torch.equal(prompt, initial_prompt(cfg.prompt, emb, seed=3))
     assert not torch.equal(prompt, initial_prompt(cfg.prompt, emb, seed=4))
     first = initial_prompt(tiny_trial(prompt={"init": "first_ids"}).prompt, emb, seed=0)
     assert torch.equal(first, emb[:10])
+
+
+def test_vocab_sample_with_replacement_is_the_earlier_draw():
+    cfg = tiny_trial(prompt={"population": 5, "population_start": 20, "sample_with_replacement": True})
+    emb = load_backbone(cfg.model).model.get_input_embeddings().weight.detach()
+    prompt = initial_prompt(cfg.prompt, emb, seed=3)
+    ids = torch.randint(20, 25, (10,), generator=torch.Generator().manual_seed(3))  # the draw before the option
+    assert torch.equal(prompt, emb[ids])
+    assert len(torch.unique(ids)) < 10  # 10 draws from 5 ids repeat some
 
 
 def test_transfer_starts_exactly_from_the_source_prompt(tmp_path):

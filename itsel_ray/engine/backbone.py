@@ -96,3 +96,22 @@ def word_tokenizer(words: list[str]):
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins word tokens with single spaces
     tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+
+
+def set_activation_checkpointing(model, enabled: bool) -> None:
+    """Recompute each T5 block in the backward pass (`enabled`) or keep its activations.
+
+    Set at every trial start, since trials in one process share the cached backbone. Non-reentrant checkpointing
+    carries the gradient through the frozen blocks to the prompt (the reentrant form needs an input that requires
+    grad) and replays the RNG state, so dropout masks and gradients match the plain pass.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x renamed the gradient_* methods
+        if enabled:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.activation_checkpointing_disable()
+    elif enabled:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_disable()

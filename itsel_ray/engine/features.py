@@ -23,13 +23,12 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from itsel_ray.engine.backbone import load_backbone
-from itsel_ray.engine.batching import Encoded, batch_indices
-from itsel_ray.engine.prompt import PromptedT5, initial_prompt
-from itsel_ray.engine.trial import TrialError, device_autocast, make_batch, prepare_data, validate_config
+from itsel_ray.engine.batching import Encoded
+from itsel_ray.engine.prompt import PromptedT5
+from itsel_ray.engine.trial import TrialError
+from itsel_ray.engine.zero_shot import prompted_models, training_sample
 from itsel_ray.numbers import parse_number
 from itsel_ray.selection.logme import logme
-from itsel_ray.tasks import get_task
 from itsel_ray.trial_config import TrialConfig
 
 
@@ -61,26 +60,12 @@ def logme_prompts(
     """({source: LogME}, rows used) of each [P, H] prompt's pooled encoder features of up to `max_examples`
     training rows of `cfg.task` against their labels. The rows are the probe's fixed sample (the first batches of
     the seed-0 order), identical for every prompt; dropout is off."""
-    validate_config(cfg)
-    task = get_task(cfg.task)
-    bb = load_backbone(cfg.model, cfg.train.device)
-    data = prepare_data(cfg, task, bb)
-    n = min(max_examples, len(data.train))
-    order = batch_indices(len(data.train), n, seed=0, step=0)
-    labels, regression = logme_targets(data.train, order, bb.tokenizer, task.name)
-    pad_id = bb.tokenizer.pad_token_id
-    batches = [make_batch(data.train, order[i : i + batch_size], pad_id, bb.device) for i in range(0, n, batch_size)]
-    emb = bb.model.get_input_embeddings().weight
-    was_training = bb.model.training
-    bb.model.eval()
+    sample = training_sample(cfg, max_examples=max_examples, batch_size=batch_size)
+    labels, regression = logme_targets(sample.data.train, sample.order, sample.backbone.tokenizer, cfg.task)
     scores = {}
-    try:
-        with torch.no_grad(), device_autocast(bb.device):
-            for name, arr in prompts.items():
-                prompt = initial_prompt(cfg.prompt, emb, seed=0, init_prompt=arr).to(bb.device)
-                model = PromptedT5(bb.model, prompt)
-                feats = torch.cat([pooled_features(model, b, prompt.shape[0]) for b in batches]).cpu().numpy()
-                scores[name] = logme(feats, labels, regression=regression)
-    finally:
-        bb.model.train(was_training)
-    return scores, n
+    with prompted_models(cfg, sample, prompts) as models:
+        for name, model in models:
+            length = model.prompt.shape[0]
+            feats = torch.cat([pooled_features(model, b, length) for b in sample.batches]).cpu().numpy()
+            scores[name] = logme(feats, labels, regression=regression)
+    return scores, len(sample.order)

@@ -38,7 +38,17 @@ class LabelSet:
 
     @classmethod
     def build(cls, words: Sequence[str], sequences: list[list[int]], pad_id: int, device) -> "LabelSet":
-        """`sequences` end with EOS; it is dropped when no label's tokens are a prefix of another's."""
+        """`sequences` end with EOS; it is dropped when no label's tokens are a prefix of another's.
+
+        Two equal words or two equal sequences raise: rank scoring could never pick the second, and the label loss
+        would push one row up and down at once.
+        """
+        if len(words) != len(sequences):
+            raise ValueError(f"{len(words)} label words but {len(sequences)} token sequences")
+        for kind, items in (("word", [str(w) for w in words]), ("token sequence", [tuple(s) for s in sequences])):
+            dupes = sorted({str(words[i]) for i, x in enumerate(items) if items.index(x) != i})
+            if dupes:
+                raise ValueError(f"label set {list(words)}: the {kind} of {dupes} repeats an earlier label's")
         bare = [s[:-1] if len(s) > 1 else s for s in sequences]
         prefix_clash = any(a != b and b[: len(a)] == a for a in bare for b in bare)
         ids, mask = pad(sequences if prefix_clash else bare, pad_id)
@@ -69,25 +79,53 @@ def label_scores(model: PromptedT5, enc: torch.Tensor, mask: torch.Tensor, label
 
 # ------------------------------------------------------------------------------------------------- losses
 
-Loss = Callable[[PromptedT5, Batch, "LabelSet | None", int], torch.Tensor]
+LossFn = Callable[[PromptedT5, Batch, "LabelSet | None", int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A training objective: `fn` gives the mean over a batch's units, `units` how many units a batch holds.
+
+    The units are what the mean runs over (target tokens for the sequence loss, examples for the label loss), so
+    micro-batch losses weighted by units / total units add up to the full batch's loss and gradient.
+    """
+
+    fn: LossFn
+    units: Callable[[Batch, int], int]
+
+    def __call__(self, model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
+        return self.fn(model, batch, labels, pad_id)
+
+
 LOSSES: Registry[Loss] = Registry("loss")
 
 
-@LOSSES.register("sequence")
 def sequence_loss(model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
-    """Token cross-entropy over the whole target sequence (the paper's objective)."""
-    embeds, mask = model.encoder_inputs(batch.input_ids, batch.attention_mask)
+    """Token cross-entropy over the whole target sequence, averaged over target tokens (the paper's objective)."""
+    enc, mask = model.encode(batch.input_ids, batch.attention_mask)
+    logits = model.decode_logits(enc, mask, shift_right(batch.target_ids))
     targets = batch.target_ids.masked_fill(batch.target_ids == pad_id, -100)
-    return model.backbone(inputs_embeds=embeds, attention_mask=mask, labels=targets, use_cache=False).loss
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
-@LOSSES.register("label")
+def target_tokens(batch: Batch, pad_id: int) -> int:
+    return int((batch.target_ids != pad_id).sum())
+
+
 def label_loss(model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
     """Cross-entropy over the label words' scores only: the model need not first learn to avoid other words."""
     if labels is None or batch.labels is None:
         raise ValueError("the 'label' loss needs a task with a closed label set")
     enc, mask = model.encode(batch.input_ids, batch.attention_mask)
     return F.cross_entropy(label_scores(model, enc, mask, labels), batch.labels)
+
+
+def examples(batch: Batch, pad_id: int) -> int:
+    return int(batch.input_ids.shape[0])
+
+
+LOSSES.add("sequence", Loss(sequence_loss, units=target_tokens))
+LOSSES.add("label", Loss(label_loss, units=examples))
 
 
 # ------------------------------------------------------------------------------------------------- evaluation
@@ -120,4 +158,10 @@ def predict_generate(model, input_ids, attention_mask, *, labels: LabelSet | Non
         do_sample=False,
         num_beams=1,
     )
-    return [s.strip() for s in tokenizer.batch_decode(out, skip_special_tokens=True)]
+    return decode_texts(tokenizer, out)
+
+
+def decode_texts(tokenizer, ids) -> list[str]:
+    """Token ids -> stripped text without special tokens: how predictions are read, and free-text golds are
+    written back (`labels.as_generated`), so both sides of a comparison pass through the same decoding."""
+    return [s.strip() for s in tokenizer.batch_decode(ids, skip_special_tokens=True)]

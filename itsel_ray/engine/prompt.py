@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from itsel_ray.artifacts import check_prompt_shape, load_prompt
@@ -23,11 +24,33 @@ PROMPT_INITS: Registry[PromptInit] = Registry("prompt init strategy")
 
 @PROMPT_INITS.register("vocab_sample")
 def _vocab_sample(cfg: PromptConfig, emb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Rows of token ids drawn uniformly from [start, start + population) (Lester et al.; SPoT's top-5K init)."""
-    lo = min(cfg.population_start, emb.shape[0] - 1)
-    hi = min(lo + cfg.population, emb.shape[0])
-    ids = torch.randint(lo, hi, (cfg.length,), generator=gen)
+    """Rows of `length` token ids drawn from [start, start + population), clipped to the vocabulary (Lester et
+    al.; SPoT's top-5K init).
+
+    Distinct ids by default, as `from_sample_of_embeddings` samples; `sample_with_replacement` draws each row
+    independently (as runs made before the option existed did; a repeated id starts two prompt tokens equal).
+    """
+    n = population_size(cfg, emb.shape[0])
+    lo = cfg.population_start
+    if cfg.sample_with_replacement:
+        ids = torch.randint(lo, lo + n, (cfg.length,), generator=gen)
+    else:
+        ids = lo + torch.randperm(n, generator=gen)[: cfg.length]
     return emb[ids].clone()
+
+
+def population_size(cfg: PromptConfig, vocab_rows: int) -> int:
+    """The ids vocab_sample draws from: `population` from `population_start`, clipped to `vocab_rows` ids; raises
+    when the range is empty or too small to draw `length` distinct ids."""
+    if cfg.population_start >= vocab_rows:
+        raise ValueError(f"prompt.population_start {cfg.population_start} is outside the vocabulary of {vocab_rows} "
+                         "token ids")
+    n = min(cfg.population, vocab_rows - cfg.population_start)
+    if not cfg.sample_with_replacement and n < cfg.length:
+        raise ValueError(f"prompt.length {cfg.length} distinct ids cannot come from the {n} ids from "
+                         f"prompt.population_start {cfg.population_start} in a vocabulary of {vocab_rows}; lower "
+                         "prompt.length or set prompt.sample_with_replacement")
+    return n
 
 
 @PROMPT_INITS.register("random")
@@ -85,13 +108,16 @@ class PromptedT5(nn.Module):
         return out.last_hidden_state, mask
 
     def decode_logits(self, enc: torch.Tensor, mask: torch.Tensor, decoder_input_ids: torch.Tensor) -> torch.Tensor:
-        """LM logits [B, T, V] for given decoder inputs and encoder states."""
-        from transformers.modeling_outputs import BaseModelOutput
+        """fp32 LM logits [B, T, V] for given decoder inputs and encoder states.
 
-        out = self.backbone(
-            encoder_outputs=BaseModelOutput(last_hidden_state=enc),
-            attention_mask=mask,
-            decoder_input_ids=decoder_input_ids,
-            use_cache=False,
-        )
-        return out.logits
+        The head runs outside autocast: in bf16, logits near 30 are spaced 0.125 apart, coarser than the gaps
+        between the label scores that rank classification compares.
+        """
+        out = self.backbone.decoder(input_ids=decoder_input_ids, encoder_hidden_states=enc,
+                                    encoder_attention_mask=mask, use_cache=False)
+        hidden = out.last_hidden_state
+        cfg = self.backbone.config
+        if getattr(cfg, "scale_decoder_outputs", getattr(cfg, "tie_word_embeddings", True)):
+            hidden = hidden * (cfg.d_model ** -0.5)
+        with torch.autocast(hidden.device.type, enabled=False):
+            return F.linear(hidden.float(), self.backbone.get_output_embeddings().weight.float())

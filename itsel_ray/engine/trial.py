@@ -7,7 +7,6 @@ the unit the sweep checkpoints: copying the folder and calling `run_trial` on it
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
@@ -24,11 +23,14 @@ import torch
 
 from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
 from itsel_ray.trial_config import ModelConfig, TrialConfig
-from itsel_ray.engine.backbone import Backbone, load_backbone
-from itsel_ray.engine.batching import Encoded, batch_indices, encode_examples, label_sequences, pad
-from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Batch, LabelSet
+from itsel_ray.engine.backbone import Backbone, load_backbone, set_activation_checkpointing
+from itsel_ray.engine.batching import Encoded, batch_indices, encode_examples, pad
+from itsel_ray.engine.labels import as_generated, label_set
+from itsel_ray.engine.shapes import known_vocab_size
+from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Batch, LabelSet, Loss
 from itsel_ray.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer
-from itsel_ray.engine.prompt import PROMPT_INITS, PromptedT5, initial_prompt
+from itsel_ray.engine.precision import PRECISIONS, autocast, resolve_precision
+from itsel_ray.engine.prompt import PROMPT_INITS, PromptedT5, initial_prompt, population_size
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.tasks import Example, TaskSpec, get_task
 from itsel_ray.tasks.spec import EVAL_SPLITS, LABEL_STYLES
@@ -41,7 +43,9 @@ class TrialError(RuntimeError):
 
 
 def validate_config(cfg: TrialConfig) -> None:
-    """Check every name in `cfg` (task, strategies, modes) without loading a model; raise listing valid names."""
+    """Check `cfg` against its task and the engine's options without loading a model, so that nothing that would
+    fail inside a trial starts: names (raising with the valid ones), the task x label style x loss x eval mode
+    combination, the prompt's id range and file."""
     task = get_task(cfg.task)
     for registry, name in (
         (PROMPT_INITS, cfg.prompt.init),
@@ -51,14 +55,47 @@ def validate_config(cfg: TrialConfig) -> None:
         (EVAL_MODES, cfg.train.eval_mode),
     ):
         registry.get(name)
+    if cfg.train.precision != "auto":
+        PRECISIONS.get(cfg.train.precision)
     for kind, name, valid in (("label style", cfg.data.label_style, LABEL_STYLES), ("eval split", cfg.data.eval_split, EVAL_SPLITS)):
         if name not in valid:
             raise UnknownNameError(kind, name, sorted(valid))
-    if task.labels is None and (cfg.train.loss == "label" or cfg.train.eval_mode == "rank"):
-        raise TrialError(
-            f"task {task.name} has free-text targets: loss 'label' and eval_mode 'rank' need a closed label set "
-            "(use loss 'sequence' and eval_mode 'generate')"
-        )
+    check_task_options(task, cfg)
+    check_prompt_options(cfg)
+
+
+# What needs a closed label set in the trial's label style (the label words score each example).
+NEEDS_LABELS = {"train.loss": ("label",), "train.eval_mode": ("rank",)}
+
+
+def check_task_options(task: TaskSpec, cfg: TrialConfig) -> None:
+    """Refuse a loss or eval mode the task cannot use in its label style (CosmosQA's text targets are free text)."""
+    if task.label_words(cfg.data.label_style) is not None:
+        return
+    for key, names in NEEDS_LABELS.items():
+        value = getattr(cfg.train, key.split(".")[1])
+        if value in names:
+            raise TrialError(
+                f"task {task.name} has free-text targets in the {cfg.data.label_style!r} label style: {key} "
+                f"{value!r} needs a closed label set (use train.loss 'sequence' and train.eval_mode 'generate'"
+                + (", or data.label_style 'abstract')" if task.label_words("abstract") is not None else ")"))
+
+
+def check_prompt_options(cfg: TrialConfig) -> None:
+    """The prompt file must exist and the sampled ids must fit the vocabulary, where it is known without loading."""
+    p = cfg.prompt
+    if p.init == "from_file" and not Path(p.path).expanduser().is_file():
+        raise TrialError(f"prompt.path {p.path!r} (prompt.init 'from_file') is not a file")
+    vocab = known_vocab_size(cfg.model.config if cfg.model.config is not None else cfg.model.name)
+    if vocab is None:
+        return
+    if p.init == "vocab_sample":
+        try:
+            population_size(p, vocab)
+        except ValueError as err:
+            raise TrialError(f"{err} (model {cfg.model.name if cfg.model.config is None else 'model.config'})") from None
+    if p.init == "first_ids" and p.length > vocab:
+        raise TrialError(f"prompt.length {p.length} exceeds the vocabulary size {vocab} (prompt.init 'first_ids')")
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -89,11 +126,7 @@ def _prepare_cached(key: str, device: str) -> TrialData:
         heldout_size=d["heldout_size"], seed=spec["seed"] or 0, limit=limit)
     train_ex, eval_ex = load("train", spec["ntrain"]), load("validation", spec["neval"])
     lengths = dict(max_source=task.max_source_length, max_target=task.max_target_length)
-    words = task.label_words(d["label_style"])
-    labels = None
-    if words is not None:
-        seqs = label_sequences(bb.tokenizer, words, max_target=task.max_target_length)
-        labels = LabelSet.build(words, seqs, bb.tokenizer.pad_token_id, bb.device)
+    labels = label_set(task, bb.tokenizer, d["label_style"], bb.device)
     return TrialData(encode_examples(bb.tokenizer, train_ex, **lengths), encode_examples(bb.tokenizer, eval_ex, **lengths),
                      eval_ex, labels)
 
@@ -119,7 +152,7 @@ def predict(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData
     was_training = model.backbone.training
     model.backbone.eval()
     try:
-        with torch.no_grad(), device_autocast(bb.device):
+        with torch.no_grad(), autocast(cfg.train.precision, bb.device):
             for start in range(0, len(order), cfg.train.eval_batch_size):
                 chunk = order[start : start + cfg.train.eval_batch_size]
                 ids, mask = pad([data.eval.inputs[i] for i in chunk], bb.tokenizer.pad_token_id)
@@ -132,19 +165,19 @@ def predict(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData
     return preds
 
 
-def evaluate(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone) -> dict:
-    """Task metrics on the eval split (x100) plus "valid": the share of predictions inside the label set."""
+def evaluate(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone,
+             golds: list[Example] | None = None) -> dict:
+    """Task metrics on the eval split (x100) plus "valid": the share of predictions inside the label set.
+
+    golds: the eval examples as scored (default: free-text golds in the form the tokenizer can produce).
+    """
     preds = predict(model, cfg, task, data, bb)
-    metrics = task.score(preds, data.eval_examples, label_style=cfg.data.label_style)
+    if golds is None:
+        golds = as_generated(bb.tokenizer, data.eval_examples, max_target=task.max_target_length)
+    metrics = task.score(preds, golds, label_style=cfg.data.label_style)
     if data.labels is not None:
         metrics["valid"] = 100.0 * sum(p in data.labels.words for p in preds) / len(preds)
     return metrics
-
-
-def device_autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------------------------------------- the trial
@@ -171,6 +204,17 @@ def run_trial(
         raise
 
 
+def _saved_config(files: TrialFiles) -> dict | None:
+    """The folder's config with today's defaults filled in, so a folder written before an option existed (and
+    so run with its default) still resumes; None when there is none or it no longer parses."""
+    if not files.config.is_file():
+        return None
+    try:
+        return TrialConfig.from_dict(read_json(files.config)["config"]).to_dict()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _mark_failed(files: TrialFiles, err: BaseException) -> None:
     record = read_json(files.result) if files.result.is_file() else {}
     record.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -194,6 +238,8 @@ class _Trainer:
         emb = self.bb.model.get_input_embeddings().weight
         prompt = initial_prompt(cfg.prompt, emb, seed=cfg.seed, init_prompt=init_prompt)
         self.model = PromptedT5(self.bb.model, prompt.to(self.bb.device))
+        self.precision = resolve_precision(cfg.train.precision, self.bb.device)
+        self.golds = as_generated(self.bb.tokenizer, self.data.eval_examples, max_target=self.task.max_target_length)
         self.opt, self.sched = build_optimizer([self.model.prompt], cfg.optim, max_steps=cfg.train.max_steps)
         self.step, self.wall_before = 0, 0.0
         self.best_score, self.best_step, self.best_metrics = -math.inf, None, {}
@@ -219,8 +265,7 @@ class _Trainer:
         return state
 
     def _restore(self) -> None:
-        saved = read_json(self.files.config)["config"] if self.files.config.is_file() else None
-        if saved != self.cfg.to_dict():
+        if _saved_config(self.files) != self.cfg.to_dict():
             raise TrialError(f"{self.files.root} holds the state of a different trial config; use a fresh folder")
         try:
             state = torch.load(self.files.state, map_location="cpu", weights_only=True)
@@ -256,6 +301,7 @@ class _Trainer:
             "best_metrics": self.best_metrics,
             "steps": self.step,
             "max_steps": self.cfg.train.max_steps,
+            "precision": self.precision,
             "wall_s": round(self._wall(), 3),
             "history": self.history,
         }
@@ -272,42 +318,60 @@ class _Trainer:
             torch.manual_seed(self.cfg.seed)  # dropout stream; the prompt init has its own generator
             write_json(self.files.config, provenance(self.cfg))
             self._snapshot(0)
-            _log(self.files, f"start task={self.cfg.task} seed={self.cfg.seed} source={self.cfg.source}")
+            _log(self.files, f"start task={self.cfg.task} seed={self.cfg.seed} source={self.cfg.source} "
+                             f"precision={self.precision}")
         if self.step >= self.cfg.train.max_steps:  # finished earlier: make sure the record says so
             if not (self.files.result.is_file() and read_json(self.files.result).get("status") == "done"):
                 write_json(self.files.result, self._record("done"))
             return self._result("done")
-        train, cfg = self.cfg.train, self.cfg
-        loss_fn, pad_id = LOSSES.get(train.loss), self.bb.tokenizer.pad_token_id
+        train = self.cfg.train
+        loss, pad_id = LOSSES.get(train.loss), self.bb.tokenizer.pad_token_id
         self.bb.model.train()  # dropout as configured; the weights stay frozen
+        set_activation_checkpointing(self.bb.model, train.activation_checkpointing)
         try:
             while self.step < train.max_steps:
-                idx = batch_indices(len(self.data.train), train.batch_size, seed=cfg.seed, step=self.step)
-                batch = make_batch(self.data.train, idx, pad_id, self.bb.device)
-                with device_autocast(self.bb.device):
-                    loss = loss_fn(self.model, batch, self.data.labels, pad_id)
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    raise TrialError(f"task {cfg.task} seed {cfg.seed}: loss is {value} at step {self.step + 1} "
-                                     f"(lr {self.sched.get_last_lr()[0]:g}); lower optim.lr or check the data")
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_([self.model.prompt], cfg.optim.max_grad_norm)
-                self.opt.step()
-                self.sched.step()
+                self._train_step(loss, pad_id)
                 self.step += 1
-                self.loss_sum, self.loss_n = self.loss_sum + value, self.loss_n + 1
                 if self.step % train.save_every == 0:
                     self._snapshot(self.step)
                 if self.step % train.eval_every == 0 or self.step == train.max_steps:
                     self._eval_and_checkpoint()
         finally:
+            set_activation_checkpointing(self.bb.model, False)
             self.bb.model.eval()
         return self._result("done")
 
+    def _train_step(self, loss: Loss, pad_id: int) -> None:
+        """One update from batch `self.step`, accumulated over micro-batches.
+
+        Each micro-batch's mean loss is weighted by its share of the batch's units (target tokens or examples), so
+        the summed gradient is the full batch's up to float rounding, whatever the micro-batch size.
+        """
+        cfg, train = self.cfg, self.cfg.train
+        idx = batch_indices(len(self.data.train), train.batch_size, seed=cfg.seed, step=self.step)
+        size = train.micro_batch
+        parts = [make_batch(self.data.train, idx[i : i + size], pad_id, self.bb.device) for i in range(0, len(idx), size)]
+        units = [loss.units(b, pad_id) for b in parts]
+        total = sum(units)
+        self.opt.zero_grad(set_to_none=True)
+        value = 0.0
+        for batch, n in zip(parts, units):
+            with autocast(self.precision, self.bb.device):
+                part = loss(self.model, batch, self.data.labels, pad_id)
+            weight = n / total
+            value += float(part.item()) * weight
+            if not math.isfinite(value):
+                raise TrialError(f"task {cfg.task} seed {cfg.seed}: loss is {value} at step {self.step + 1} "
+                                 f"(lr {self.sched.get_last_lr()[0]:g}); lower optim.lr or check the data")
+            (part * weight).backward()
+        if cfg.optim.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([self.model.prompt], cfg.optim.max_grad_norm)
+        self.opt.step()
+        self.sched.step()
+        self.loss_sum, self.loss_n = self.loss_sum + value, self.loss_n + 1
+
     def _eval_and_checkpoint(self) -> None:
-        metrics = evaluate(self.model, self.cfg, self.task, self.data, self.bb)
+        metrics = evaluate(self.model, self.cfg, self.task, self.data, self.bb, self.golds)
         score = metrics["score"]
         if math.isfinite(score) and score > self.best_score:  # strict: the earliest step wins ties
             self.best_score, self.best_step = score, self.step

@@ -108,7 +108,9 @@ SOURCE_TASKS: tuple[str, ...] = (
         data=hub("Rowan/hellaswag"), columns=("ctx", "endings", "label"), formatter="hellaswag",
         labels=Labels(("W", "X", "Y", "Z"), abstract=("0", "1", "2", "3"), encoding=("0", "1", "2", "3")),
         metrics=("accuracy",), select_metric="accuracy", train_size=39_905, max_source_length=LONG,
-        max_target_length=2,  # the authors' limit from their label list: one T5 token + EOS
+        # The longest label under T5's vocabulary: "X", "Y" (and "0") are two pieces ("▁", "X") plus EOS. A limit
+        # of 2 truncated X and Y to the same target; the engine now refuses a limit that truncates a label.
+        max_target_length=3,
     ),
     declare_source(
         "multirc", category="classification", task_type="QA", prefix="superglue-multirc",
