@@ -42,3 +42,55 @@ def test_a_trial_bigger_than_any_node_fails():
 def test_default_sweep_follows_the_gpus():
     assert default_sweep(0)[0] == "demo" and default_sweep(4)[0] == "paper"
     assert "no GPU" in default_sweep(0)[1]
+
+
+# ------------------------------------------------------------------------------------------------ GPU memory
+
+GIB = 2**30
+
+
+def _paper(**resources):
+    from itsel_ray.runs.sweep_file import load_sweep
+
+    return load_sweep("paper", overrides=[f"resources.{k}={v}" for k, v in resources.items()])
+
+
+def _gpus(memory_gib: float) -> ClusterInfo:
+    node = {"CPU": 8.0, "GPU": 1.0}
+    return ClusterInfo(total={"CPU": 16.0, "GPU": 2.0}, nodes=[node, node], address="auto",
+                       gpu_memory=int(memory_gib * GIB))
+
+
+def test_auto_shares_follow_each_tasks_predicted_memory():
+    from itsel_ray.engine.memory import gpu_fraction, trial_memory
+    from itsel_ray.runs.resources import resource_plan
+
+    sweep = _paper()
+    plan = resource_plan(sweep, _gpus(80))
+    long_task = plan.request("source", "squad")["gpu"]  # 512 input tokens
+    short_task = plan.request("source", "mnli")["gpu"]  # 128
+    assert long_task > short_task
+    cfg = sweep.trial_config("source", task="squad", seed=0)
+    assert long_task == gpu_fraction(trial_memory(cfg, device="cuda"), 80 * GIB)
+
+
+def test_a_fixed_share_a_task_cannot_fit_in_is_refused_naming_the_task():
+    from itsel_ray.runs.resources import resource_plan
+
+    with pytest.raises(ResourceError, match=r"source task 'record'.*needs about .* GiB.*0.125 share of a 80 GiB GPU"):
+        resource_plan(_paper(gpu_per_trial=0.125), _gpus(80))
+    resource_plan(_paper(gpu_per_trial=0.25), _gpus(80))  # fits
+    with pytest.raises(ResourceError, match="does not report; set resources.gpu_memory_gb"):
+        resource_plan(_paper(), ClusterInfo(total={"CPU": 8.0, "GPU": 1.0}, nodes=[{"CPU": 8.0, "GPU": 1.0}]))
+    with pytest.raises(ResourceError, match="lower train.micro_batch_size"):  # not even a whole small GPU
+        resource_plan(_paper(), _gpus(4))
+    assert resource_plan(_paper(gpu_memory_gb=40), _gpus(4)).request("source", "mnli")["gpu"] > 0
+
+
+def test_the_stand_in_engine_has_no_memory_to_predict():
+    from itsel_ray.runs.resources import resource_plan
+    from itsel_ray.runs.sweep_file import load_sweep
+
+    sweep = load_sweep("smoke", overrides=["engine=fake", "resources.use_gpu=always"])
+    plan = resource_plan(sweep, _gpus(80))
+    assert all(m.predicted is None and m.share == 0.25 for m in plan.tasks.values())

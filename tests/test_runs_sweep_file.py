@@ -59,7 +59,7 @@ def test_paper_settings_are_the_papers():
         32, 30000, 500, 5000, "sequence", "generate")
     assert (src.data.label_style, src.data.eval_split) == ("text", "validation")
     res = sweep.spec.resources
-    assert (res.use_gpu, res.gpu_per_trial) == ("always", 0.25)
+    assert (res.use_gpu, res.gpu_per_trial) == ("always", "auto")  # each task sized by its predicted memory
 
 
 def test_demo_and_smoke_are_offline_cpu_sweeps():

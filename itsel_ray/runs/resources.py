@@ -2,7 +2,10 @@
 
 Trial resources come from the cluster's own resources (what Ray reports, or what a local instance would have), and
 a request no node can ever hold fails at once, instead of leaving trials PENDING forever (Ray does not error on an
-impossible request). Pure: the Ray adapter (itsel_ray/sweep/cluster.py) fills in ClusterInfo.
+impossible request). On GPUs each trial's memory is predicted (itsel_ray.engine.memory, calibrated on measured
+saved activations) for every (role, task): `gpu_per_trial: auto` asks each task for the share of a GPU it needs;
+a fixed share that a task cannot fit in is refused before anything starts, naming the task, what it needs and what
+the share holds. Pure: the Ray adapter (itsel_ray/sweep/cluster.py) fills in ClusterInfo.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 
 from itsel_ray.runs.sweep_spec import Resources
+
+GIB = 2**30
 
 
 class ResourceError(RuntimeError):
@@ -25,6 +30,7 @@ class ClusterInfo:
     nodes: list = field(default_factory=list)
     address: str | None = None
     dashboard_url: str | None = None
+    gpu_memory: int | None = None  # bytes of one GPU (the smallest), when known
 
     @property
     def gpus(self) -> float:
@@ -36,21 +42,24 @@ class ClusterInfo:
 
     def describe(self) -> str:
         where = "local Ray instance" if self.address is None else f"Ray cluster at {self.address}"
-        return f"{where}: {len(self.nodes)} node(s), {self.cpus:g} CPU, {self.gpus:g} GPU"
+        memory = f" ({self.gpu_memory / GIB:.0f} GiB each)" if self.gpu_memory and self.gpus else ""
+        return f"{where}: {len(self.nodes)} node(s), {self.cpus:g} CPU, {self.gpus:g} GPU{memory}"
 
 
 def local_resources(num_cpus: int | None = None) -> ClusterInfo:
     """What a local instance would get, detected without starting Ray (for --dry-run)."""
     cpus = float(num_cpus or os.cpu_count() or 1)
-    gpus = 0.0
+    gpus, memory = 0.0, None
     try:
         import torch
 
-        gpus = float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0
+        if torch.cuda.is_available():
+            gpus = float(torch.cuda.device_count())
+            memory = min(torch.cuda.get_device_properties(i).total_memory for i in range(int(gpus)))
     except Exception:  # no torch or a broken driver: assume no GPU
         gpus = 0.0
     node = {"CPU": cpus, "GPU": gpus}
-    return ClusterInfo(total=dict(node), nodes=[node])
+    return ClusterInfo(total=dict(node), nodes=[node], gpu_memory=memory)
 
 
 def trial_resources(res: Resources, cluster: ClusterInfo, *, sweep_name: str = "") -> dict:
@@ -62,7 +71,8 @@ def trial_resources(res: Resources, cluster: ClusterInfo, *, sweep_name: str = "
             f"{label} asks for GPUs (resources.use_gpu: always) but the {cluster.describe()}. Its trials would "
             "wait forever. Run it on a GPU cluster (docs/cluster.md), or pick a CPU sweep (--sweep demo)."
         )
-    request = {"cpu": float(res.cpu_per_trial), "gpu": float(res.gpu_per_trial) if use_gpu else 0.0}
+    share = 0.25 if res.gpu_per_trial == "auto" else float(res.gpu_per_trial)  # "auto": checked per task below
+    request = {"cpu": float(res.cpu_per_trial), "gpu": share if use_gpu else 0.0}
     nodes = cluster.nodes or [cluster.total]
     if not any(n.get("CPU", 0) >= request["cpu"] and n.get("GPU", 0) >= request["gpu"] for n in nodes):
         biggest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
@@ -83,3 +93,99 @@ def concurrency(request: dict, cluster: ClusterInfo) -> int:
             fits.append(n.get("GPU", 0) // request["gpu"])
         total += int(min(fits)) if fits else 0
     return total
+
+
+# ------------------------------------------------------------------------------------------------ GPU memory
+
+
+@dataclass(frozen=True)
+class TaskMemory:
+    """One (role, task)'s predicted memory per trial and the GPU share it gets (None: not on GPUs)."""
+
+    role: str
+    task: str
+    predicted: int | None  # bytes; None when the engine has no memory model (the stand-in engine)
+    share: float | None
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """The request of every trial: CPUs, and a GPU share per (role, task)."""
+
+    cpu: float
+    tasks: dict  # (role, task) -> TaskMemory
+
+    def request(self, role: str, task: str) -> dict:
+        share = self.tasks[(role, task)].share
+        return {"cpu": self.cpu, "gpu": share or 0.0}
+
+
+
+def role_tasks(sweep) -> list[tuple[str, str]]:
+    g = sweep.grid
+    return [("source", t) for t in g.sources] + [(r, t) for r in ("target", "transfer") for t in g.targets]
+
+
+def resource_plan(sweep, cluster: ClusterInfo) -> ResourcePlan:
+    """Every trial's request; raises ResourceError when a trial can never fit (CPUs, GPUs or GPU memory)."""
+    from itsel_ray.engine.memory import gpu_fraction
+
+    res = sweep.spec.resources
+    base = trial_resources(res, cluster, sweep_name=sweep.name)
+    if res.gpu_memory_gb:
+        cluster = ClusterInfo(cluster.total, cluster.nodes, cluster.address, cluster.dashboard_url,
+                              gpu_memory=int(res.gpu_memory_gb * GIB))
+    tasks = {}
+    for role, task in role_tasks(sweep):
+        predicted = _predict(sweep, role, task) if base["gpu"] else None
+        share = base["gpu"] or None
+        if share and predicted is not None and cluster.gpu_memory:
+            try:
+                fits = gpu_fraction(predicted, cluster.gpu_memory)
+            except ValueError as err:
+                raise ResourceError(f"sweep {sweep.name!r}, {role} task {task!r}: {err}") from None
+            if res.gpu_per_trial == "auto":
+                share = fits
+            elif share < fits:
+                raise ResourceError(
+                    f"sweep {sweep.name!r}, {role} task {task!r}: a trial needs about {predicted / GIB:.1f} GiB "
+                    f"(predicted), but a {share:g} share of a {cluster.gpu_memory / GIB:.0f} GiB GPU holds "
+                    f"{share * cluster.gpu_memory / GIB:.1f} GiB; the largest share it fits is {fits:g}. Set "
+                    "resources.gpu_per_trial: auto (or a share of at least that), or lower "
+                    "train.micro_batch_size / set train.activation_checkpointing")
+        elif share and res.gpu_per_trial == "auto" and not cluster.gpu_memory:
+            raise ResourceError(f"sweep {sweep.name!r}: gpu_per_trial auto needs the GPUs' memory, which the "
+                                f"{cluster.describe()} does not report; set resources.gpu_memory_gb")
+        tasks[(role, task)] = TaskMemory(role, task, predicted, share)
+    return ResourcePlan(cpu=base["cpu"], tasks=tasks)
+
+
+def _predict(sweep, role: str, task: str) -> int | None:
+    if sweep.spec.engine != "torch":
+        return None  # the stand-in engine holds no model
+    from itsel_ray.engine.memory import trial_memory
+
+    source = sweep.grid.sources[0] if role == "transfer" else None
+    return trial_memory(sweep.trial_config(role, task=task, seed=0, source=source), device="cuda").total
+
+
+def memory_lines(sweep, gpu_memory: int | None) -> list[str]:
+    """--dry-run's table: each (role, task)'s predicted memory per trial and the largest GPU share it fits in
+    (on GPUs of `gpu_memory` bytes, when known)."""
+    from itsel_ray.engine.memory import gpu_fraction
+
+    res = sweep.spec.resources
+    gpu_memory = int(res.gpu_memory_gb * GIB) if res.gpu_memory_gb else gpu_memory
+    where = f"a {gpu_memory / GIB:.0f} GiB GPU" if gpu_memory else "GPUs of unknown memory (set resources.gpu_memory_gb)"
+    out = [f"predicted memory per trial (CUDA, {sweep.settings['source'].train.precision} precision) and the "
+           f"largest share of {where} it fits in:"]
+    for role, task in role_tasks(sweep):
+        predicted = _predict(sweep, role, task)
+        if predicted is None:
+            return []
+        try:
+            share = f"1/{round(1 / gpu_fraction(predicted, gpu_memory))} GPU" if gpu_memory else "?"
+        except ValueError:
+            share = "does not fit"
+        out.append(f"    {role:<8} {task:<12} {predicted / GIB:6.1f} GiB -> {share}")
+    return out

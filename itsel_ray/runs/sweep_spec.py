@@ -66,18 +66,25 @@ class Stages:
 
 @dataclass(frozen=True)
 class Resources:
-    """What one trial asks Ray for."""
+    """What one trial asks Ray for. gpu_per_trial "auto" gives each task the share of a GPU its predicted memory
+    needs (itsel_ray.engine.memory); gpu_memory_gb overrides the GPU memory the cluster reports."""
 
     use_gpu: str = "auto"
-    gpu_per_trial: float = 0.25
+    gpu_per_trial: float | str = 0.25
     cpu_per_trial: float = 1.0
+    gpu_memory_gb: float | None = None
 
     def __post_init__(self):
         if self.use_gpu not in USE_GPU:
             raise ConfigError(f"resources.use_gpu must be one of {', '.join(USE_GPU)}, got {self.use_gpu!r}")
         g = self.gpu_per_trial
-        if not (0 < g <= 1 or (g > 1 and g == int(g))):
+        if isinstance(g, str):
+            if g != "auto":
+                raise ConfigError(f"resources.gpu_per_trial must be a number or 'auto', got {g!r}")
+        elif not (0 < g <= 1 or (g > 1 and g == int(g))):
             raise ConfigError(f"resources.gpu_per_trial must be in (0, 1] or a whole number, got {g}")
+        if self.gpu_memory_gb is not None and not 0 < self.gpu_memory_gb <= 4096:
+            raise ConfigError(f"resources.gpu_memory_gb must be in (0, 4096], got {self.gpu_memory_gb}")
         if not 0 < self.cpu_per_trial <= 1024:
             raise ConfigError(f"resources.cpu_per_trial must be in (0, 1024], got {self.cpu_per_trial}")
 

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from itsel_ray.runs.resources import ClusterInfo, ResourceError, concurrency, local_resources, trial_resources
+from itsel_ray.runs.resources import ClusterInfo, ResourceError, concurrency, local_resources, memory_lines, resource_plan
 from itsel_ray.runs.storage import Storage, StorageError, sweep_root
 from itsel_ray.runs.sweep_file import load_sweep, pick_sweep
 from itsel_ray.runs.sweep_spec import Sweep
@@ -168,14 +168,16 @@ def describe_plan(sweep: Sweep, storage: Storage, info: ClusterInfo, max_concurr
              f"storage: {storage.root}", f"resources: {info.describe()}"]
     runnable = True
     try:
-        req = trial_resources(sweep.spec.resources, info, sweep_name=sweep.name)
+        plan = resource_plan(sweep, info)
         cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
-        fit = concurrency(req, info)
-        lines.append(f"per trial: {req['cpu']:g} CPU, {req['gpu']:g} GPU -> {min(fit, cap or fit)} trial(s) at once"
-                     + (f" (capped at {cap})" if cap else ""))
+        shares = sorted({m.share or 0.0 for m in plan.tasks.values()})
+        fit = concurrency({"cpu": plan.cpu, "gpu": max(shares)}, info)
+        lines.append(f"per trial: {plan.cpu:g} CPU, {'/'.join(f'{g:g}' for g in shares)} GPU -> at least "
+                     f"{min(fit, cap or fit)} trial(s) at once" + (f" (capped at {cap})" if cap else ""))
     except ResourceError as err:
         lines.append(f"per trial: CANNOT RUN HERE: {err}")
         runnable = False
+    lines += memory_lines(sweep, info.gpu_memory)
     for stage in ("tune", "transfer"):
         trials = plan_stage(sweep, stage)
         roles: dict[str, int] = {}

@@ -142,8 +142,25 @@ def cluster_info(address: str | None = None, *, dashboard_url: str | None = None
     import ray
 
     nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
-    return ClusterInfo(total=dict(ray.cluster_resources()), nodes=nodes, address=address,
-                       dashboard_url=dashboard_url)
+    total = dict(ray.cluster_resources())
+    return ClusterInfo(total=total, nodes=nodes, address=address, dashboard_url=dashboard_url,
+                       gpu_memory=gpu_memory() if total.get("GPU", 0) > 0 else None)
+
+
+def gpu_memory(timeout_s: float = 120.0) -> int | None:
+    """Bytes of one GPU, read by a tiny task on a GPU node (None when there is no real GPU behind Ray's count)."""
+    import ray
+
+    @ray.remote(num_gpus=0.0001, num_cpus=0)
+    def read() -> int | None:
+        import torch
+
+        return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
+
+    try:
+        return ray.get(read.remote(), timeout=timeout_s)
+    except Exception:  # no GPU node can take the task in time: unknown, and the plan says so
+        return None
 
 
 def is_initialized() -> bool:

@@ -16,7 +16,7 @@ import yaml
 
 from itsel_ray.engine import get_engine
 from itsel_ray.runs.lock import DriverLock, LockedError
-from itsel_ray.runs.resources import ResourceError, local_resources, trial_resources
+from itsel_ray.runs.resources import ResourceError, local_resources, resource_plan
 from itsel_ray.runs.source_prompts import MissingSourcesError
 from itsel_ray.runs.storage import StorageError, sweep_root
 from itsel_ray.runs.sweep_file import pick_sweep
@@ -62,7 +62,7 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
         if sweep is None:
             sweep = _pick(args, info.gpus, console)
             storage, lock = _claim(sweep, storage_base, args.stage)
-        trial_resources(sweep.spec.resources, info, sweep_name=sweep.name)  # fail fast, before writing anything
+        resource_plan(sweep, info)  # fail fast (GPUs, GPU memory per task), before writing anything
         if args.address and not storage.remote and not explicit_storage:
             console.warning(f"storage defaults to {storage.root} on this node; a multi-node cluster needs shared "
                             "storage (--storage /shared/path or s3://...)")

@@ -19,8 +19,8 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
-from itsel_ray.runs.plan import param_space, plan_stage
-from itsel_ray.runs.resources import ClusterInfo, trial_resources
+from itsel_ray.runs.plan import param_space, plan_stage, trial_from_config
+from itsel_ray.runs.resources import ClusterInfo, resource_plan
 from itsel_ray.runs.source_prompts import persist_source_prompts, source_index
 from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.trial_state import read_stage
@@ -94,6 +94,19 @@ class RecoveredFirst(FIFOScheduler):
         return super().choose_trial_to_run(tune_controller)
 
 
+class _Requests:
+    """Each trial's placement group: its CPUs and its task's GPU share (picklable, unlike a closure)."""
+
+    def __init__(self, sweep, stage: str, plan):
+        self.sweep, self.stage, self.plan = sweep, stage, plan
+
+    def __call__(self, config: dict) -> tune.PlacementGroupFactory:
+        t = trial_from_config(self.sweep, self.stage, config)
+        request = self.plan.request(t.role, t.task)
+        bundle = {"CPU": request["cpu"], **({"GPU": request["gpu"]} if request["gpu"] else {})}
+        return tune.PlacementGroupFactory([bundle])
+
+
 def _trial_name(trial) -> str:
     run = trial.config["run"]
     prefix = f"{run['source']}__" if run.get("source") else ""
@@ -106,19 +119,20 @@ def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_
     before = outcome(sweep, storage, stage, recover=recover)
     todo_keys = set(before.unfinished) | set(before.failed)
     trials = [t for t in plan_stage(sweep, stage) if t.key in todo_keys]
-    request = trial_resources(sweep.spec.resources, cluster, sweep_name=sweep.name)
+    plan = resource_plan(sweep, cluster)
     extra, index = {}, {}
     if stage == "transfer":
         prompts, index = persist_source_prompts(sweep, storage)
         extra["prompts"] = {source: ray.put(p) for source, p in prompts.items()}  # one put per source prompt
     ctx = StageContext(sweep=sweep, stage=stage, storage_root=storage.root, source_index=index)
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx, **extra), request)
+    trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx, **extra), _Requests(sweep, stage, plan))
     cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
     run = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     progress = StageProgress(sweep, stage, storage.root, run=run, total=before.total, done_before=before.done,
                              todo=len(trials), console=console)
     progress.log.write("run", total=before.total, todo=len(trials), host=socket.gethostname(), pid=os.getpid(),
-                       resources=request, cluster=cluster.describe(), max_concurrent=cap)
+                       resources={f"{r}/{t}": m.share for (r, t), m in plan.tasks.items()}, cpu=plan.cpu,
+                       cluster=cluster.describe(), max_concurrent=cap)
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = EXPERIMENT_STATE_S
     if not verbose:  # Tune's new console output prints its experiment table even when silent; the old one does not
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
