@@ -33,7 +33,9 @@ USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, Value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m itsel_ray.analyze", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m itsel_ray.analyze", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1] if "\n\n" in __doc__ else None)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--results", metavar="DIR", help="a sweep's results folder (results.* and prompts.*)")
     src.add_argument("--ground-truth", metavar="CSV", help="a sources x targets score matrix (e.g. Table 7)")

@@ -72,7 +72,9 @@ def load_library(path: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m itsel_ray.rank", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m itsel_ray.rank", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1] if "\n\n" in __doc__ else None)
     p.add_argument("--library", required=True, metavar="DIR", help="source prompts: a folder or a results folder")
     p.add_argument("--target-prompt", nargs="+", metavar="FILE", help="the target's prompt checkpoint(s)")
     p.add_argument("--target", metavar="TASK",

@@ -1,13 +1,14 @@
 """Experiment trackers from the sweep's `tracking:` setting: Tune's MLflow and W&B logger callbacks.
 
 Tune always writes TensorBoard event files per trial (<sweep>/ray_tune/<stage>-<time>/<trial>/events.out.tfevents.*).
-With `tracking: {mlflow: {}}` every trial is also an MLflow run (by default in a file store under the sweep's
-storage, which needs no server or network), and with `tracking: {wandb: {}}` a W&B run (offline by default; `wandb
+With `tracking: {mlflow: {}}` every trial is also an MLflow run (by default in MLflow's file store under the
+sweep's storage, <sweep>/mlruns, which needs no server or network; `mlflow ui --backend-store-uri` opens it), and with `tracking: {wandb: {}}` a W&B run (offline by default; `wandb
 sync` uploads later). Each run carries the trial's name, stage, role, task, seed and source as tags.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from itsel_ray.runs.plan import trial_from_config
@@ -49,7 +50,10 @@ def tracking_callbacks(sweep, stage: str, storage: Storage) -> list:
                 finally:
                     self.tags = base
 
-        out.append(TaggedMLflow(tracking_uri=mlflow_uri(sweep, storage),
+        uri = mlflow_uri(sweep, storage)
+        if uri.startswith("file:"):  # MLflow 3 keeps its file store only on request; it needs no server or network
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        out.append(TaggedMLflow(tracking_uri=uri,
                                 experiment_name=spec.mlflow.experiment or sweep.name, tags={"sweep": sweep.name}))
     if spec.wandb is not None:
         try:
