@@ -65,3 +65,25 @@ def test_broken_copies_fail(breakage):
     if breakage != "bad_head_type":  # the plain schema cannot see cross-field rules
         with pytest.raises(jsonschema.ValidationError):
             schema_validate(cfg)
+
+
+LEAVE_OUT = [".env", "prod.env", ".git/config", "runs/demo/tune/x/state.pt", "results/results.parquet",
+             "data/mnli/train.parquet", "mlruns/0/meta.yaml", "wandb/run-1/files", "secrets/token", "id.pem",
+             "prompts/mnli.safetensors", ".venv/bin/python"]
+KEEP = ["itsel_ray/data/__init__.py", "itsel_ray/runs/storage.py", "sweeps/paper.yaml", "analysis/paper.yaml",
+        "tests/fixtures/tasks/mnli.json", "README.md", "cluster.yaml", "pyproject.toml"]
+
+
+def test_rayignore_leaves_out_secrets_data_stores_and_git_but_not_the_project():
+    """`ray job submit --working-dir .` reads .rayignore with Ray's own matcher."""
+    pathspec = pytest.importorskip("ray._private.thirdparty.pathspec")
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", (ROOT / ".rayignore").read_text().splitlines())
+    assert [p for p in LEAVE_OUT if not spec.match_file(p)] == []
+    assert [p for p in KEEP if spec.match_file(p)] == []
+
+
+def test_rsync_exclude_leaves_out_what_rayignore_does():
+    excluded = {p.strip("/") for p in load()["rsync_exclude"]}
+    ignored = {line.strip().strip("/") for line in (ROOT / ".rayignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert ignored - {"__pycache__"} <= excluded | {"**/__pycache__"}, sorted(ignored - excluded)

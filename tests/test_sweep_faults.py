@@ -179,6 +179,17 @@ def test_a_second_driver_on_the_same_storage_is_refused(tmp_path):
         assert second.wait(timeout=120) == 3
         log = (tmp_path / "second.log").read_text()
         assert f"another driver is running this sweep at {store / 'twice'}: pid {first.pid}" in log
+        # while it runs, `status` shows the live driver and Tune's own count of running trials
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            status = subprocess.run([sys.executable, "-m", "itsel_ray.sweep", "status", "--sweep", str(sweep),
+                                     "--storage", str(store)], capture_output=True, text=True, timeout=60).stdout
+            row = [line for line in status.splitlines() if line.startswith("tune ")][0].split()
+            if int(row[3]) > 0:
+                break
+            time.sleep(1)
+        assert "driver: live" in status and f"pid {first.pid}" in status and "Tune's counts" in status, status
+        assert 1 <= int(row[3]) <= 2, status  # running: at most the 2 CPUs' worth, from Tune, not from storage
         assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-3000:]
     finally:
         kill_session(first)
