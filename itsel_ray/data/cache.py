@@ -73,7 +73,13 @@ def tokenizer_digest(tokenizer) -> str:
     """The tokenizer's content (its serialised fast tokenizer, or its vocabulary), not its name: two nodes that
     load the same files agree, a changed file gives a new key."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    content = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        for key in ("truncation", "padding"):  # set by each call (truncation=True, max_length=...), not content
+            state.pop(key, None)
+        content = json.dumps(state, sort_keys=True)
+    else:
+        content = json.dumps(sorted(tokenizer.get_vocab().items()))
     extra = json.dumps([type(tokenizer).__name__, getattr(tokenizer, "truncation_side", None),
                         getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None)])
     return hashlib.sha256((content + extra).encode("utf-8")).hexdigest()[:16]
