@@ -56,7 +56,8 @@ def test_a_part_reads_back_memory_mapped(tmp_path_factory, s, data):
     labels = np.array(data.draw(st.lists(st.integers(-1, 3), min_size=len(s), max_size=len(s))), dtype=np.int32)
     enc = Encoded(Ragged.from_lists(s), Ragged.from_lists(list(reversed(s))), labels)
     rows = np.arange(len(s), dtype=np.int32) // 2
-    golds = [Example("", f"t{i}", None if lab < 0 else int(lab), (f"a{i}",), f"g{i % 2}") for i, lab in enumerate(labels)]
+    golds = [Example("", f"t{i}", None if lab < 0 else int(lab), (f"a{i}",), f"g{i % 2}")
+             for i, lab in enumerate(labels)]
     write_part(folder, "validation", enc, rows, n_rows=(len(s) + 1) // 2, golds=golds)
     part = read_part(folder, "validation")
     assert isinstance(part.encoded.inputs.values, np.memmap)
@@ -86,3 +87,15 @@ def test_batches_from_read_only_arrays_and_labels_only_when_every_row_has_one():
     enc = Encoded(r, r, np.array([2, NO_LABEL, 0], dtype=np.int32))
     assert make_batch(enc, [2, 0], 0, "cpu").labels.tolist() == [0, 2]
     assert make_batch(enc, [0, 1], 0, "cpu").labels is None
+
+
+def test_encoding_in_chunks_gives_what_one_call_gives(monkeypatch):
+    from itsel_ray.data import encoded
+
+    tok = word_tokenizer(["a", "b", "c", "yes", "no"])
+    ex = [Example(" ".join("abc"[j % 3] for j in range(i % 5 + 1)), ("yes", "no")[i % 2], i % 2) for i in range(11)]
+    whole = encode_examples(tok, ex, max_source=4, max_target=3)
+    monkeypatch.setattr(encoded, "ENCODE_CHUNK", 3)
+    chunked = encode_examples(tok, ex, max_source=4, max_target=3)
+    assert chunked.inputs.tolist() == whole.inputs.tolist() and chunked.targets.tolist() == whole.targets.tolist()
+    assert chunked.labels.tolist() == whole.labels.tolist() == [i % 2 for i in range(11)]

@@ -131,15 +131,23 @@ class Encoded:
         return self.inputs.nbytes + self.targets.nbytes + int(self.labels.nbytes)
 
 
+ENCODE_CHUNK = 4096  # examples per tokenizer call: the tokenizer's Python lists are temporary, per chunk
+
+
 def encode_examples(tokenizer, examples: Sequence[Example], *, max_source: int, max_target: int) -> Encoded:
     """Tokenise inputs (truncated to `max_source` text tokens, EOS kept) and targets (to `max_target`)."""
+    if len(examples) > ENCODE_CHUNK:
+        return Encoded.concat([encode_examples(tokenizer, examples[i : i + ENCODE_CHUNK], max_source=max_source,
+                                               max_target=max_target) for i in range(0, len(examples), ENCODE_CHUNK)])
     if not examples:
         empty = Ragged.from_lists([])
         return Encoded(empty, empty, np.zeros(0, dtype=np.int32))
     src = tokenizer([e.input for e in examples], truncation=True, max_length=max_source)["input_ids"]
-    tgt = tokenizer([e.target for e in examples], truncation=True, max_length=max_target)["input_ids"]
+    # a closed label set repeats a handful of targets: tokenise each distinct one once
+    distinct = list(dict.fromkeys(e.target for e in examples))
+    ids = dict(zip(distinct, tokenizer(distinct, truncation=True, max_length=max_target)["input_ids"]))
     labels = np.array([NO_LABEL if e.label is None else e.label for e in examples], dtype=np.int32)
-    return Encoded(Ragged.from_lists(src), Ragged.from_lists(tgt), labels)
+    return Encoded(Ragged.from_lists(src), Ragged.from_lists(ids[e.target] for e in examples), labels)
 
 
 def scoring_examples(examples: Sequence[Example]) -> list[Example]:
