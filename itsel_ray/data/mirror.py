@@ -63,8 +63,9 @@ def config_folders(folder: Path, config: str | None) -> list[str]:
     visible subfolders (`default`, `data`, `plain_text`, ... whichever the repo uses)."""
     if config:
         return [config]
-    subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
-    return ["", *subdirs]
+    if not folder.is_dir():
+        return [""]
+    return ["", *sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))]
 
 
 def split_files(folder: Path, config: str | None, split: str) -> list[Path]:

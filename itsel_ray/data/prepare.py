@@ -249,7 +249,7 @@ def prepare_task(task: str, settings: PrepareSettings | None = None, *, cache_ro
     missing = parts if manifest is None else [p for p in parts if not (folder / p / "part.json").is_file()]
     done = TaskReport.from_dict(manifest["report"]) if manifest else TaskReport(task)
     if manifest is not None and not missing:
-        return _finish(done, parts, model_info, t0, reused=True)
+        return _finish(done, folder, parts, model_info, t0, reused=True)
     built = _Builder(spec, tokenizer, d, mirror).build(missing, carve, sorted(set(settings.seeds)))
     if built.problems:
         return TaskReport(task, splits=built.reports, problems=built.problems, warnings=built.warnings,
@@ -257,17 +257,20 @@ def prepare_task(task: str, settings: PrepareSettings | None = None, *, cache_ro
     for name, (encoded, rows, n_rows, golds) in built.parts.items():
         write_part(folder, name, encoded, rows, n_rows=n_rows, golds=golds)
     kept = tuple(s for s in done.splits if s.name not in built.parts)
-    report = TaskReport(task, str(folder), kept + built.reports, (), tuple(dict.fromkeys(done.warnings + built.warnings)),
-                        model_info)
+    warnings = tuple(dict.fromkeys(done.warnings + built.warnings))
+    report = TaskReport(task, str(folder), kept + built.reports, (), warnings, model_info)
     write_manifest(folder, {"key": fields, "sources": {**(manifest or {}).get("sources", {}), **stamps},
-                            "report": {**report.to_dict(), "seconds": 0.0}, "written": time.strftime("%Y-%m-%d %H:%M:%S")})
-    return _finish(report, parts, model_info, t0, reused=False)
+                            "report": {**report.to_dict(), "seconds": 0.0},
+                            "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return _finish(report, folder, parts, model_info, t0, reused=False)
 
 
-def _finish(report: TaskReport, parts: list[str], model_info: str, t0: float, *, reused: bool) -> TaskReport:
-    """The report limited to the parts these settings read, in their order."""
+def _finish(report: TaskReport, folder: Path, parts: list[str], model_info: str, t0: float, *,
+            reused: bool) -> TaskReport:
+    """The report limited to the parts these settings read, in their order (the folder as found now: a cache
+    root may be mounted elsewhere than where it was written)."""
     by_name = {s.name: s for s in report.splits}
-    return TaskReport(report.task, report.cache, tuple(by_name[p] for p in parts if p in by_name), report.problems,
+    return TaskReport(report.task, str(folder), tuple(by_name[p] for p in parts if p in by_name), report.problems,
                       report.warnings, model_info, reused, time.perf_counter() - t0)
 
 

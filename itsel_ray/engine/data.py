@@ -65,8 +65,8 @@ def _prepare_cached(key: str, device: str) -> TrialData:
         heldout_size=d.heldout_size, seed=seed, limit=limit, mirror=mirror)
     train_ex, eval_ex = load("train", spec["ntrain"]), load("validation", spec["neval"])
     lengths = dict(max_source=task.max_source_length, max_target=task.max_target_length)
-    return TrialData(encode_examples(bb.tokenizer, train_ex, **lengths), encode_examples(bb.tokenizer, eval_ex, **lengths),
-                     scoring_examples(eval_ex), labels)
+    return TrialData(encode_examples(bb.tokenizer, train_ex, **lengths),
+                     encode_examples(bb.tokenizer, eval_ex, **lengths), scoring_examples(eval_ex), labels)
 
 
 def build_label_set(task: TaskSpec, label_style: str, bb: Backbone) -> LabelSet | None:
