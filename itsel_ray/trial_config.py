@@ -196,13 +196,28 @@ class DataConfig:
 
     label_style: `text` (label words, PROMPT-TEXT) or `abstract` (label ids, PROMPT-ABSTRACT). eval_split:
     `validation` (the official validation set, as the authors) or `heldout` (`heldout_size` rows carved from
-    train, so selection and reporting use different data). data_dir holds local files (CxC, CR).
+    train, so selection and reporting use different data). data_dir holds local files (CxC, CR). mirror: the root
+    of a local copy of the Hub datasets (`<mirror>/nyu-mll/glue/mnli/train-00000-of-00001.parquet`, docs/data.md),
+    read instead of the Hub; null = $ITSEL_RAY_DATA_MIRROR. task_mirrors: task -> that task's dataset folder,
+    over `mirror`. cache_dir: the root of the prepared data (`itsel_ray.data.prepare`), which a trial memory-maps
+    instead of loading and tokenising; null = $ITSEL_RAY_DATA_CACHE; neither: the trial loads its data itself.
+    The locations are not part of what a trial computes: the same data from another place gives the same trial.
     """
 
     label_style: str = "text"
     eval_split: str = "validation"
     heldout_size: int = 1000
     data_dir: str | None = None
+    mirror: str | None = None
+    task_mirrors: dict | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if self.heldout_size < 1:
+            raise ConfigError(f"data.heldout_size must be >= 1, got {self.heldout_size}")
+        for task, folder in (self.task_mirrors or {}).items():
+            if not isinstance(task, str) or not isinstance(folder, str):
+                raise ConfigError(f"data.task_mirrors maps task names to folders, got {task!r}: {folder!r}")
 
     def __post_init__(self):
         check_at_least("data.heldout_size", self.heldout_size)

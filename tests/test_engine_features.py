@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from itsel_ray.engine.backbone import load_backbone
-from itsel_ray.engine.batching import Encoded, batch_indices
+from itsel_ray.data.encoded import encode_examples
+from itsel_ray.examples import Example
+from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.features import logme_prompts, logme_targets, pooled_features
 from itsel_ray.engine.prompt import PromptedT5, initial_prompt
 from itsel_ray.engine.trial import TrialError, make_batch, prepare_data
@@ -89,6 +91,6 @@ def test_spelled_scores_parse_back_through_the_real_t5_tokenizer():
 
     tok = T5TokenizerFast.from_pretrained(str(T5_TOKENIZER))
     targets = ["three point eight", "five point zero", "0.4"]
-    enc = Encoded(inputs=[[1]] * 3, targets=tok(targets)["input_ids"], labels=[None] * 3)
+    enc = encode_examples(tok, [Example("x", t) for t in targets], max_source=8, max_target=8)  # no labels
     values, regression = logme_targets(enc, [2, 0, 1], tok, "stsb")
     assert regression and values.tolist() == [0.4, 3.8, 5.0]

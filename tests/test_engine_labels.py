@@ -244,7 +244,7 @@ def _real_vocab_trial(task: str, loss: str, mode: str, style: str = "text"):
 
 @pytest.fixture
 def fresh_data_cache():
-    from itsel_ray.engine.trial import _prepare_cached
+    from itsel_ray.engine.data import _prepare_cached
 
     _prepare_cached.cache_clear()  # the cache is keyed by task name, not by its declaration
     yield

@@ -46,7 +46,7 @@ if "fixtures" not in VOCABULARIES:
 
 @pytest.fixture
 def fixture_rows(monkeypatch):
-    def fetch(spec, split, data_dir=None):
+    def fetch(spec, split, data_dir=None, mirror=None):
         rows = json.loads((FIXTURES / f"{spec.name}.json").read_text())[split]
         columns = sorted({k for r in rows for k in r})
         return rows, columns

@@ -253,6 +253,43 @@ def test_json_tasks_read_local_files(tmp_path, monkeypatch):
         cr.load("train", data_dir=tmp_path)
 
 
+def test_load_reads_a_local_mirror_instead_of_the_hub(fake_hub, tmp_path, monkeypatch):
+    from tests.mirrors import write_task
+
+    expected = {t: get_task(t).load("validation") for t in ("mnli", "squad", "cosmosqa")}
+    clear_row_cache()
+    root = tmp_path / "mirror"
+    for task in expected:
+        write_task(root, task)
+    monkeypatch.setitem(LOADERS._items, "hub", lambda *a: pytest.fail("the Hub loader was called"))
+    for task, examples in expected.items():
+        assert get_task(task).load("validation", mirror=root) == examples
+    monkeypatch.setenv("ITSEL_RAY_DATA_MIRROR", str(root))
+    clear_row_cache()
+    assert get_task("mnli").load("validation") == expected["mnli"]
+
+
+def test_a_per_task_mirror_folder_wins_and_a_missing_split_is_named(tmp_path):
+    from itsel_ray.data.mirror import Mirror
+    from tests.mirrors import write_task
+
+    write_task(tmp_path / "copy", "rte", {"train": fixture("rte")["train"]})
+    folder = tmp_path / "copy" / "nyu-mll" / "glue"
+    mirror = Mirror.of(tmp_path / "elsewhere", {"rte": str(folder)})
+    assert len(get_task("rte").load("train", mirror=mirror)) == 2
+    with pytest.raises(TaskDataError, match=r"task rte, split validation: no parquet files for split 'validation' in "
+                                            rf"{folder}; looked for rte/validation-\*\.parquet"):
+        get_task("rte").load("validation", mirror=mirror)
+
+
+def test_json_tasks_read_the_mirror_root_when_no_data_folder_is_set(tmp_path, monkeypatch):
+    from tests.mirrors import write_task
+
+    monkeypatch.delenv("ITSEL_RAY_DATA_DIR", raising=False)
+    write_task(tmp_path, "cr")
+    assert [e.target for e in get_task("cr").load("train", mirror=tmp_path)] == ["negative", "postive"]
+
+
 # ------------------------------------------------------------------------------------------------ extension
 
 

@@ -6,42 +6,21 @@ run would have seen, with no sampler state to save.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
-
-from itsel_ray.tasks import Example
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """Tokenised examples: variable-length id lists, padded per batch."""
-
-    inputs: list[list[int]]
-    targets: list[list[int]]
-    labels: list[int | None]
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-
-def encode_examples(tokenizer, examples: Sequence[Example], *, max_source: int, max_target: int) -> Encoded:
-    """Tokenise inputs (truncated to `max_source` text tokens, EOS kept) and targets (to `max_target`)."""
-    src = tokenizer([e.input for e in examples], truncation=True, max_length=max_source)["input_ids"]
-    tgt = tokenizer([e.target for e in examples], truncation=True, max_length=max_target)["input_ids"]
-    return Encoded(inputs=list(src), targets=list(tgt), labels=[e.label for e in examples])
 
 
 def pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, Lmax] ids and mask, right-padded to the longest sequence in the batch."""
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):  # lists or (read-only, memory-mapped) arrays alike
+        ids[i, : len(s)] = s
         mask[i, : len(s)] = 1
-    return ids, mask
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def batch_indices(n: int, batch_size: int, *, seed: int, step: int) -> list[int]:
@@ -68,8 +47,3 @@ def _permutation(n: int, seed: int, epoch: int) -> list[int]:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         _PERM_CACHE[key] = torch.randperm(n, generator=gen).tolist()
     return _PERM_CACHE[key]
-
-
-def label_sequences(tokenizer, words: Sequence[str], *, max_target: int) -> list[list[int]]:
-    """Token ids (EOS included) of each label word, as the model must produce them."""
-    return [list(ids) for ids in tokenizer(list(words), truncation=True, max_length=max_target)["input_ids"]]

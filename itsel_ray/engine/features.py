@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from itsel_ray.engine.batching import Encoded
+from itsel_ray.data.encoded import Encoded
 from itsel_ray.engine.prompt import PromptedT5
 from itsel_ray.engine.trial import TrialError
 from itsel_ray.engine.zero_shot import prompted_models, training_sample
@@ -34,9 +34,9 @@ from itsel_ray.trial_config import TrialConfig
 
 def logme_targets(train: Encoded, rows: list[int], tokenizer, task: str) -> tuple[np.ndarray, bool]:
     """([n] labels of `rows`, regression?): class indices where every row has one, else the parsed numbers."""
-    labels = [train.labels[i] for i in rows]
-    if all(label is not None for label in labels):
-        return np.asarray(labels, dtype=np.int64), False
+    labels = np.asarray([train.labels[i] for i in rows], dtype=np.int64)
+    if (labels >= 0).all():  # every row has a class (Encoded marks a row without one by -1)
+        return labels, False
     texts = [tokenizer.decode(train.targets[i], skip_special_tokens=True) for i in rows]
     values = np.array([parse_number(t, default=math.nan) for t in texts], dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))

@@ -13,7 +13,6 @@ import math
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -22,17 +21,18 @@ import numpy as np
 import torch
 
 from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
-from itsel_ray.trial_config import ModelConfig, TrialConfig
+from itsel_ray.trial_config import TrialConfig
 from itsel_ray.engine.backbone import Backbone, load_backbone, set_activation_checkpointing
-from itsel_ray.engine.batching import Encoded, batch_indices, encode_examples, pad
-from itsel_ray.engine.labels import as_generated, label_set
+from itsel_ray.engine.batching import batch_indices, pad
+from itsel_ray.engine.data import TrialData, make_batch, prepare_data  # noqa: F401  (re-exported)
+from itsel_ray.engine.labels import as_generated
 from itsel_ray.engine.shapes import known_vocab_size
-from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Batch, LabelSet, Loss
+from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Loss
 from itsel_ray.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer
 from itsel_ray.engine.precision import PRECISIONS, autocast, resolve_precision
 from itsel_ray.engine.prompt import PROMPT_INITS, PromptedT5, initial_prompt, population_size
 from itsel_ray.registry import UnknownNameError
-from itsel_ray.tasks import Example, TaskSpec, get_task
+from itsel_ray.tasks import TaskSpec, get_task
 from itsel_ray.tasks.spec import EVAL_SPLITS, LABEL_STYLES
 
 Report = Callable[[dict, bool], None]
@@ -96,47 +96,6 @@ def check_prompt_options(cfg: TrialConfig) -> None:
             raise TrialError(f"{err} (model {cfg.model.name if cfg.model.config is None else 'model.config'})") from None
     if p.init == "first_ids" and p.length > vocab:
         raise TrialError(f"prompt.length {p.length} exceeds the vocabulary size {vocab} (prompt.init 'first_ids')")
-
-
-# ------------------------------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class TrialData:
-    train: Encoded
-    eval: Encoded
-    eval_examples: list[Example]
-    labels: LabelSet | None
-
-
-def prepare_data(cfg: TrialConfig, task: TaskSpec, bb: Backbone) -> TrialData:
-    key = json.dumps({"task": task.name, "data": asdict(cfg.data), "model": asdict(cfg.model),
-                      "seed": cfg.seed if (cfg.data.eval_split == "heldout" or task.data.carve_validation) else None,
-                      "ntrain": cfg.train.max_train_examples, "neval": cfg.train.max_eval_examples}, sort_keys=True)
-    return _prepare_cached(key, str(bb.device))
-
-
-@lru_cache(maxsize=8)
-def _prepare_cached(key: str, device: str) -> TrialData:
-    spec = json.loads(key)
-    task, bb = get_task(spec["task"]), load_backbone(ModelConfig(**spec["model"]), device)
-    d = spec["data"]
-    load = lambda split, limit: task.load(  # noqa: E731
-        split, label_style=d["label_style"], data_dir=d["data_dir"], eval_split=d["eval_split"],
-        heldout_size=d["heldout_size"], seed=spec["seed"] or 0, limit=limit)
-    train_ex, eval_ex = load("train", spec["ntrain"]), load("validation", spec["neval"])
-    lengths = dict(max_source=task.max_source_length, max_target=task.max_target_length)
-    labels = label_set(task, bb.tokenizer, d["label_style"], bb.device)
-    return TrialData(encode_examples(bb.tokenizer, train_ex, **lengths), encode_examples(bb.tokenizer, eval_ex, **lengths),
-                     eval_ex, labels)
-
-
-def make_batch(data: Encoded, idx: list[int], pad_id: int, device) -> Batch:
-    ids, mask = pad([data.inputs[i] for i in idx], pad_id)
-    tgt, _ = pad([data.targets[i] for i in idx], pad_id)
-    labels = [data.labels[i] for i in idx]
-    lab = torch.tensor(labels, dtype=torch.long, device=device) if None not in labels else None
-    return Batch(ids.to(device), mask.to(device), tgt.to(device), lab)
 
 
 # ------------------------------------------------------------------------------------------------- evaluation

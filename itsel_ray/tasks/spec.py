@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from itsel_ray.data.mirror import Mirror, MirrorError, file_stamps, read_parquet, split_files
+from itsel_ray.data.rows import ArrowRows, Rows, as_rows
 from itsel_ray.examples import Example
 from itsel_ray.metrics.task_metrics import TASK_METRICS
 from itsel_ray.registry import Registry
@@ -154,11 +156,13 @@ class TaskSpec:
         label_style: str = "text",
         columns=None,
         where: str | None = None,
+        start: int = 0,
     ) -> list[Example]:
         """Format dataset rows into examples; a missing column names task, split and column.
 
         split: the logical split the examples are for ("train" formats training examples, anything else
-        evaluation examples); where: the rows' origin named in errors (default: split).
+        evaluation examples); where: the rows' origin named in errors (default: split); start: the index of the
+        first row in its split, so that errors name the right row when a split is formatted piece by piece.
         """
         if label_style not in LABEL_STYLES:
             raise TaskDataError(f"unknown label style {label_style!r}; valid: {', '.join(LABEL_STYLES)}")
@@ -167,7 +171,7 @@ class TaskSpec:
             self.check_columns(columns, split=where)
         fmt = FORMATTERS.get(self.formatter)
         out: list[Example] = []
-        for i, row in enumerate(rows):
+        for i, row in enumerate(rows, start):
             if columns is None:
                 self.check_columns(row.keys(), split=where, row=i)
             ctx = FormatContext(split=split, label_style=label_style, index=i, where=where)
@@ -213,30 +217,24 @@ class TaskSpec:
         heldout_size: int = 1000,
         seed: int = 0,
         limit: int | None = None,
+        mirror: "Mirror | str | os.PathLike | None" = None,
     ) -> list[Example]:
         """Examples of `split` ("train" or "validation").
 
         eval_split="heldout" carves `heldout_size` training rows (under `seed`) as the validation split and drops
-        them from train, so checkpoint selection and the reported score use different data.
+        them from train, so checkpoint selection and the reported score use different data. mirror: a local copy
+        of the Hub dataset (`Mirror`, or its root folder) read instead of the Hub.
         """
         if split not in SPLITS:
             raise TaskDataError(f"task {self.name}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
-        if eval_split not in EVAL_SPLITS:
-            raise TaskDataError(f"unknown eval split {eval_split!r}; valid: {', '.join(EVAL_SPLITS)}")
-        carve = heldout_size if eval_split == "heldout" else self.data.carve_validation
+        carve = self.carve_size(eval_split, heldout_size)
         if carve:
-            rows, columns = fetch_rows(self, "train", data_dir)
-            if not 0 < carve < len(rows):
-                raise TaskDataError(
-                    f"task {self.name}: cannot carve {carve} validation rows from {len(rows)} training rows"
-                )
-            order = list(range(len(rows)))
-            random.Random(seed).shuffle(order)
-            keep = order[:carve] if split == "validation" else sorted(order[carve:])
-            rows = [rows[i] for i in keep]
-            source_split = f"train ({'carved validation' if split == 'validation' else 'minus carved rows'})"
+            rows, columns = fetch_rows(self, "train", data_dir, mirror)
+            held, kept = carve_rows(self, len(rows), carve, seed)
+            rows = [rows[i] for i in (held if split == "validation" else kept)]
+            source_split = CARVED_WHERE[split]
         else:
-            rows, columns = fetch_rows(self, split, data_dir)
+            rows, columns = fetch_rows(self, split, data_dir, mirror)
             source_split = split
         if limit is not None:
             rows = rows[:limit]
@@ -246,6 +244,12 @@ class TaskSpec:
         if not examples:
             raise TaskDataError(f"task {self.name}, split {source_split}: no examples")
         return examples
+
+    def carve_size(self, eval_split: str = "validation", heldout_size: int = 1000) -> int | None:
+        """How many training rows become the validation split (None: the declared validation split is used)."""
+        if eval_split not in EVAL_SPLITS:
+            raise TaskDataError(f"unknown eval split {eval_split!r}; valid: {', '.join(EVAL_SPLITS)}")
+        return heldout_size if eval_split == "heldout" else self.data.carve_validation
 
     # ------------------------------------------------------------------ scoring
     def score(self, predictions: Sequence[str], examples: Sequence[Example], *, label_style: str = "text") -> dict:
@@ -282,20 +286,98 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 
 # ------------------------------------------------------------------------------------------------ data access
 
+CARVED_WHERE = {"validation": "train (carved validation)", "train": "train (minus carved rows)"}
 
-def data_dir_for(data_dir: str | os.PathLike | None) -> Path:
-    """The folder for local task files: the argument, else $ITSEL_RAY_DATA_DIR, else ~/.cache/itsel_ray/data."""
+
+def carve_rows(spec: TaskSpec, n: int, carve: int, seed: int) -> tuple[list[int], list[int]]:
+    """(validation rows in carve order, the remaining training rows in order) of a training split of `n` rows.
+
+    One shuffle under `seed` decides both, so a trial that carves from a prepared split gets the rows that
+    `TaskSpec.load` gets.
+    """
+    if not 0 < carve < n:
+        raise TaskDataError(f"task {spec.name}: cannot carve {carve} validation rows from {n} training rows")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order[:carve], sorted(order[carve:])
+
+
+def data_dir_for(data_dir: str | os.PathLike | None, mirror: "Mirror | None" = None) -> Path:
+    """The folder for local task files: the argument, else $ITSEL_RAY_DATA_DIR, else the mirror root (which holds
+    them as `<root>/cr/train.jsonl`, beside the Hub datasets), else ~/.cache/itsel_ray/data."""
     if data_dir:
         return Path(data_dir).expanduser()
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    if mirror is not None and mirror.root:
+        return Path(mirror.root).expanduser()
     return Path.home() / ".cache" / "itsel_ray" / "data"
 
 
-def fetch_rows(spec: TaskSpec, split: str, data_dir=None) -> tuple[list[dict], list[str]]:
+@dataclass(frozen=True)
+class SplitSource:
+    """Where one split's rows come from, found without reading them.
+
+    origin: a description for reports and errors. files: the local files (mirror parquet shards, a JSON-lines
+    file), empty for the Hub and generated tasks. kind: "mirror", "json", "hub" or "generated".
+    """
+
+    kind: str
+    origin: str
+    files: tuple[Path, ...] = ()
+
+    def stamps(self) -> tuple[tuple[str, int, int], ...] | None:
+        """(path, size, mtime) of the local files; None when the rows cannot be checked without loading them."""
+        return file_stamps(self.files) if self.files else None
+
+
+def split_source(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> SplitSource:
+    """The source of logical split `split` ("train" or "validation"): a mirror folder when one covers the task
+    (hub tasks), the local file (json tasks), else the Hub or the generator. A missing mirror file raises here."""
+    if split not in spec.data.splits:
+        raise TaskDataError(f"task {spec.name}: no {split!r} split declared (declared: {', '.join(spec.data.splits)})")
+    name, mirror = spec.data.splits[split], Mirror.of(mirror)
+    if spec.data.kind == "hub" and mirror.folder(spec.name, spec.data.path) is not None:
+        folder = mirror.folder(spec.name, spec.data.path)
+        try:
+            files = split_files(folder, spec.data.name, name)
+        except MirrorError as err:
+            raise TaskDataError(f"task {spec.name}, split {split}: {err}") from None
+        shown = ", ".join(str(f) for f in files) if len(files) <= 2 else f"{files[0]} ... ({len(files)} files)"
+        return SplitSource("mirror", f"mirror {shown}", tuple(files))
+    if spec.data.kind == "json":
+        path = data_dir_for(data_dir, mirror) / spec.data.path / name
+        return SplitSource("json", str(path), (path,) if path.is_file() else ())
+    if spec.data.kind == "hub":
+        config = f" ({spec.data.name})" if spec.data.name else ""
+        revision = f" @ {spec.data.revision}" if spec.data.revision else ""
+        return SplitSource("hub", f"Hub {spec.data.path}{config}{revision}, split {name}")
+    return SplitSource(spec.data.kind, f"{spec.data.kind} {spec.data.path}, split {name}")
+
+
+def read_split(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Rows:
+    """The rows of logical split `split` behind one interface (`itsel_ray.data.rows`): an Arrow table for mirrors,
+    the Hub and generated tasks, so a caller can walk them in batches instead of holding one dict per row."""
+    source = split_source(spec, split, data_dir, mirror)
+    if source.kind == "mirror":
+        try:
+            return ArrowRows(read_parquet(source.files), source.origin)
+        except Exception as err:
+            raise TaskDataError(f"task {spec.name}, split {split}: cannot read {source.origin}: {err}") from err
+    folder = str(data_dir_for(data_dir, Mirror.of(mirror))) if spec.data.kind == "json" else data_dir
+    return as_rows(LOADERS.get(spec.data.kind)(spec, spec.data.splits[split], folder), source.origin)
+
+
+def fetch_rows(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> tuple[list[dict], list[str]]:
     """Rows of `split` as plain dicts plus the column names, cached per process (reused Ray actors share it)."""
-    key = str(data_dir_for(data_dir)) if spec.data.kind == "json" else None
-    return _fetch_rows_cached(spec.name, split, key)
+    mirror = Mirror.of(mirror)
+    if spec.data.kind == "json":
+        where = str(data_dir_for(data_dir, mirror))
+    elif spec.data.kind == "hub" and mirror.folder(spec.name, spec.data.path) is not None:
+        where = f"mirror:{mirror.folder(spec.name, spec.data.path)}"
+    else:
+        where = None
+    return _fetch_rows_cached(spec.name, split, where)
 
 
 def clear_row_cache() -> None:
@@ -304,12 +386,13 @@ def clear_row_cache() -> None:
 
 
 @lru_cache(maxsize=32)
-def _fetch_rows_cached(name: str, split: str, data_dir: str | None) -> tuple[list[dict], list[str]]:
+def _fetch_rows_cached(name: str, split: str, where: str | None) -> tuple[list[dict], list[str]]:
     spec = TASKS.get(name)
-    if split not in spec.data.splits:
-        raise TaskDataError(f"task {name}: no {split!r} split declared (declared: {', '.join(spec.data.splits)})")
-    dataset = LOADERS.get(spec.data.kind)(spec, spec.data.splits[split], data_dir)
-    return dataset.to_list(), list(dataset.column_names)
+    if where is not None and where.startswith("mirror:"):
+        rows = read_split(spec, split, mirror=Mirror(tasks={name: where.removeprefix("mirror:")}))
+    else:
+        rows = read_split(spec, split, data_dir=where)
+    return rows.to_list(), rows.column_names
 
 
 @LOADERS.register("hub")
