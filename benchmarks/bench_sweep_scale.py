@@ -45,6 +45,13 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _written(proc) -> int:
+    try:
+        return proc.io_counters().write_bytes
+    except Exception:  # gone, or not readable
+        return 0
+
+
 def child(scale: int, trial_s: float, cpus: int, gpus: int, out: Path) -> None:
     import psutil
     import yaml
@@ -74,10 +81,13 @@ def child(scale: int, trial_s: float, cpus: int, gpus: int, out: Path) -> None:
 
         threading.Thread(target=sample_eta, daemon=True).start()
         rss0, cpu0, t0 = me.memory_info().rss, sum(me.cpu_times()[:2]), time.time()
+        io0 = me.io_counters().write_bytes
         stage_marks = {}
         code = main(["transfer", "--no-analyze", "--sweep", str(path), "--storage", str(store),
                      "--log-level", "WARNING"])
         wall, cpu, rss1 = time.time() - t0, sum(me.cpu_times()[:2]) - cpu0, me.memory_info().rss
+        written = me.io_counters().write_bytes - io0  # the driver's own writes: experiment state, logs, tables
+        workers = sum(_written(p) for p in me.children(recursive=True))  # the trial workers, still alive
         stop.set()
         shutdown()
         end = latest_run(root, "transfer")
@@ -96,7 +106,8 @@ def child(scale: int, trial_s: float, cpus: int, gpus: int, out: Path) -> None:
                                                                                   "progress", "events", "logs")}
         out.write_text(json.dumps({
             "scale": scale, "code": code, "trials": trials, "wall_s": wall, "driver_cpu_s": cpu,
-            "driver_rss_growth_mb": (rss1 - rss0) / 2**20, "stages": stage_marks, "bytes": sizes,
+            "driver_rss_growth_mb": (rss1 - rss0) / 2**20, "driver_rss_mb": rss1 / 2**20,
+            "driver_written": written, "workers_written": workers, "stages": stage_marks, "bytes": sizes,
             "bytes_total": folder_bytes(store), "eta": eta,
         }))
 
@@ -123,21 +134,27 @@ def main() -> None:
             rows.append(json.loads(Path(f.name).read_text()))
     print(f"\nsweep cost per trial, stand-in engine, {args.trial_s:g} s trials, local Ray with {args.cpus} CPUs and "
           f"{args.gpus} fake GPUs (0.25 GPU per trial)")
-    print(f"{'scale':>5} {'trials':>6} {'wall s':>8} {'driver CPU s/trial':>19} {'driver MB/trial':>16} "
-          f"{'storage KB/trial':>17} {'ETA/actual at 25/50/75%':>26}")
+    print(f"{'scale':>5} {'trials':>6} {'wall s':>8} {'driver CPU s/trial':>19} {'driver RSS MB':>14} "
+          f"{'written KB/trial':>17} {'stored KB/trial':>16} {'ETA/actual at 25/50/75%':>26}")
     for r in rows:
         ratios = " ".join(f"{e['predicted_s'] / e['actual_s']:.2f}" for e in r["eta"] if e["actual_s"] > 0)
+        written = (r["driver_written"] + r["workers_written"]) / r["trials"] / 1024
         print(f"{r['scale']:>5} {r['trials']:>6} {r['wall_s']:>8.1f} {r['driver_cpu_s'] / r['trials']:>19.4f} "
-              f"{r['driver_rss_growth_mb'] / r['trials']:>16.4f} {r['bytes_total'] / r['trials'] / 1024:>17.1f} "
+              f"{r['driver_rss_mb']:>14.0f} {written:>17.1f} {r['bytes_total'] / r['trials'] / 1024:>16.1f} "
               f"{ratios:>26}")
+        print(f"      driver wrote {r['driver_written'] / r['trials'] / 1024:.1f} KB/trial, its RSS grew "
+              f"{r['driver_rss_growth_mb']:.0f} MB over the run")
         parts = ", ".join(f"{k} {v / r['trials'] / 1024:.1f}" for k, v in r["bytes"].items())
         print(f"      storage KB/trial by folder: {parts}")
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
         per = lambda r, k: r[k] / r["trials"]  # noqa: E731
+        wrote = lambda r: (r["driver_written"] + r["workers_written"]) / r["trials"]  # noqa: E731
+        growth = (b["driver_rss_growth_mb"] - a["driver_rss_growth_mb"]) / (b["trials"] - a["trials"])
         print(f"{b['scale']}x / {a['scale']}x per trial: driver CPU {per(b, 'driver_cpu_s') / per(a, 'driver_cpu_s'):.2f}x, "
-              f"storage bytes {per(b, 'bytes_total') / per(a, 'bytes_total'):.2f}x, "
-              f"wall {per(b, 'wall_s') / per(a, 'wall_s'):.2f}x")
+              f"bytes written {wrote(b) / max(wrote(a), 1):.2f}x, bytes stored "
+              f"{per(b, 'bytes_total') / per(a, 'bytes_total'):.2f}x, wall {per(b, 'wall_s') / per(a, 'wall_s'):.2f}x; "
+              f"driver memory {growth:.3f} MB per added trial")
 
 
 if __name__ == "__main__":

@@ -190,6 +190,9 @@ class TrainConfig:
         return self.micro_batch_size or self.batch_size
 
 
+DATA_LOCATIONS = ("data_dir", "mirror", "task_mirrors", "cache_dir")  # where the data is, not what it is
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where data comes from and how labels are written.
@@ -213,14 +216,10 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self):
-        if self.heldout_size < 1:
-            raise ConfigError(f"data.heldout_size must be >= 1, got {self.heldout_size}")
+        check_at_least("data.heldout_size", self.heldout_size)
         for task, folder in (self.task_mirrors or {}).items():
             if not isinstance(task, str) or not isinstance(folder, str):
                 raise ConfigError(f"data.task_mirrors maps task names to folders, got {task!r}: {folder!r}")
-
-    def __post_init__(self):
-        check_at_least("data.heldout_size", self.heldout_size)
 
 
 @dataclass(frozen=True)
@@ -241,6 +240,14 @@ class TrialConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        """What determines the trial's outcome: to_dict() without where the data is read from, so the same trial
+        resumes (and the sweep recognises it) when its data moves to a mirror, a cache or another folder."""
+        out = self.to_dict()
+        for key in DATA_LOCATIONS:
+            out["data"].pop(key, None)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "") -> "TrialConfig":

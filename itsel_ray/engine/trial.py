@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from itsel_ray.artifacts import TrialFiles, TrialResult, atomic_write_bytes, read_json, save_prompt, write_json
+from itsel_ray.artifacts import StateError, TrialFiles, TrialResult, read_json, save_prompt, write_json
 from itsel_ray.trial_config import TrialConfig
 from itsel_ray.engine.backbone import Backbone, load_backbone, set_activation_checkpointing
 from itsel_ray.engine.batching import batch_indices, pad
@@ -164,14 +164,40 @@ def run_trial(
 
 
 def _saved_config(files: TrialFiles) -> dict | None:
-    """The folder's config with today's defaults filled in, so a folder written before an option existed (and
-    so run with its default) still resumes; None when there is none or it no longer parses."""
+    """The folder's trial identity with today's defaults filled in, so a folder written before an option existed
+    (and so run with its default) still resumes; None when there is none or it no longer parses."""
     if not files.config.is_file():
         return None
     try:
-        return TrialConfig.from_dict(read_json(files.config)["config"]).to_dict()
+        return TrialConfig.from_dict(read_json(files.config)["config"]).identity()
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _load_state(files: TrialFiles) -> tuple[dict, Path]:
+    """The newest readable resume state (state.pt, else state.prev.pt); StateError naming both when none reads."""
+    tried = []
+    for path in files.state_candidates():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True), path
+        except Exception as err:  # truncated, or not a state at all
+            tried.append(f"{path.name}: {type(err).__name__}")
+    raise StateError(f"{files.root}: no readable resume state ({'; '.join(tried) or 'none saved'})")
+
+
+def recover_record(cfg: TrialConfig, work_dir) -> dict | None:
+    """result.json rebuilt from the resume state (None when no state reads): the record a damaged one replaces."""
+    files = TrialFiles(work_dir)
+    try:
+        state, _ = _load_state(files)
+    except StateError:
+        return None
+    step, best_step = int(state["step"]), int(state["best_step"])
+    return {"status": "done" if step >= cfg.train.max_steps else "running", "task": cfg.task, "source": cfg.source,
+            "seed": cfg.seed, "best_score": float(state["best_score"]) if best_step >= 0 else None,
+            "best_step": best_step if best_step >= 0 else None, "best_metrics": json.loads(state["best_metrics"]),
+            "steps": step, "max_steps": cfg.train.max_steps, "wall_s": round(float(state["wall_s"]), 3),
+            "history": json.loads(state["history"]), "rebuilt": "from the resume state"}
 
 
 def _mark_failed(files: TrialFiles, err: BaseException) -> None:
@@ -224,12 +250,11 @@ class _Trainer:
         return state
 
     def _restore(self) -> None:
-        if _saved_config(self.files) != self.cfg.to_dict():
+        if _saved_config(self.files) != self.cfg.identity():
             raise TrialError(f"{self.files.root} holds the state of a different trial config; use a fresh folder")
-        try:
-            state = torch.load(self.files.state, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise TrialError(f"cannot read the resume state {self.files.state}: {err}") from None
+        state, path = _load_state(self.files)
+        if path != self.files.state:
+            _log(self.files, f"{self.files.STATE} is unreadable: resuming from {path.name}")
         with torch.no_grad():
             self.model.prompt.copy_(state["prompt"].to(self.bb.device))
         self.opt.load_state_dict(state["optimizer"])
@@ -246,7 +271,7 @@ class _Trainer:
     def _checkpoint(self, status: str) -> None:
         buf = io.BytesIO()
         torch.save(self._state(), buf)
-        atomic_write_bytes(self.files.state, buf.getvalue())
+        self.files.write_state(buf.getvalue())  # the state it replaces stays as state.prev.pt
         write_json(self.files.result, self._record(status))
 
     def _record(self, status: str) -> dict:
@@ -271,7 +296,7 @@ class _Trainer:
     # -------------------------------------------------------------- main loop
     def run(self) -> TrialResult:
         self.t0 = time.perf_counter()
-        if self.files.state.is_file():
+        if self.files.state_candidates():
             self._restore()
         else:
             torch.manual_seed(self.cfg.seed)  # dropout stream; the prompt init has its own generator
@@ -279,8 +304,13 @@ class _Trainer:
             self._snapshot(0)
             _log(self.files, f"start task={self.cfg.task} seed={self.cfg.seed} source={self.cfg.source} "
                              f"precision={self.precision}")
-        if self.step >= self.cfg.train.max_steps:  # finished earlier: make sure the record says so
-            if not (self.files.result.is_file() and read_json(self.files.result).get("status") == "done"):
+        _log(self.files, f"data: {self.data.source}")
+        if self.step >= self.cfg.train.max_steps:  # finished earlier: make sure the record says so (and is whole)
+            try:
+                done = read_json(self.files.result).get("status") == "done"
+            except (OSError, ValueError, AttributeError):
+                done = False
+            if not done:
                 write_json(self.files.result, self._record("done"))
             return self._result("done")
         train = self.cfg.train

@@ -31,7 +31,7 @@ Recover = Callable[[TrialConfig, object], "dict | None"]
 
 def fingerprint(cfg: TrialConfig, init_sha256: str | None = None) -> str:
     """A stable hash of everything that determines a trial's outcome."""
-    blob = json.dumps({"config": cfg.to_dict(), "init_prompt": init_sha256}, sort_keys=True, default=str)
+    blob = json.dumps({"config": cfg.identity(), "init_prompt": init_sha256}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -67,6 +67,13 @@ def expected_fingerprint(sweep, trial: PlannedTrial, index: dict | None = None) 
     return fingerprint(cfg, entry["sha256"]) if entry else None
 
 
+def _same_trial(saved, cfg: TrialConfig) -> bool:
+    try:
+        return TrialConfig.from_dict(saved).identity() == cfg.identity()
+    except (TypeError, ValueError):
+        return False
+
+
 def marker_record(trial: PlannedTrial, expected: str, source_prompt: dict | None = None) -> dict:
     return {"fingerprint": expected, "trial": trial.key, "stage": trial.stage, "source_prompt": source_prompt}
 
@@ -81,7 +88,7 @@ def read_marker(storage: Storage, sweep, trial: PlannedTrial, expected: str | No
     if expected is None:
         return None, f"{MARKER} is damaged"
     config, _ = storage.read_json_checked(f"{trial.key}/{TrialFiles.CONFIG}")
-    if not config or config.get("config") != trial_config(sweep, trial).to_dict():
+    if not config or not _same_trial(config.get("config"), trial_config(sweep, trial)):
         return None, f"{MARKER} is damaged and config.json does not prove the config"
     if trial.stage == "transfer":
         data = storage.read_bytes(f"{trial.key}/{TrialFiles.PROMPTS}/step_000000.safetensors")

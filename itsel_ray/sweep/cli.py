@@ -18,17 +18,20 @@ from itsel_ray.schema import ConfigError
 from itsel_ray.sweep import exit_codes
 
 STORAGE_ENV = "ITSEL_RAY_STORAGE"
-STAGES = ("tune", "transfer", "analyze", "all", "status")
+STAGES = ("prepare", "tune", "transfer", "analyze", "all", "status")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 STAGE_HELP = """\
 stages:
+  prepare   load every task's splits once (the Hub, or a local mirror: data.mirror / $ITSEL_RAY_DATA_MIRROR), check
+            them against the task declarations, tokenise them once into the cache trials memory-map; cheap when
+            done, and run before `tune` anyway. A wrong schema stops here, naming task, split and column
   tune      prompt-tune each source task on the source seeds and each target task on the target seeds
             (the targets' runs are the no-transfer baselines and the target prompts of the analysis)
   transfer  tune every target from every source's best prompt, on the target seeds; runs `tune` first
             when its results are missing, and `analyze` once every transfer trial is done (--no-analyze skips it)
   analyze   write the results tables and run the task-selection analysis on them
-  all       tune, transfer, analyze
+  all       prepare, tune, transfer, analyze
   status    per stage: trials done / running / retrying / failed / not started and an ETA, read from storage;
             starts nothing (no Ray)
 

@@ -109,13 +109,22 @@ def _recover(sweep):
     return getattr(get_engine(sweep.spec.engine), "recover_record", None)
 
 
+STAGE_RUNS = {"all": ["prepare", "tune", "transfer", "analyze"], "tune": ["prepare", "tune"],
+              "transfer": ["transfer", "analyze"]}
+
+
 def _run_stages(args, sweep, storage, info, console: Console) -> int:
     from itsel_ray.sweep.analyze_stage import AnalysisUnavailable, run_analyze
 
-    stages = {"all": ["tune", "transfer", "analyze"],
-              "transfer": ["transfer"] if args.no_analyze else ["transfer", "analyze"]}.get(args.stage, [args.stage])
+    stages = list(STAGE_RUNS.get(args.stage, [args.stage]))
+    if args.stage == "transfer" and args.no_analyze:
+        stages.remove("analyze")
     failed = False
     for stage in stages:
+        if stage == "prepare":
+            if not _prepare(sweep, storage, console):
+                return exit_codes.BAD_INPUT
+            continue
         if stage == "analyze":
             try:
                 report = run_analyze(sweep, storage, console=console, recover=_recover(sweep))
@@ -135,6 +144,8 @@ def _run_stages(args, sweep, storage, info, console: Console) -> int:
             if not tune_state.complete:
                 console.info(f"[transfer] tune results missing ({len(tune_state.unfinished)} of {tune_state.total} "
                              "trials unfinished): running tune first")
+                if not _prepare(sweep, storage, console):
+                    return exit_codes.BAD_INPUT
                 failed |= _one_stage(args, sweep, storage, info, "tune", console)
             try:
                 failed |= _one_stage(args, sweep, storage, info, "transfer", console)
@@ -144,6 +155,30 @@ def _run_stages(args, sweep, storage, info, console: Console) -> int:
         else:
             failed |= _one_stage(args, sweep, storage, info, stage, console)
     return exit_codes.FAILED_TRIALS if failed else exit_codes.OK
+
+
+def _prepare(sweep, storage, console: Console) -> bool:
+    """Load, check and tokenise every task once (cheap when done); False when a task's data is wrong."""
+    from itsel_ray.runs.prepared import describe, prepare_sweep, problems
+    from itsel_ray.sweep.parallel import make_ray_map
+
+    started = time.time()
+    reports, root = prepare_sweep(sweep, storage, make_ray_map(num_cpus=1, chunksize=1))
+    if root is None:
+        console.info("[prepare] nothing to prepare (the stand-in engine reads no data, or the storage is an object "
+                     "store without data.cache_dir): trials load their own data")
+        return True
+    console.debug(describe(reports))
+    bad = problems(reports)
+    if bad:
+        console.info(describe(reports))
+        console.error(f"[prepare] {len(bad)} problem(s) in the tasks' data; no trial was started:\n  "
+                      + "\n  ".join(bad))
+        return False
+    reused = sum(r.reused for r in reports)
+    console.info(f"[prepare] {len(reports)} task(s) ready in {root} ({reused} already up to date, "
+                 f"{time.time() - started:.1f}s)")
+    return True
 
 
 def _one_stage(args, sweep, storage, info, stage: str, console: Console) -> bool:

@@ -24,6 +24,7 @@ import ray
 from ray import tune
 
 from itsel_ray.artifacts import StateError, TrialFiles, read_json, write_json
+from itsel_ray.data.cache import CACHE_ENV
 from itsel_ray.engine import get_engine
 from itsel_ray.runs.attempts import record_attempt
 from itsel_ray.runs.plan import PlannedTrial, trial_from_config
@@ -44,6 +45,7 @@ class StageContext:
     stage: str
     storage_root: str
     source_index: dict = field(default_factory=dict)  # transfer: {source: {seed, step, score, sha256, ...}}
+    data_cache: str | None = None  # the prepared data the engine memory-maps (runs/prepared.py)
 
 
 def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None) -> None:
@@ -71,6 +73,8 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         record_attempt(storage, trial, "repair", note=f"{TrialFiles.CONFIG} was damaged; rewritten from the config")
     write_json(work / MARKER, marker_record(trial, expected, ctx.source_index.get(trial.source)
                                             if trial.source else None))
+    if ctx.data_cache:
+        os.environ[CACHE_ENV] = ctx.data_cache  # where the engine finds the prepared data
     init = ray.get(prompts[trial.source]) if trial.stage == "transfer" else None
     reporter = _Reporter(ctx, trial, storage, work)
     record_attempt(storage, trial, "start", resumed_from_step=_resume_step(work), host=socket.gethostname(),
