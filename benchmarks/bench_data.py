@@ -170,7 +170,7 @@ def child_trial(mode: str, folder: Path, cache: Path | None) -> dict:
 def child_prepare(folder: Path, cache: Path) -> dict:
     import resource
 
-    from itsel_ray.data.mirror import Mirror
+    from itsel_ray.tasks.mirror import Mirror
     from itsel_ray.data.prepare import PrepareSettings, format_report, prepare_task
 
     register(folder)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from itsel_ray.data.mirror import MIRROR_ENV, Mirror, MirrorError, file_stamps, read_parquet, split_files
+from itsel_ray.tasks.mirror import MIRROR_ENV, Mirror, MirrorError, file_stamps, read_parquet, split_files
 from tests.mirrors import write_parquet
 
 

@@ -270,7 +270,7 @@ def test_load_reads_a_local_mirror_instead_of_the_hub(fake_hub, tmp_path, monkey
 
 
 def test_a_per_task_mirror_folder_wins_and_a_missing_split_is_named(tmp_path):
-    from itsel_ray.data.mirror import Mirror
+    from itsel_ray.tasks.mirror import Mirror
     from tests.mirrors import write_task
 
     write_task(tmp_path / "copy", "rte", {"train": fixture("rte")["train"]})

@@ -23,7 +23,7 @@ from itsel_ray.data.cache import (
     TRAIN, VALIDATION, carve_part, cache_key, key_fields, read_manifest, write_manifest, write_part,
 )
 from itsel_ray.data.encoded import Encoded, encode_examples, scoring_examples
-from itsel_ray.data.mirror import Mirror
+from itsel_ray.tasks.mirror import Mirror
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.tasks import get_task
 from itsel_ray.tasks.spec import CARVED_WHERE, TaskDataError, TaskSpec, carve_rows, read_split, split_source

@@ -16,7 +16,7 @@ import torch
 
 from itsel_ray.data.cache import cache_root_for, task_folder, trial_splits
 from itsel_ray.data.encoded import Encoded, encode_examples, scoring_examples
-from itsel_ray.data.mirror import Mirror
+from itsel_ray.tasks.mirror import Mirror
 from itsel_ray.engine.backbone import Backbone, load_backbone
 from itsel_ray.engine.batching import pad
 from itsel_ray.engine.labels import label_set

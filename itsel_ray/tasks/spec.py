@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from itsel_ray.data.mirror import Mirror, MirrorError, file_stamps, read_parquet, split_files
-from itsel_ray.data.rows import ArrowRows, Rows, as_rows
+from itsel_ray.tasks.mirror import Mirror, MirrorError, file_stamps, read_parquet, split_files
+from itsel_ray.tasks.rows import ArrowRows, Rows, as_rows
 from itsel_ray.examples import Example
 from itsel_ray.metrics.task_metrics import TASK_METRICS
 from itsel_ray.registry import Registry
@@ -356,7 +356,7 @@ def split_source(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Spli
 
 
 def read_split(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Rows:
-    """The rows of logical split `split` behind one interface (`itsel_ray.data.rows`): an Arrow table for mirrors,
+    """The rows of logical split `split` behind one interface (`itsel_ray.tasks.rows`): an Arrow table for mirrors,
     the Hub and generated tasks, so a caller can walk them in batches instead of holding one dict per row."""
     source = split_source(spec, split, data_dir, mirror)
     if source.kind == "mirror":
