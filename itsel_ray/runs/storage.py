@@ -124,22 +124,14 @@ class Storage:
 
     def list_files(self, key: str) -> list[str]:
         """Keys of the files directly inside folder `key` (sorted); empty when it does not exist."""
-        return self._list(key, directories=False)
-
-    def list_dirs(self, key: str) -> list[str]:
-        """Keys of the folders directly inside folder `key` (sorted)."""
-        return self._list(key, directories=True)
-
-    def _list(self, key: str, *, directories: bool) -> list[str]:
         if not self.remote:
             folder = self.local(key)
-            found = [p for p in folder.iterdir() if p.is_dir() == directories] if folder.is_dir() else []
-            return sorted(f"{key}/{p.name}" for p in found)
+            return sorted(f"{key}/{p.name}" for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
         import pyarrow.fs
 
-        kind = pyarrow.fs.FileType.Directory if directories else pyarrow.fs.FileType.File
         sel = pyarrow.fs.FileSelector(self._fs_path(key), allow_not_found=True)
-        return sorted(f"{key}/{PurePosixPath(i.path).name}" for i in self.fs[0].get_file_info(sel) if i.type == kind)
+        return sorted(f"{key}/{PurePosixPath(i.path).name}" for i in self.fs[0].get_file_info(sel)
+                      if i.type == pyarrow.fs.FileType.File)
 
     # ------------------------------------------------------------------ writing
     def write_bytes(self, key: str, data: bytes) -> str:
