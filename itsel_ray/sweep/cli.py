@@ -158,7 +158,10 @@ def _dry_run(args, storage_base: str) -> int:
     storage = sweep_root(storage_base, sweep.name)
     text, runnable = describe_plan(sweep, storage, info, args.max_concurrent)
     print(text)
-    return exit_codes.OK if runnable else exit_codes.CANNOT_RUN
+    if not runnable:
+        return fail(exit_codes.CANNOT_RUN, "the plan cannot run here: " + text.split("CANNOT RUN HERE: ", 1)[1]
+                    .splitlines()[0])
+    return exit_codes.OK
 
 
 def describe_plan(sweep: Sweep, storage: Storage, info: ClusterInfo, max_concurrent: int | None) -> tuple[str, bool]:
