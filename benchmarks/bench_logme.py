@@ -37,7 +37,7 @@ from itsel_ray.engine.prompt import PromptedT5
 from itsel_ray.engine.trial import make_batch, prepare_data
 from itsel_ray.engine.zero_shot import probe_prompts
 from itsel_ray.selection.logme import logme
-from itsel_ray.sweep.config import load_sweep
+from itsel_ray.runs.sweep_file import load_sweep
 from itsel_ray.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,6 +1,6 @@
 """Scheduling overhead per trial of the sweep, for many short trials, with and without reuse_actors.
 
-Runs the real sweep stack (Tuner, trainable, checkpoints, events) with the stand-in engine (`engine: fake`, which
+Runs the real sweep stack (Tuner, trainable, trial folders, events) with the stand-in engine (`engine: fake`, which
 trains nothing) on a local Ray instance, so the time between trials is the sweep's own overhead. Per trial it reads
 the trainable's start/end events and reports, per concurrent slot, the gap from one trial's end to the next trial's
 start (median), plus the stage wall time.
