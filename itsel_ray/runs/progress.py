@@ -38,6 +38,10 @@ class ProgressLog:
         line = json.dumps({"kind": kind, "t": round(time.time(), 3), "run": self.run, **fields},
                           sort_keys=True, default=str) + "\n"
         if not self.storage.remote:
+            if self._seq == 0:  # a driver that died mid-line left a torn line: start on a fresh one
+                self._seq = 1
+                tail = self.storage.read_bytes(log_key(self.stage)) or b"\n"
+                line = line if tail.endswith(b"\n") else "\n" + line
             self.storage.append_text(log_key(self.stage), line)
             return
         self._buffer.append(line)
@@ -106,20 +110,28 @@ def latest_run(storage: Storage, stage: str) -> RunProgress:
     return progress
 
 
-def eta_seconds(remaining: int, progress: RunProgress, now: float) -> float | None:
-    """Time left at the completion rate observed in this run: finished trials per second from the run's start to
-    its latest completion, less the time since that completion.
+RECENT = 16  # with at least this many completions, the rate is measured over the recent half only
 
-    The rate already reflects how many trials run at once and how long each takes, so it needs neither; measuring
-    up to the latest completion (not to now) keeps the estimate steady between waves of trials. None until a trial
-    has finished in this run.
+
+def eta_seconds(remaining: int, progress: RunProgress, now: float) -> float | None:
+    """Time left at the completion rate observed in this run, less the time since the latest completion.
+
+    The rate already reflects how many trials run at once and how long each takes, so it needs neither. Once
+    RECENT trials have finished it is measured over the latest half of the completions, which leaves out the
+    start-up (workers starting, data loading) and follows a rate that changes; before that, from the run's start.
+    Measuring up to the latest completion (not to now) keeps the estimate steady between waves of trials. None
+    until a trial has finished in this run.
     """
     if remaining <= 0:
         return 0.0
-    if not progress.completions or progress.started is None:
+    done = progress.completions
+    if not done or progress.started is None:
         return None
-    last = progress.completions[-1]
-    per_trial = (last - progress.started) / len(progress.completions)
+    last, half = done[-1], len(done) // 2
+    if len(done) >= RECENT and last > done[half - 1]:  # the latest half, from the completion before it
+        per_trial = (last - done[half - 1]) / (len(done) - half)
+    else:
+        per_trial = (last - progress.started) / len(done)
     if per_trial <= 0:
         return None
     return max(0.0, remaining * per_trial - max(0.0, now - last))

@@ -1,0 +1,52 @@
+"""The progress log: lines appended and read back (a torn last line skipped), the latest run's view, and the ETA
+from the observed completion rate, hand-computed."""
+
+import pytest
+
+from itsel_ray.runs.progress import RECENT, ProgressLog, RunProgress, eta_seconds, latest_run, log_key
+from itsel_ray.runs.storage import Storage
+
+
+def test_the_log_is_appended_and_the_latest_run_is_read(tmp_path):
+    storage = Storage(tmp_path)
+    old = ProgressLog(storage, "tune", "r1")
+    old.write("run", total=3, todo=3)
+    old.write("trial", trial="tune/a/seed=1", state="done")
+    new = ProgressLog(storage, "tune", "r2")
+    new.write("run", total=3, todo=2)
+    new.write("trial", trial="tune/b/seed=1", state="running")
+    new.write("trial", trial="tune/b/seed=1", state="retrying")
+    new.write("tune", counts={"running": 1, "retrying": 1})
+    storage.append_text(log_key("tune"), '{"kind": "trial", "t": 1, "ru')  # a crash mid-write
+    run = latest_run(storage, "tune")
+    assert run.run == "r2"
+    assert run.run == "r2" and run.todo == 2 and run.ended is None
+    assert run.states == {"tune/b/seed=1": "retrying"} and run.tune == {"running": 1, "retrying": 1}
+    assert run.completions == []
+    after_crash = ProgressLog(storage, "tune", "r3")  # the next driver starts on a fresh line
+    after_crash.write("run", total=3, todo=1)
+    after_crash.write("end", outcome="complete")
+    assert latest_run(storage, "tune").run == "r3" and latest_run(storage, "tune").ended["outcome"] == "complete"
+    new = after_crash
+    size = len(storage.read_bytes(log_key("tune")))
+    new.write("trial", trial="tune/c/seed=1", state="done")  # one more line costs one line
+    assert len(storage.read_bytes(log_key("tune"))) - size < 200
+
+
+def test_eta_from_the_first_completions_counts_from_the_start():
+    run = RunProgress(started=0.0, completions=[10.0])
+    assert eta_seconds(4, run, now=10.0) == pytest.approx(40.0)  # 10 s per trial so far
+    assert eta_seconds(4, run, now=15.0) == pytest.approx(35.0)  # 5 s of it have passed since
+    assert eta_seconds(0, run, now=15.0) == 0.0
+    assert eta_seconds(3, RunProgress(started=0.0), now=5.0) is None
+
+
+def test_eta_leaves_the_start_up_out_once_enough_trials_finished():
+    # 20 s of start-up, then one trial a second: the recent half says 1 s per trial, the run's average would
+    # say 51 / 32 = 1.6 s
+    done = [20.0 + i for i in range(2 * RECENT)]
+    run = RunProgress(started=0.0, completions=done)
+    assert eta_seconds(10, run, now=done[-1]) == pytest.approx(10.0)
+    # waves: 4 trials finish together every 4 s (4 at once, 4 s each): 1 s per trial all the same
+    waves = [4.0 * w for w in range(1, 9) for _ in range(4)]
+    assert eta_seconds(8, RunProgress(started=0.0, completions=waves), now=32.0) == pytest.approx(8.0)
