@@ -6,7 +6,7 @@ trial: 16 trials at once on 4 GPUs). Scale 1 is the paper's 69 tune + 390 transf
 10 uses 30 seeds per role: 690 + 3,900. Each scale runs in a fresh process. Printed per scale: wall time, driver CPU
 seconds per trial (the driver's overhead), driver memory growth per trial, bytes on storage per trial (trial
 folders, Tune's experiment folders, logs), and the ETA the progress log gives at 25/50/75 % of the transfer stage
-against the time that was really left. Then the 10x / 1x ratios.
+against the time that was really left until its last trial finished. Then the 10x / 1x ratios.
 
     python benchmarks/bench_sweep_scale.py                 # scales 1 and 10 (about 20 minutes on 2 cores)
     python benchmarks/bench_sweep_scale.py --scales 1      # the paper's size only
@@ -91,10 +91,10 @@ def child(scale: int, trial_s: float, cpus: int, gpus: int, out: Path) -> None:
         stop.set()
         shutdown()
         end = latest_run(root, "transfer")
-        t_end = end.ended["t"] if end.ended else time.time()
+        t_end = end.completions[-1] if end.completions else time.time()  # the last trial done: what the ETA predicts
         tune_run = latest_run(root, "tune")
         for stage, run in (("tune", tune_run), ("transfer", end)):
-            stage_marks[stage] = {"trials": run.todo, "wall_s": (run.ended or {}).get("t", t_end) - (run.started or 0)}
+            stage_marks[stage] = {"trials": run.todo, "wall_s": (run.ended or {}).get("t", time.time()) - (run.started or 0)}
         eta = []
         for frac in (0.25, 0.5, 0.75):
             pick = [s for s in samples if s[3] is not None and s[1] >= frac * s[2]]
