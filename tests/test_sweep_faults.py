@@ -167,7 +167,10 @@ def fake_smoke(tmp_path: Path, name: str, **sections) -> Path:
 
 
 def test_a_second_driver_on_the_same_storage_is_refused(tmp_path):
-    sweep = fake_smoke(tmp_path, "twice", testing={"report_delay_s": 1.0})
+    # long enough (12 reports of 1 s per trial, 2 trials at a time) that a slow machine sees it running
+    long = {"train": {"max_steps": 60, "eval_every": 5, "save_every": 5}}
+    sweep = fake_smoke(tmp_path, "twice", testing={"report_delay_s": 1.0},
+                       stages={"source": {"optim": {"lr": 0.3}, **long}, "target": {"optim": {"lr": 0.3}, **long}})
     store = tmp_path / "store"
     args = ["tune", "--sweep", str(sweep), "--storage", str(store)]
     first = driver(args, tmp_path / "first.log")
@@ -187,6 +190,7 @@ def test_a_second_driver_on_the_same_storage_is_refused(tmp_path):
             row = [line for line in status.splitlines() if line.startswith("tune ")][0].split()
             if int(row[3]) > 0:
                 break
+            assert first.poll() is None, "the stage ended before `status` saw a running trial:\n" + status
             time.sleep(1)
         assert "driver: live" in status and f"pid {first.pid}" in status and "Tune's counts" in status, status
         assert 1 <= int(row[3]) <= 2, status  # running: at most the 2 CPUs' worth, from Tune, not from storage
