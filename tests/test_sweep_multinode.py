@@ -1,6 +1,6 @@
 """A node lost mid-stage on a three-node `ray.cluster_utils.Cluster` (a head without CPUs, two 2-CPU workers):
 nothing is lost, no finished trial reruns, the trials that ran on the lost node resume from their state, and they
-restart before any trial that had not started yet."""
+restart before any trial that had not started yet once Tune has seen the loss."""
 
 import glob
 import json
@@ -88,9 +88,24 @@ def test_a_lost_node_loses_nothing_and_its_trials_resume_first(tmp_path):
         history = json.loads((root / key / "result.json").read_text())["history"]
         assert [h["step"] for h in history] == [10, 20, 30, 40]
         restarts.append(starts[1]["time"])
-    first_starts = [after[k][0]["time"] for k in lost["not_started"]]
-    if first_starts:  # the lost trials went first, not to the back of the queue
-        assert max(restarts) <= min(first_starts) + 0.5, (restarts, sorted(first_starts))
+    # The lost trials went first, not to the back of the queue: once Tune knew of the loss (the progress log's
+    # "retrying"), no trial that had not started began before them. A slot freed just before Tune's notice may
+    # already have taken the next trial, whose start event lands up to a second later (actor start-up): nothing can
+    # be scheduled on a loss not yet seen.
+    known = min(e["t"] for e in progress(root) if e.get("state") == "retrying" and e.get("trial") in lost["trials"])
+    first_starts = [after[k][0]["time"] for k in lost["not_started"] if after[k][0]["time"] > known + 1.0]
+    if first_starts:
+        assert max(restarts) <= min(first_starts) + 0.5, (known, restarts, sorted(first_starts))
+
+
+def progress(root: Path) -> list[dict]:
+    out = []
+    for line in (root / "progress" / "transfer.jsonl").read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a torn line of a killed driver
+            continue
+    return out
 
 
 def _steps(folder: Path) -> int:
