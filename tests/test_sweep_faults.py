@@ -69,8 +69,9 @@ def events(root: Path) -> dict[str, list[dict]]:
 def test_sigkill_mid_transfer_then_rerun(tmp_path):
     data = yaml.safe_load((sweeps_dir() / "smoke.yaml").read_text())
     data["name"] = "killed"
-    data["stages"]["transfer"] = {"optim": {"lr": 0.3}, "train": {"max_steps": 40, "eval_every": 10}}
-    data["testing"] = {"report_delay_s": 0.7}
+    # 8 evaluations of 1 s per trial: a trial caught at step 10-40 is still running seconds later, at the kill
+    data["stages"]["transfer"] = {"optim": {"lr": 0.3}, "train": {"max_steps": 80, "eval_every": 10}}
+    data["testing"] = {"report_delay_s": 1.0}
     sweep = tmp_path / "killed.yaml"
     sweep.write_text(yaml.safe_dump(data))
     store, root = tmp_path / "store", tmp_path / "store" / "killed"
@@ -82,7 +83,7 @@ def test_sigkill_mid_transfer_then_rerun(tmp_path):
         while time.time() < deadline and first.poll() is None:
             ev = events(root)
             ended = {k for k, es in ev.items() if es[-1]["kind"] == "end"}
-            mid = [k for k, es in ev.items() if es[-1]["kind"] == "start" and _steps(root / k) >= 10]
+            mid = [k for k, es in ev.items() if es[-1]["kind"] == "start" and 10 <= _steps(root / k) <= 40]
             if ended and mid:
                 break
             time.sleep(0.2)
@@ -119,7 +120,7 @@ def test_sigkill_mid_transfer_then_rerun(tmp_path):
     assert len(table) == 8 and (table.status == "done").all() and table.score.map(math.isfinite).all()
     for key in interrupted:  # resumed, not restarted: one evaluation per step in the history
         history = json.loads((root / key / "result.json").read_text())["history"]
-        assert [h["step"] for h in history] == [10, 20, 30, 40]
+        assert [h["step"] for h in history] == list(range(10, 90, 10))
 
 
 def _is_reaper(p: psutil.Process) -> bool:
