@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from itsel_ray.runs.progress import read_lines
+from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.sweep_file import sweeps_dir
 
 pytestmark = pytest.mark.slow
@@ -92,20 +94,11 @@ def test_a_lost_node_loses_nothing_and_its_trials_resume_first(tmp_path):
     # "retrying"), no trial that had not started began before them. A slot freed just before Tune's notice may
     # already have taken the next trial, whose start event lands up to a second later (actor start-up): nothing can
     # be scheduled on a loss not yet seen.
-    known = min(e["t"] for e in progress(root) if e.get("state") == "retrying" and e.get("trial") in lost["trials"])
+    known = min(e["t"] for e in read_lines(Storage(root), "transfer")
+                if e.get("state") == "retrying" and e.get("trial") in lost["trials"])
     first_starts = [after[k][0]["time"] for k in lost["not_started"] if after[k][0]["time"] > known + 1.0]
     if first_starts:
         assert max(restarts) <= min(first_starts) + 0.5, (known, restarts, sorted(first_starts))
-
-
-def progress(root: Path) -> list[dict]:
-    out = []
-    for line in (root / "progress" / "transfer.jsonl").read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a torn line of a killed driver
-            continue
-    return out
 
 
 def _steps(folder: Path) -> int:

@@ -13,6 +13,7 @@ line (a crash mid-write) is skipped. No Ray here.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -32,16 +33,24 @@ class ProgressLog:
     def __init__(self, storage: Storage, stage: str, run: str):
         self.storage, self.stage, self.run = storage, stage, run
         self._buffer: list[str] = []
-        self._seq, self._last_flush = 0, 0.0
+        self._seq, self._last_flush, self._tail_checked = 0, 0.0, False
+
+    def _ends_mid_line(self) -> bool:
+        """Whether the local log's last byte is not a newline (read alone, not the whole log)."""
+        try:
+            with open(self.storage.local(log_key(self.stage)), "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                return f.read(1) != b"\n"
+        except OSError:  # no log yet, or an empty one
+            return False
 
     def write(self, kind: str, **fields) -> None:
         line = json.dumps({"kind": kind, "t": round(time.time(), 3), "run": self.run, **fields},
                           sort_keys=True, default=str) + "\n"
         if not self.storage.remote:
-            if self._seq == 0:  # a driver that died mid-line left a torn line: start on a fresh one
-                self._seq = 1
-                tail = self.storage.read_bytes(log_key(self.stage)) or b"\n"
-                line = line if tail.endswith(b"\n") else "\n" + line
+            if not self._tail_checked:  # a driver that died mid-line left a torn line: start on a fresh one
+                self._tail_checked = True
+                line = "\n" + line if self._ends_mid_line() else line
             self.storage.append_text(log_key(self.stage), line)
             return
         self._buffer.append(line)
