@@ -11,8 +11,8 @@ from itsel_ray.analysis import PAPER_TASKS, Study, analysis_config_from_dict, ru
 from itsel_ray.analysis.report import _table7_md, _table8_md
 from itsel_ray.analysis.run import build_context
 from itsel_ray.analysis.tables import table7, table8
+from itsel_ray.analysis import text_embeddings as semb
 from itsel_ray.analysis.text_embeddings import task_embeddings
-from itsel_ray.selection import semb
 
 HUB_ID = "sentence-transformers/bert-base-nli-mean-tokens"
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from itsel_ray.analysis.text_embeddings import cache_path, task_embeddings
-from itsel_ray.selection.semb import OFFLINE_ENCODER, embed_texts, load_encoder
+from itsel_ray.analysis.text_embeddings import embed_texts, load_encoder
+from itsel_ray.selection.semb import OFFLINE_ENCODER
 
 
 class CountingEncoder:

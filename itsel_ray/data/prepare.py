@@ -202,7 +202,7 @@ def _fetch_repo(name: str, weights: bool) -> str:
 
 
 def load_tokenizer(model: ModelConfig):
-    from itsel_ray.engine.backbone import build_tokenizer
+    from itsel_ray.data.tokenizers import build_tokenizer
 
     spec = model.tokenizer or model.name
     try:
