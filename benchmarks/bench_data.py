@@ -120,7 +120,7 @@ def rss() -> int:
 
 def old_prepare_data(cfg, task, bb):
     """The data path as it was before the prepared cache (lists of token-id lists, full Example objects)."""
-    from itsel_ray.engine.data import build_label_set
+    from itsel_ray.engine.labels import label_set
 
     d = cfg.data
     load = lambda split: task.load(split, label_style=d.label_style, data_dir=d.data_dir,  # noqa: E731
@@ -130,19 +130,19 @@ def old_prepare_data(cfg, task, bb):
         list(bb.tokenizer([e.input for e in ex], truncation=True, max_length=task.max_source_length)["input_ids"]),
         list(bb.tokenizer([e.target for e in ex], truncation=True, max_length=task.max_target_length)["input_ids"]),
         [e.label for e in ex])
-    return enc(train_ex), enc(eval_ex), eval_ex, build_label_set(task, d.label_style, bb)
+    return enc(train_ex), enc(eval_ex), eval_ex, label_set(task, bb.tokenizer, d.label_style, bb.device)
 
 
 def child_trial(mode: str, folder: Path, cache: Path | None) -> dict:
     """One trial's data start-up in this (fresh) process."""
     import resource
 
-    from itsel_ray.engine.backbone import load_backbone
     from itsel_ray.engine.batching import batch_indices, pad
     from itsel_ray.engine.data import make_batch, prepare_data
+    from itsel_ray.engine.t5 import T5
 
     task, cfg = register(folder), trial_config(cache)
-    bb = load_backbone(cfg.model, "cpu")
+    bb = T5.backbone(cfg.model, "cpu")
     before = rss()
     t0 = time.perf_counter()
     if mode == "old":

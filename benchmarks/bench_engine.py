@@ -44,7 +44,7 @@ def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int)
     from peft import PromptTuningConfig, TaskType, get_peft_model
 
     from itsel_ray.engine.objectives import Batch, sequence_loss
-    from itsel_ray.engine.prompt import PromptedT5
+    from itsel_ray.engine.t5.model import PromptedT5
 
     gen = torch.Generator().manual_seed(0)
     vocab = SHAPES[shape]["vocab_size"]
@@ -100,9 +100,9 @@ def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[
     """
     from itsel_ray.artifacts import TrialFiles, load_prompt
     from itsel_ray.trial_config import TrialConfig
-    from itsel_ray.engine.backbone import load_backbone
-    from itsel_ray.engine.trial import run_trial
-    from itsel_ray.engine.prompt import PromptedT5, initial_prompt
+    from itsel_ray.engine.prompt import initial_prompt
+    from itsel_ray.engine.t5 import T5
+    from itsel_ray.engine.t5.model import PromptedT5
     from itsel_ray.engine.trial import predict, prepare_data
     from itsel_ray.tasks import get_task
 
@@ -115,8 +115,8 @@ def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[
                   "max_new_tokens": 128},  # the paper's generation cap
     })
     work = tempfile.mkdtemp()
-    run_trial(cfg, work)
-    bb, task = load_backbone(cfg.model), get_task(cfg.task)
+    T5.run_trial(cfg, work)
+    bb, task = T5.backbone(cfg.model), get_task(cfg.task)
     data = prepare_data(cfg, task, bb)
     prompts = {
         "trained": torch.from_numpy(load_prompt(TrialFiles(work).best_prompt)),
@@ -142,8 +142,8 @@ def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[
 
 
 def _memory_child(steps: int) -> None:
+    from itsel_ray.engine.t5 import T5
     from itsel_ray.trial_config import TrialConfig
-    from itsel_ray.engine.trial import run_trial
 
     cfg = TrialConfig.from_dict({
         "task": "syn_has0", "seed": 0,
@@ -154,7 +154,7 @@ def _memory_child(steps: int) -> None:
                   "eval_mode": "generate", "max_eval_examples": 64, "threads": 2},
     })
     t = time.perf_counter()
-    run_trial(cfg, tempfile.mkdtemp())
+    T5.run_trial(cfg, tempfile.mkdtemp())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_rss_mib": round(peak, 1), "steps": steps, "wall_s": round(time.perf_counter() - t, 1)}))
 

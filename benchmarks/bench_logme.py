@@ -1,10 +1,10 @@
 """LOGME on the offline demo, against MAX and PROBE: ranking quality and cost.
 
 Takes a finished demo sweep's storage folder (`python -m itsel_ray.sweep transfer --storage DIR --no-dashboard`),
-computes the LogME table through `itsel_ray.engine.features.logme_prompts` (every source's best prompt on every
-target's fixed training sample, the transfer-stage settings at the first target seed, as the probe table is
-made), adds it to the study read from the results folder and prints, over every (target, seed) cell: nDCG x100,
-Regret@1 and the pairwise AUC of related vs unrelated sources (the planted relatedness of
+computes the LogME table through the engine's readout and the `logme` model-backed input (every source's best
+prompt on every target's fixed training sample, the transfer-stage settings at the first target seed, as the
+sweep's analyze stage makes it), adds it to the study read from the results folder and prints, over every (target,
+seed) cell: nDCG x100, Regret@1 and the pairwise AUC of related vs unrelated sources (the planted relatedness of
 itsel_ray/tasks/synthetic.py) of LOGME, MAX and PROBE, with RANDOM's exact expectation and the paired p-values
 against MAX; then the seconds per (source, target) pair: the whole pass (encoder features + LogME), LogME's fit
 alone, and PROBE's pass over the same rows for comparison.
@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
@@ -30,15 +29,10 @@ from threadpoolctl import threadpool_limits
 from itsel_ray.analysis import analysis_config_from_dict, run_analysis, study_from_sweep
 from itsel_ray.analysis.tables_uncertainty import p_text
 from itsel_ray.analysis.from_sweep import source_library_from_sweep
-from itsel_ray.engine.backbone import load_backbone
-from itsel_ray.engine.batching import batch_indices
-from itsel_ray.engine.features import logme_prompts, logme_targets, pooled_features
-from itsel_ray.engine.prompt import PromptedT5
-from itsel_ray.engine.trial import make_batch, prepare_data
-from itsel_ray.engine.zero_shot import probe_prompts
+from itsel_ray.engine import get_engine
+from itsel_ray.selection import MODEL_INPUTS
 from itsel_ray.selection.logme import logme
 from itsel_ray.runs.sweep_file import load_sweep
-from itsel_ray.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_check import selector_auc  # noqa: E402  (the demo's AUC of related vs unrelated sources)
@@ -46,35 +40,37 @@ from demo_check import selector_auc  # noqa: E402  (the demo's AUC of related vs
 SELECTORS = ["random", "max", "probe", "logme"]
 
 
+def model_input(engine, name: str, cfg, library: dict, examples: int) -> tuple[dict, int, object]:
+    """({source: score}, rows read, the readout) of model-backed input `name` on one target."""
+    readout = engine.readout(cfg, library, max_examples=examples)
+    return MODEL_INPUTS.get(name).scores(readout), readout.rows, readout
+
+
 def logme_table(sweep, sources, prompts, examples: int) -> tuple[pd.DataFrame, dict]:
     """The logme table (target, source, score, examples) and the timings per target."""
     rows, per_pair, probe_pair, fit_only = [], [], [], []
     library = dict(zip(sources, prompts))
+    engine = get_engine(sweep.spec.engine)
     for target in sweep.grid.targets:
         cfg = sweep.trial_config("transfer", task=target, seed=sweep.grid.target_seeds[0])
-        logme_prompts(cfg, {sources[0]: prompts[0]}, max_examples=examples)  # warm: data and model loaded once
+        for name in ("logme", "probe"):  # warm: data and model loaded once
+            model_input(engine, name, cfg, {sources[0]: prompts[0]}, examples)
         t0 = time.perf_counter()
-        scores, n = logme_prompts(cfg, library, max_examples=examples)
+        scores, n, readout = model_input(engine, "logme", cfg, library, examples)
         per_pair.append((time.perf_counter() - t0) / len(sources))
         t0 = time.perf_counter()
-        probe_prompts(cfg, library, max_examples=examples)  # PROBE's pass over the same rows, for comparison
+        model_input(engine, "probe", cfg, library, examples)  # PROBE's pass over the same rows, for comparison
         probe_pair.append((time.perf_counter() - t0) / len(sources))
         rows += [{"target": target, "source": s, "score": v, "examples": n} for s, v in scores.items()]
-        fit_only.append(_fit_seconds(cfg, prompts[0], examples))
+        fit_only.append(_fit_seconds(readout, sources[0]))
     return pd.DataFrame(rows), {"pair_s": statistics.median(per_pair), "fit_s": statistics.median(fit_only),
                                 "probe_s": statistics.median(probe_pair)}
 
 
-def _fit_seconds(cfg, prompt: np.ndarray, examples: int, repeats: int = 5) -> float:
+def _fit_seconds(readout, source: str, repeats: int = 5) -> float:
     """Median seconds of LogME's fit alone on one pair's features."""
-    bb = load_backbone(cfg.model, cfg.train.device)
-    data = prepare_data(cfg, get_task(cfg.task), bb)
-    rows = batch_indices(len(data.train), min(examples, len(data.train)), seed=0, step=0)
-    labels, regression = logme_targets(data.train, rows, bb.tokenizer, cfg.task)
-    batch = make_batch(data.train, rows, bb.tokenizer.pad_token_id, bb.device)
-    with torch.no_grad():
-        feats = pooled_features(PromptedT5(bb.model, torch.from_numpy(prompt.copy())), batch, prompt.shape[0])
-    feats = feats.cpu().numpy()
+    labels, regression = readout.targets()
+    feats = readout.features()[source]
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -100,8 +96,8 @@ def main() -> None:
         table.to_csv(args.logme_csv, index=False)
     study = study_from_sweep(results)
     grid = table.pivot(index="target", columns="source", values="score")
-    study = dataclasses.replace(study, logme=grid.reindex(index=list(study.targets),
-                                                           columns=list(study.sources)).to_numpy())
+    logme_grid = grid.reindex(index=list(study.targets), columns=list(study.sources)).to_numpy()
+    study = dataclasses.replace(study, model_scores={**study.model_scores, "logme": logme_grid})
     cfg = analysis_config_from_dict({"selectors": SELECTORS, "metrics": ["ndcg", "regret@1"], "groups": [],
                                      "table4_selectors": ["max"], "step_selectors": ["max"], "tsne_targets": [],
                                      "uncertainty": {"reference": "max"}})

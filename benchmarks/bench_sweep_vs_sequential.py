@@ -51,11 +51,12 @@ def sequential(sweep_path: str, out: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     from itsel_ray.artifacts import load_prompt
-    from itsel_ray.engine.trial import run_trial
+    from itsel_ray.engine import get_engine
     from itsel_ray.runs.sweep_file import load_sweep
     from itsel_ray.runs.plan import plan_stage
 
     sweep = load_sweep(sweep_path)
+    run_trial = get_engine(sweep.spec.engine).run_trial
     best: dict[str, tuple[float, Path]] = {}
     for t in plan_stage(sweep, "tune"):
         work = Path(out, t.key)

@@ -1,12 +1,14 @@
 """One GPU: the memory model's prediction against torch.cuda.max_memory_allocated, and 1 vs 4 trials sharing it.
 
-    python benchmarks/gpu_sharing.py                  # memory check: about 1-2 minutes on one GPU
+    python benchmarks/gpu_sharing.py                  # memory check: about 2-3 minutes on one GPU
     python benchmarks/gpu_sharing.py --sharing [--steps 30] [--warmup 5] [--trials 1 4]
 
 The memory check builds a t5-base-shaped frozen T5 (random init from a T5Config, no download, dropout 0.1) and
 runs one prompt-tuning step (100 prompt tokens, batch 32, sequence loss, 3 target tokens) at 128 and 512 input
-tokens, fp32 and bf16, plus a micro-batch and a checkpointed row. Per row it prints the prediction of
-`itsel_ray.engine.memory.predict_trial_memory` (cuda profile) next to the measured bytes: kept after the forward
+tokens, fp32 and bf16, plus a micro-batch and a checkpointed row, and the same four rows on a flan-t5-base shape
+(the gated tanh-GELU FFN of T5 v1.1 / Flan-T5 / mT5, whose CUDA profile runs `pow` in fp32 under autocast). Per row
+it prints the prediction of `itsel_ray.engine.t5.memory.predict_trial_memory` (cuda profile) next to the measured
+bytes: kept after the forward
 pass (memory_allocated), peak over forward and backward (max_memory_allocated) and the device's own peak, with the
 GPU share `gpu_fraction` would request. The rows also go to $OUT/gpu_memory.json when $OUT is set.
 
@@ -32,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 T5_BASE = dict(vocab_size=32128, d_model=768, d_ff=3072, d_kv=64, num_layers=12, num_decoder_layers=12,
                num_heads=12, dropout_rate=0.1, feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0,
                eos_token_id=1)
+FLAN_T5_BASE = {**T5_BASE, "d_ff": 2048, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}
+SHAPES = {"t5-base": T5_BASE, "flan-t5-base": FLAN_T5_BASE}
 
 
 def require_cuda() -> None:
@@ -53,7 +57,7 @@ def train_steps(*, steps: int, warmup: int, batch: int, seq_len: int, target_len
     from itsel_ray.trial_config import OptimConfig
     from itsel_ray.engine.objectives import Batch, sequence_loss
     from itsel_ray.engine.optim import build_optimizer
-    from itsel_ray.engine.prompt import PromptedT5
+    from itsel_ray.engine.t5.model import PromptedT5
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -141,9 +145,12 @@ def _trial_task(opts: dict, barrier, n: int) -> dict:
                        device="cuda", barrier=barrier, n_trials=n)
 
 
-MEMORY_ROWS = [  # (text tokens, precision, micro-batch, activation checkpointing)
-    (128, "fp32", None, False), (128, "bf16", None, False), (512, "fp32", None, False), (512, "bf16", None, False),
-    (512, "bf16", 8, False), (512, "bf16", None, True),
+MEMORY_ROWS = [  # (model shape, text tokens, precision, micro-batch, activation checkpointing)
+    ("t5-base", 128, "fp32", None, False), ("t5-base", 128, "bf16", None, False),
+    ("t5-base", 512, "fp32", None, False), ("t5-base", 512, "bf16", None, False),
+    ("t5-base", 512, "bf16", 8, False), ("t5-base", 512, "bf16", None, True),
+    ("flan-t5-base", 128, "fp32", None, False), ("flan-t5-base", 128, "bf16", None, False),
+    ("flan-t5-base", 512, "fp32", None, False), ("flan-t5-base", 512, "bf16", None, False),
 ]
 
 
@@ -154,36 +161,38 @@ def memory_check(batch: int = 32, prompt_len: int = 100, target_len: int = 3) ->
 
     import torch
 
-    from itsel_ray.engine.memory import GIB, gpu_fraction, predict_trial_memory
-    from itsel_ray.engine.memory_probe import measure_step
+    from itsel_ray.engine.t5.memory import GIB, predict_trial_memory
+    from itsel_ray.engine.t5.memory_probe import measure_step
+    from itsel_ray.runs.resources import gpu_fraction
 
     dev = torch.device("cuda")
     total_bytes = torch.cuda.get_device_properties(dev).total_memory
     rows = []
-    for text, precision, micro, ckpt in MEMORY_ROWS:
+    for shape, text, precision, micro, ckpt in MEMORY_ROWS:
         kw = dict(input_tokens=text + prompt_len, target_tokens=target_len, precision=precision,
                   activation_checkpointing=ckpt)
-        est = predict_trial_memory(T5_BASE, batch=batch, micro_batch=micro, prompt_tokens=prompt_len, **kw)
+        est = predict_trial_memory(SHAPES[shape], batch=batch, micro_batch=micro, prompt_tokens=prompt_len, **kw)
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
         t = time.perf_counter()
         try:
-            got = measure_step(T5_BASE, batch=micro or batch, prompt_tokens=prompt_len, device="cuda", **kw)
+            got = measure_step(SHAPES[shape], batch=micro or batch, prompt_tokens=prompt_len, device="cuda", **kw)
         except torch.OutOfMemoryError as err:
-            rows.append({"text_tokens": text, "precision": precision, "error": str(err).splitlines()[0][:160]})
+            rows.append({"model": shape, "text_tokens": text, "precision": precision,
+                         "error": str(err).splitlines()[0][:160]})
             continue
         device_peak = torch.cuda.max_memory_allocated(dev)
         kept_pred, peak_pred = est.activations, est.activations + est.workspace
         rows.append({
-            "text_tokens": text, "prompt_tokens": prompt_len, "batch": batch, "micro_batch": micro or batch,
+            "model": shape, "text_tokens": text, "prompt_tokens": prompt_len, "batch": batch, "micro_batch": micro or batch,
             "precision": precision, "checkpointing": ckpt,
             "pred_kept_gib": round(kept_pred / GIB, 3), "kept_gib": round(got.retained / GIB, 3),
             "saved_gib": round(got.saved / GIB, 3), "kept/pred": round(got.retained / kept_pred, 3),
             "pred_step_peak_gib": round(peak_pred / GIB, 3), "step_peak_gib": round(got.peak / GIB, 3),
             "peak/pred": round(got.peak / peak_pred, 3),
             "pred_total_gib": round(est.total / GIB, 3), "device_peak_gib": round(device_peak / GIB, 3),
-            "share": round(gpu_fraction(est, total_bytes), 4), "s": round(time.perf_counter() - t, 1),
+            "share": round(gpu_fraction(est.total, total_bytes), 4), "s": round(time.perf_counter() - t, 1),
         })
         print(json.dumps(rows[-1]), flush=True)
     out = os.environ.get("OUT")

@@ -1,4 +1,4 @@
-"""Predicted vs measured memory of one prompt-tuning step on CPU: the check behind `itsel_ray/engine/memory.py`.
+"""Predicted vs measured memory of one prompt-tuning step on CPU: the check behind `itsel_ray/engine/t5/memory.py`.
 
     python benchmarks/memory_model.py calibrate   # small shapes: fit measured/predicted saved bytes (CALIBRATION)
     python benchmarks/memory_model.py t5-base     # the t5-base shape at 128 and 512 input tokens + 100 prompt tokens
@@ -39,7 +39,7 @@ T5_BASE = dict(vocab_size=32128, d_model=768, d_ff=3072, d_kv=64, num_layers=12,
 def _child(spec: dict) -> None:
     import torch
 
-    from itsel_ray.engine.memory_probe import measure_step
+    from itsel_ray.engine.t5.memory_probe import measure_step
 
     torch.set_num_threads(spec.pop("threads"))
     t = time.perf_counter()
@@ -59,7 +59,7 @@ def measure(shape: dict, *, batch: int, input_tokens: int, target_tokens: int, p
 
 def predicted(shape: dict, *, batch: int, input_tokens: int, target_tokens: int, precision: str,
               checkpointing: bool = False, calibrated: bool = True):
-    from itsel_ray.engine import memory
+    from itsel_ray.engine.t5 import memory
 
     if not calibrated:
         saved, memory.CALIBRATION = memory.CALIBRATION, {**memory.CALIBRATION, "cpu": 1.0}

@@ -9,10 +9,11 @@ Ranks a library of source prompts for one target and prints the ranking with the
     python -m itsel_ray.rank --library prompts/ --selector size --size mytask=12000 other=800 --format json
 
 The library is a folder of <source>.safetensors / <source>.npy files, or a sweep's results folder (each source's
-best prompt). Several --target-prompt files (e.g. seeds) average the similarity. PROBE runs every source prompt
-zero-shot through the frozen model of --sweep (its transfer-stage settings) on the target's training rows, LOGME
-scores the frozen encoder's features of those rows under each source prompt by LogME. SIZE reads the declared
-tasks' training-set sizes, or --size / --sizes for any others. Exit status 2 on bad input.
+best prompt). Several --target-prompt files (e.g. seeds) average the similarity. The model-backed selectors (PROBE,
+LOGME and any other registered model-backed input) read every source prompt zero-shot through the frozen model of
+--sweep (its engine and transfer-stage settings) on the target's training rows: PROBE scores the loss, LOGME the
+features by LogME. SIZE reads the declared tasks' training-set sizes, or --size / --sizes for any others. Exit
+status 2 on bad input.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from itsel_ray.metrics.ranking import rank_from_scores
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.selection import (
     MAX_DIRECTIONS,
+    MODEL_INPUTS,
     SELECTORS,
     PromptPair,
     SelectionInput,
@@ -87,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default=SembConfig().b_encoder, help="semb-*: the sentence encoder")
     p.add_argument("--max-examples", type=int, default=SembConfig().max_examples, help="semb-*: texts per task")
     p.add_argument("--random-seed", type=int, default=5, help="random-draw: the seed")
-    p.add_argument("--sweep", metavar="NAME|PATH", help="probe: the sweep whose frozen model and settings to use")
-    p.add_argument("--probe-examples", type=int, default=256, help="probe: target training rows scored")
-    p.add_argument("--logme-examples", type=int, default=256, help="logme: target training rows used")
+    p.add_argument("--sweep", metavar="NAME|PATH",
+                   help="probe, logme, ...: the sweep whose engine, frozen model and settings to use")
+    p.add_argument("--model-examples", "--probe-examples", "--logme-examples", dest="model_examples",
+                   type=_positive, metavar="N",
+                   help="probe, logme, ...: target training rows read (default: the input's own, 256)")
     p.add_argument("--size", nargs="+", default=[], metavar="TASK=N",
                    help="size: training-set sizes of sources the project does not declare (or to override)")
     p.add_argument("--sizes", metavar="CSV", help="size: a CSV with columns task,size")
@@ -201,49 +205,41 @@ def _draw(args, selector, opts, sources, prompts, notes) -> np.ndarray:
     return paper_draws([target], len(sources), seed=args.random_seed)[target]
 
 
-def _model_scores(args, sources, prompts, notes, *, name: str, what: str, examples: int, engine_fn) -> np.ndarray:
-    """[S] scores of every source prompt from `engine_fn(cfg, prompts, max_examples=)` on the target's training
-    rows, through the frozen model and transfer-stage settings of --sweep at its first target seed."""
-    if not (args.target and args.sweep):
-        raise ValueError(f"{name} {what}: give --target TASK and --sweep NAME|PATH")
-    from itsel_ray.engine.trial import TrialError
+def _model_scores(args, selector, opts, sources, prompts, notes) -> dict[str, np.ndarray]:
+    """Model-backed input -> [S] scores of every source prompt on the target's training rows, for each input the
+    selector needs, through the engine, frozen model and transfer-stage settings of --sweep at its first target
+    seed."""
+    from itsel_ray.engine import TrialError, get_engine
     from itsel_ray.runs.sweep_file import load_sweep
 
-    sweep = load_sweep(args.sweep)
-    cfg = sweep.trial_config("transfer", task=args.target, seed=sweep.grid.target_seeds[0])
-    try:
-        scores, n = engine_fn(cfg, dict(zip(sources, prompts)), max_examples=examples)
-    except TrialError as err:  # e.g. a task the configured loss cannot train: bad input, not a crash
-        raise ValueError(f"{name} on {args.target}: {err}") from None
-    notes.append(f"{name}: {n} training rows of {args.target}, loss {cfg.train.loss!r}, model of sweep {args.sweep}")
-    return np.array([scores[s] for s in sources], dtype=np.float64)
-
-
-def _probe(args, selector, opts, sources, prompts, notes) -> np.ndarray:
-    from itsel_ray.engine.zero_shot import probe_prompts
-
-    return _model_scores(args, sources, prompts, notes, name="probe", examples=args.probe_examples,
-                         what="scores the source prompts through a sweep's frozen model on the target's training "
-                              "rows", engine_fn=probe_prompts)
-
-
-def _logme(args, selector, opts, sources, prompts, notes) -> np.ndarray:
-    from itsel_ray.engine.features import logme_prompts
-
-    return _model_scores(args, sources, prompts, notes, name="logme", examples=args.logme_examples,
-                         what="scores the frozen encoder's features of the target's training rows under each "
-                              "source prompt", engine_fn=logme_prompts)
+    out = {}
+    for name in sorted(selector.requirements(opts) & set(MODEL_INPUTS.names())):
+        spec = MODEL_INPUTS.get(name)
+        if not (args.target and args.sweep):
+            raise ValueError(f"{name} reads the source prompts through a sweep's frozen model ({spec.description}):"
+                             " give --target TASK and --sweep NAME|PATH")
+        sweep = load_sweep(args.sweep)
+        cfg = sweep.trial_config("transfer", task=args.target, seed=sweep.grid.target_seeds[0])
+        try:
+            readout = get_engine(sweep.spec.engine).readout(cfg, dict(zip(sources, prompts)),
+                                                            max_examples=args.model_examples or spec.examples)
+            scores = spec.scores(readout)
+        except TrialError as err:  # e.g. a task the configured loss cannot train: bad input, not a crash
+            raise ValueError(f"{name} on {args.target}: {err}") from None
+        notes.append(f"{name}: {readout.rows} training rows of {args.target}, loss {cfg.train.loss!r}, model of "
+                     f"sweep {args.sweep}")
+        out[name] = np.array([scores.get(s, np.nan) for s in sources], dtype=np.float64)
+    return out
 
 
 # requirement -> (the SelectionInput field it fills, its builder from the command line); only the requirements of
-# the chosen selector are built, so e.g. MAX never loads a model and PROBE never reads --target-prompt.
+# the chosen selector are built, so e.g. MAX never loads a model and PROBE never reads --target-prompt. The
+# model-backed inputs (MODEL_INPUTS) all go through `_model_scores` into SelectionInput.model_scores.
 INPUT_BUILDERS: dict[str, tuple[str, Callable]] = {
     "prompts": ("prompts", _target_prompts),
     "sizes": ("sizes", _sizes),
     "texts": ("text_embeddings", _texts),
     "draw": ("draw", _draw),
-    "probe": ("probe", _probe),
-    "logme": ("logme", _logme),
 }
 
 
@@ -253,9 +249,11 @@ def selection_input(args, selector: Selector, opts: SelectorOptions, sources, pr
     notes = notes if notes is not None else []
     fields = {}
     for requirement in sorted(selector.requirements(opts)):
-        name, build = INPUT_BUILDERS[requirement]
-        fields[name] = build(args, selector, opts, sources, prompts, notes)
-    return SelectionInput(target=target_name(args) or "target", sources=sources, **fields)
+        if requirement in INPUT_BUILDERS:
+            name, build = INPUT_BUILDERS[requirement]
+            fields[name] = build(args, selector, opts, sources, prompts, notes)
+    model_scores = _model_scores(args, selector, opts, sources, prompts, notes)
+    return SelectionInput(target=target_name(args) or "target", sources=sources, model_scores=model_scores, **fields)
 
 
 def score_decimals(scores: np.ndarray) -> int:

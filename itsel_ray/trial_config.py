@@ -7,10 +7,8 @@ else. Every part is parsed with the strict `from_dict` of `itsel_ray.schema`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Mapping
 
 from itsel_ray.schema import ConfigError, from_dict
@@ -39,35 +37,15 @@ def check_at_least(key: str, value: int | None, low: int = 1) -> None:
         raise ConfigError(f"{key} must be >= {low}, got {value}")
 
 
-@lru_cache(maxsize=1)
-def t5_config_fields() -> frozenset[str]:
-    """Every field name `transformers.T5Config` knows: its arguments and the attributes a default config holds."""
-    import inspect
-
-    from transformers import T5Config
-
-    params = set(inspect.signature(T5Config.__init__).parameters) - {"self", "args", "kwargs"}
-    return frozenset(params | set(T5Config().to_dict()) | {"bos_token_id", "decoder_start_token_id",
-                                                           "tie_word_embeddings"})
-
-
-def check_t5_fields(config: Mapping[str, Any]) -> None:
-    """A typo in `model.config` would silently become an unused attribute of a default-shaped backbone."""
-    known = t5_config_fields()
-    for key in config:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"model.config.{key} is not a T5Config field{hint}")
-
 @dataclass(frozen=True)
 class ModelConfig:
-    """The frozen backbone.
+    """The frozen backbone; the engine checks that it can run it (`Engine.validate_config`).
 
-    `name` is a hub id or local folder loaded with `from_pretrained` (needs the weights); when `config` is given
-    instead, a randomly initialised T5 is built from those `T5Config` fields under `init_seed` (offline demo, tests).
-    `tokenizer` is a hub id or folder (default: `name`), or "vocab:<name>": a word-level tokenizer over a
-    registered vocabulary, built offline (e.g. "vocab:synthetic").
+    `name` is a hub id or local folder of a checkpoint of the engine's model family (the t5 engine: any T5-family
+    model), loaded with `from_pretrained`; its shape is read from its config.json. When `config` is given instead,
+    a randomly initialised backbone is built from those fields of the family's config class (the t5 engine:
+    `T5Config`) under `init_seed` (offline demo, tests). `tokenizer` is a hub id or folder (default: `name`), or
+    "vocab:<name>": a word-level tokenizer over a registered vocabulary, built offline (e.g. "vocab:synthetic").
     """
 
     name: str = "t5-base"
@@ -79,8 +57,6 @@ class ModelConfig:
         if self.config is None and (self.tokenizer or "").startswith("vocab:"):
             raise ConfigError("model.tokenizer 'vocab:...' needs model.config (a randomly initialised backbone)")
         check_seed("model.init_seed", self.init_seed)
-        if self.config is not None:
-            check_t5_fields(self.config)
 
 
 @dataclass(frozen=True)

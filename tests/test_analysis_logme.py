@@ -18,8 +18,8 @@ def folder(tmp_path_factory):
 def test_logme_table_is_read_scored_and_reported(folder, tmp_path):
     study, path = folder
     read = study_from_sweep(path)
-    np.testing.assert_allclose(read.logme, study.logme)
-    assert read.probe is None
+    np.testing.assert_allclose(read.model_scores["logme"], study.model_scores["logme"])
+    assert "probe" not in read.model_scores
     cfg = analysis_config_from_dict({"selectors": ["random", "logme"], "metrics": ["ndcg", "regret@1"],
                                      "table4_selectors": ["logme"], "step_selectors": [], "groups": [],
                                      "uncertainty": {"resamples": 200, "reference": "logme"}})
@@ -28,10 +28,10 @@ def test_logme_table_is_read_scored_and_reported(folder, tmp_path):
     assert list(t3.index) == ["RANDOM", "LOGME"] and t3.loc["LOGME", "ALL nDCG cells"] == 4
     tidy = result.tidy
     row = tidy[(tidy.selector == "LOGME") & (tidy.target == study.targets[0]) & (tidy.seed == 28)].iloc[0]
-    best = study.sources[int(np.argmax(study.logme[0]))]
+    best = study.sources[int(np.argmax(study.model_scores["logme"][0]))]
     truth = study.transfer[:, 0, 0]
     assert row["regret@1"] == pytest.approx((truth.max() - truth[study.sources.index(best)]) / truth.max() * 100)
-    assert "LOGME: LogME scores of the frozen encoder's features" in result.report.read_text()
+    assert "- logme: LogME scores of the frozen model's features" in result.report.read_text()
     assert "for 8 of 8 (target, source) pairs" in result.report.read_text()
 
 

@@ -62,8 +62,8 @@ def test_probe_table_is_aligned_with_the_study(folder, tmp_path, fmt):
     assert study.targets == ("boolq", "cola") and study.sources == ("mnli", "qqp", "qnli")
     expected = np.array([[-0.5, np.nan, -0.2],    # boolq: mnli, qqp (no score), qnli
                          [-0.9, np.nan, -0.3]])   # cola: mnli, qqp (no row), qnli
-    np.testing.assert_array_equal(study.probe, expected)
-    np.testing.assert_array_equal(study.probe_scores("cola"), expected[1])
+    np.testing.assert_array_equal(study.model_scores["probe"], expected)
+    np.testing.assert_array_equal(study.model_row("probe", "cola"), expected[1])
     assert any("2 of 6 probe scores are missing" in n for n in study.notes)
     assert any("1 probe rows name a target or source outside the study" in n for n in study.notes)
 
@@ -71,13 +71,13 @@ def test_probe_table_is_aligned_with_the_study(folder, tmp_path, fmt):
 def test_no_probe_table_means_no_probe(folder):
     small, src = folder
     study = study_from_sweep(src, metadata=small.meta)
-    assert study.probe is None and study.probe_scores("cola") is None
+    assert "probe" not in study.model_scores and study.model_row("probe", "cola") is None
 
 
 def test_ground_truth_csv_has_no_probe(tmp_path):
     path = tmp_path / "gt.csv"
     path.write_text("source,cb\nprompt-text,80\nqqp,82\nmnli,81\n")
-    assert study_from_csv(path, metadata=PAPER_TASKS).probe is None
+    assert study_from_csv(path, metadata=PAPER_TASKS).model_scores == {}
 
 
 @pytest.mark.parametrize("text, match", [
@@ -94,9 +94,9 @@ def test_a_bad_probe_table_names_file_and_column(folder, tmp_path, text, match):
 
 
 def test_study_checks_the_probe_shape():
-    with pytest.raises(ValueError, match=r"probe must be \[targets, sources\] = \(1, 2\)"):
+    with pytest.raises(ValueError, match=r"probe scores must be \[targets, sources\] = \(1, 2\)"):
         Study(sources=("mnli", "qqp"), targets=("cb",), seeds=(28,), transfer=np.zeros((2, 1, 1)),
-              baseline=np.zeros((1, 1)), meta=PAPER_TASKS, probe=np.zeros((2, 1)))
+              baseline=np.zeros((1, 1)), meta=PAPER_TASKS, model_scores={"probe": np.zeros((2, 1))})
 
 
 # ------------------------------------------------------------------------------------------ the analysis
@@ -108,7 +108,8 @@ def study(probe):
     # target cb; seed 28: mnli 80, qqp 85, record 90, squad 70; seed 52: 81, 86, 88, 75
     transfer = np.array([[[80.0, 81.0]], [[85.0, 86.0]], [[90.0, 88.0]], [[70.0, 75.0]]])
     return Study(sources=SOURCES, targets=("cb",), seeds=(28, 52), transfer=transfer,
-                 baseline=np.array([[82.0, 83.0]]), meta=PAPER_TASKS, probe=np.array([probe], dtype=float))
+                 baseline=np.array([[82.0, 83.0]]), meta=PAPER_TASKS,
+                 model_scores={"probe": np.array([probe], dtype=float)})
 
 
 def config(missing="skip", **extra):
@@ -161,7 +162,7 @@ def test_a_missing_probe_score_follows_the_missing_policy():
 
 def test_no_probe_table_skips_probe_with_a_note():
     s = study([0, 0, 0, 0])
-    s = Study(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "probe": None})
+    s = Study(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "model_scores": {}})
     messages = []
     cfg = config(selectors=["size", "probe", {"selector": "fusion", "options": {"fusion": ["probe", "size"]}}])
     ctx, cells, _ = build_context(s, cfg, messages=messages)
@@ -177,7 +178,7 @@ def test_report_and_table4_include_probe(tmp_path):
     t4 = pd.read_csv(tmp_path / "table4.csv").set_index("selector")
     assert t4.loc["PROBE", "avg_score"] == pytest.approx((85 + 86) / 2)  # the top-1 pick qqp in both seeds
     report = result.report.read_text()
-    assert "| PROBE |" in report and "PROBE: zero-shot probe scores" in report and "for 4 of 4" in report
+    assert "| PROBE |" in report and "- probe: zero-shot probe scores" in report and "for 4 of 4" in report
 
 
 def test_table4_leaves_out_probe_without_complete_scores(tmp_path):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from itsel_ray.data.cache import read_part, write_part
 from itsel_ray.data.encoded import NO_LABEL, Encoded, Ragged, encode_examples, scoring_examples
-from itsel_ray.engine.backbone import word_tokenizer
+from itsel_ray.data.tokenizers import word_tokenizer
 from itsel_ray.engine.batching import pad
 from itsel_ray.engine.data import make_batch
 from itsel_ray.examples import Example

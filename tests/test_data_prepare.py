@@ -15,12 +15,12 @@ from itsel_ray.data.cache import read_manifest, task_folder
 from itsel_ray.data.prepare import (
     PrepareError, PrepareSettings, SplitReport, TaskReport, fetch_model, format_report, prepare_plan, prepare_task,
 )
-from itsel_ray.engine.backbone import load_backbone
 from itsel_ray.engine.data import prepare_data
 from itsel_ray.tasks import LOADERS, get_task
 from itsel_ray.tasks import spec as spec_module
 from itsel_ray.tasks.spec import clear_row_cache
 from itsel_ray.trial_config import DataConfig, ModelConfig, TrialConfig
+from itsel_ray.engine.t5 import T5
 from tests.mirrors import PAPER_TASKS, TOKENIZER, fixture, split_path, write_mirror, write_parquet, write_task
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "uds-lsv_intermediate-task-selection" / "seq2seq"
@@ -62,7 +62,7 @@ def trial(task: str, seed: int = 0, **data) -> TrialConfig:
 
 
 def trial_data(cfg: TrialConfig):
-    return prepare_data(cfg, get_task(cfg.task), load_backbone(cfg.model))
+    return prepare_data(cfg, get_task(cfg.task), T5.backbone(cfg.model))
 
 
 def as_plain(data) -> tuple:
@@ -149,10 +149,10 @@ def test_a_seed_that_was_not_prepared_loads_in_the_trial(tmp_path):
 
 
 def test_one_cache_serves_every_seed_and_limit_but_not_another_label_style_or_tokenizer(mirror, tmp_path):
-    tok = load_backbone(MODEL).tokenizer
+    tok = T5.backbone(MODEL).tokenizer
     spec = get_task("mnli")
     assert task_folder(tmp_path, spec, tok, "text") != task_folder(tmp_path, spec, tok, "abstract")
-    other = load_backbone(ModelConfig(config=TINY, tokenizer="vocab:synthetic")).tokenizer
+    other = T5.backbone(ModelConfig(config=TINY, tokenizer="vocab:synthetic")).tokenizer
     assert task_folder(tmp_path, spec, tok, "text") != task_folder(tmp_path, spec, other, "text")
     for seed in (28, 52):
         prepare_task("mnli", settings(seeds=(seed,)), cache_root=tmp_path, mirror=mirror)
@@ -169,8 +169,6 @@ def test_synthetic_tasks_prepare_from_their_generator(tmp_path, monkeypatch):
 
 
 def test_run_trial_trains_from_the_prepared_cache(mirror, tmp_path, monkeypatch):
-    from itsel_ray.engine.trial import run_trial
-
     assert prepare_task("rte", settings(), cache_root=tmp_path / "cache", mirror=mirror).ok
     no_loading(monkeypatch)
     cfg = TrialConfig.from_dict({
@@ -178,7 +176,7 @@ def test_run_trial_trains_from_the_prepared_cache(mirror, tmp_path, monkeypatch)
         "optim": {"name": "adam", "lr": 0.1}, "data": {"cache_dir": str(tmp_path / "cache")},
         "train": {"max_steps": 2, "batch_size": 2, "eval_every": 2, "save_every": 2, "loss": "label",
                   "eval_mode": "rank", "threads": 1}})
-    result = run_trial(cfg, tmp_path / "trial")
+    result = T5.run_trial(cfg, tmp_path / "trial")
     assert result.status == "done" and result.steps == 2 and np.isfinite(result.best_score)
 
 

@@ -7,19 +7,20 @@ import pytest
 import torch
 
 from itsel_ray.artifacts import PromptFileError, TrialFiles, load_prompt, read_json, save_prompt
-from itsel_ray.engine.backbone import load_backbone
-from itsel_ray.engine.prompt import PromptedT5, initial_prompt
-from itsel_ray.engine.trial import TrialError, run_trial, validate_config
+from itsel_ray.engine.prompt import initial_prompt
+from itsel_ray.engine.t5.model import PromptedT5
+from itsel_ray.engine.trial import TrialError
 from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.objectives import LOSSES
 from itsel_ray.engine.trial import make_batch, predict, prepare_data
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.tasks import get_task
+from itsel_ray.engine.t5 import T5
 from tests.conftest import tiny_trial
 
 
 def _setup(cfg):
-    bb = load_backbone(cfg.model)
+    bb = T5.backbone(cfg.model)
     task = get_task(cfg.task)
     data = prepare_data(cfg, task, bb)
     prompt = initial_prompt(cfg.prompt, bb.model.get_input_embeddings().weight, seed=cfg.seed)
@@ -60,7 +61,7 @@ def test_the_prompt_is_prepended_to_the_encoder_input_only():
 
 def test_vocab_sample_init_draws_distinct_rows_of_the_population():
     cfg = tiny_trial(prompt={"population": 12, "population_start": 20})
-    bb = load_backbone(cfg.model)
+    bb = T5.backbone(cfg.model)
     emb = bb.model.get_input_embeddings().weight.detach()
     prompt = initial_prompt(cfg.prompt, emb, seed=3)
     rows = emb[20:32]
@@ -75,7 +76,7 @@ def test_vocab_sample_init_draws_distinct_rows_of_the_population():
 
 def test_vocab_sample_with_replacement_is_the_earlier_draw():
     cfg = tiny_trial(prompt={"population": 5, "population_start": 20, "sample_with_replacement": True})
-    emb = load_backbone(cfg.model).model.get_input_embeddings().weight.detach()
+    emb = T5.backbone(cfg.model).model.get_input_embeddings().weight.detach()
     prompt = initial_prompt(cfg.prompt, emb, seed=3)
     ids = torch.randint(20, 25, (10,), generator=torch.Generator().manual_seed(3))  # the draw before the option
     assert torch.equal(prompt, emb[ids])
@@ -84,10 +85,10 @@ def test_vocab_sample_with_replacement_is_the_earlier_draw():
 
 def test_transfer_starts_exactly_from_the_source_prompt(tmp_path):
     source = np.random.default_rng(0).normal(size=(10, 128)).astype(np.float32)
-    run_trial(tiny_trial(train={"max_steps": 2, "eval_every": 2}), tmp_path / "a", init_prompt=source)
+    T5.run_trial(tiny_trial(train={"max_steps": 2, "eval_every": 2}), tmp_path / "a", init_prompt=source)
     assert np.array_equal(load_prompt(TrialFiles(tmp_path / "a").snapshot(0)), source)
     path = save_prompt(tmp_path / "src.npy", source)
-    run_trial(tiny_trial(prompt={"init": "from_file", "path": str(path)}, train={"max_steps": 2, "eval_every": 2}),
+    T5.run_trial(tiny_trial(prompt={"init": "from_file", "path": str(path)}, train={"max_steps": 2, "eval_every": 2}),
               tmp_path / "b")
     assert np.array_equal(load_prompt(TrialFiles(tmp_path / "b").snapshot(0)), source)
 
@@ -96,9 +97,9 @@ def test_a_prompt_file_of_the_wrong_shape_is_refused(tmp_path):
     path = save_prompt(tmp_path / "bad.safetensors", np.zeros((7, 128), np.float32))
     cfg = tiny_trial(prompt={"init": "from_file", "path": str(path)})
     with pytest.raises(PromptFileError, match=r"shape \(7, 128\).*expects \(10, 128\)"):
-        run_trial(cfg, tmp_path / "run")
+        T5.run_trial(cfg, tmp_path / "run")
     with pytest.raises(PromptFileError, match="shape"):
-        run_trial(tiny_trial(), tmp_path / "run2", init_prompt=np.zeros((10, 64), np.float32))
+        T5.run_trial(tiny_trial(), tmp_path / "run2", init_prompt=np.zeros((10, 64), np.float32))
 
 
 class Interrupt(Exception):
@@ -108,17 +109,17 @@ class Interrupt(Exception):
 def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tmp_path):
     cfg = tiny_trial(train={"max_steps": 30, "eval_every": 10, "save_every": 10}, optim={"name": "adafactor",
                      "lr": 0.5, "schedule": "linear", "weight_decay": 1e-5, "max_grad_norm": 1.0})
-    full = run_trial(cfg, tmp_path / "full")
+    full = T5.run_trial(cfg, tmp_path / "full")
 
     def crash_at_10(metrics, checkpointed):
         if metrics["step"] == 10:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_trial(cfg, tmp_path / "part", report=crash_at_10)
+        T5.run_trial(cfg, tmp_path / "part", report=crash_at_10)
     assert read_json(TrialFiles(tmp_path / "part").result)["status"] == "failed"
     resumed_reports = []
-    resumed = run_trial(cfg, tmp_path / "part", report=lambda m, c: resumed_reports.append(m["step"]))
+    resumed = T5.run_trial(cfg, tmp_path / "part", report=lambda m, c: resumed_reports.append(m["step"]))
     assert resumed_reports == [20, 30]  # nothing before the checkpoint ran again
     a, b = TrialFiles(tmp_path / "full"), TrialFiles(tmp_path / "part")
     for step in (10, 20, 30):
@@ -128,14 +129,14 @@ def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tmp_path):
     assert strip(full.history) == strip(resumed.history)
     assert (full.best_score, full.best_step, full.steps) == (resumed.best_score, resumed.best_step, resumed.steps)
     # a finished trial run again returns at once, without training
-    again = run_trial(cfg, tmp_path / "part", report=lambda m, c: pytest.fail("no new evaluation expected"))
+    again = T5.run_trial(cfg, tmp_path / "part", report=lambda m, c: pytest.fail("no new evaluation expected"))
     assert again.steps == 30 and again.best_score == full.best_score
 
 
 def test_trial_folder_records_everything(tmp_path):
     cfg = tiny_trial(train={"max_steps": 20, "eval_every": 10, "save_every": 10})
     reports = []
-    result = run_trial(cfg, tmp_path, report=lambda m, c: reports.append((m, c)))
+    result = T5.run_trial(cfg, tmp_path, report=lambda m, c: reports.append((m, c)))
     files = TrialFiles(tmp_path)
     record = read_json(files.result)
     assert record["status"] == "done" and record["steps"] == 20 and len(record["history"]) == 2
@@ -149,7 +150,7 @@ def test_trial_folder_records_everything(tmp_path):
 
 def test_rank_and_generation_agree_where_generation_is_valid(tmp_path):
     cfg = tiny_trial(train={"max_steps": 40, "eval_every": 40, "max_eval_examples": 128, "loss": "sequence"})
-    run_trial(cfg, tmp_path)
+    T5.run_trial(cfg, tmp_path)
     bb, task, data, model = _setup(cfg)
     with torch.no_grad():
         model.prompt.copy_(torch.from_numpy(load_prompt(TrialFiles(tmp_path).best_prompt)))
@@ -162,37 +163,37 @@ def test_rank_and_generation_agree_where_generation_is_valid(tmp_path):
 
 def test_a_short_run_learns_a_synthetic_task_well_above_chance(tmp_path):
     cfg = tiny_trial(train={"max_steps": 150, "batch_size": 32, "eval_every": 50, "max_eval_examples": 200})
-    result = run_trial(cfg, tmp_path)
+    result = T5.run_trial(cfg, tmp_path)
     assert result.best_score >= 70.0, result.history  # chance is 50 on this balanced task
 
 
 def test_nan_loss_stops_with_an_error(tmp_path):
     bad = np.full((10, 128), np.nan, dtype=np.float32)
     with pytest.raises(TrialError, match="loss is nan at step 1"):
-        run_trial(tiny_trial(), tmp_path, init_prompt=bad)
+        T5.run_trial(tiny_trial(), tmp_path, init_prompt=bad)
     record = read_json(TrialFiles(tmp_path).result)
     assert record["status"] == "failed" and "loss is nan" in record["error"]
 
 
 def test_unknown_options_list_the_valid_names():
     with pytest.raises(UnknownNameError, match="valid names: label, sequence"):
-        validate_config(tiny_trial(train={"loss": "hinge"}))
+        T5.validate_config(tiny_trial(train={"loss": "hinge"}))
     with pytest.raises(UnknownNameError, match="first_ids, from_file, random, vocab_sample"):
-        validate_config(tiny_trial(prompt={"init": "zeros"}))
+        T5.validate_config(tiny_trial(prompt={"init": "zeros"}))
     with pytest.raises(UnknownNameError, match="unknown task 'nope'"):
-        validate_config(tiny_trial(task="nope"))
+        T5.validate_config(tiny_trial(task="nope"))
     with pytest.raises(UnknownNameError, match="abstract, text"):
-        validate_config(tiny_trial(data={"label_style": "numbers"}))
+        T5.validate_config(tiny_trial(data={"label_style": "numbers"}))
 
 
 def test_resuming_with_a_different_config_is_refused(tmp_path):
-    run_trial(tiny_trial(train={"max_steps": 10}), tmp_path)
+    T5.run_trial(tiny_trial(train={"max_steps": 10}), tmp_path)
     with pytest.raises(TrialError, match="different trial config"):
-        run_trial(tiny_trial(train={"max_steps": 10}, seed=1), tmp_path)
+        T5.run_trial(tiny_trial(train={"max_steps": 10}, seed=1), tmp_path)
 
 
 def test_identical_runs_are_deterministic(tmp_path):
-    a = run_trial(tiny_trial(), tmp_path / "a")
-    b = run_trial(tiny_trial(), tmp_path / "b")
+    a = T5.run_trial(tiny_trial(), tmp_path / "a")
+    b = T5.run_trial(tiny_trial(), tmp_path / "b")
     assert a.history == b.history
     assert not math.isnan(a.best_score)

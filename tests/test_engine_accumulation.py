@@ -9,12 +9,14 @@ import torch
 
 from itsel_ray.artifacts import TrialFiles, load_prompt, read_json
 from itsel_ray.engine import trial as trial_module
-from itsel_ray.engine.backbone import load_backbone, set_activation_checkpointing
+from itsel_ray.engine.backbone import set_activation_checkpointing
 from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.objectives import LOSSES
-from itsel_ray.engine.prompt import PromptedT5, initial_prompt
-from itsel_ray.engine.trial import make_batch, prepare_data, run_trial
+from itsel_ray.engine.prompt import initial_prompt
+from itsel_ray.engine.t5.model import PromptedT5
+from itsel_ray.engine.trial import make_batch, prepare_data
 from itsel_ray.tasks import get_task
+from itsel_ray.engine.t5 import T5
 from tests.conftest import TINY_MODEL, tiny_trial
 
 DROPOUT_MODEL = {**TINY_MODEL, "config": {**TINY_MODEL["config"], "dropout_rate": 0.1}}
@@ -36,7 +38,7 @@ def variable_targets(monkeypatch):
 
 
 def _prompt_after(cfg, work, step):
-    run_trial(cfg, work)
+    T5.run_trial(cfg, work)
     return load_prompt(TrialFiles(work).snapshot(step))
 
 
@@ -57,7 +59,7 @@ def test_micro_batches_give_the_full_batch_updates(loss, variable_targets, tmp_p
 
 
 def _setup(cfg):
-    bb = load_backbone(cfg.model)
+    bb = T5.backbone(cfg.model)
     data = prepare_data(cfg, get_task(cfg.task), bb)
     model = PromptedT5(bb.model, initial_prompt(cfg.prompt, bb.model.get_input_embeddings().weight, seed=0))
     return bb, data, model
@@ -111,7 +113,7 @@ def test_a_checkpointed_trial_trains_like_a_plain_one_and_leaves_the_backbone_pl
     ckpt = _prompt_after(tiny_trial(model=DROPOUT_MODEL, train={**steps, "activation_checkpointing": True}),
                          tmp_path / "b", 3)
     np.testing.assert_allclose(ckpt, plain, rtol=1e-5, atol=1e-6)
-    assert not load_backbone(tiny_trial(model=DROPOUT_MODEL).model).model.is_activation_checkpointing
+    assert not T5.backbone(tiny_trial(model=DROPOUT_MODEL).model).model.is_activation_checkpointing
 
 
 class Interrupt(Exception):
@@ -122,15 +124,15 @@ def test_resume_stays_exact_with_micro_batches_and_checkpointing(tmp_path):
     cfg = tiny_trial(model=DROPOUT_MODEL, train={"max_steps": 4, "eval_every": 2, "save_every": 2,
                                                  "micro_batch_size": 6, "activation_checkpointing": True,
                                                  "max_eval_examples": 8})
-    run_trial(cfg, tmp_path / "full")
+    T5.run_trial(cfg, tmp_path / "full")
 
     def crash(metrics, checkpointed):
         if metrics["step"] == 2:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_trial(cfg, tmp_path / "part", report=crash)
-    run_trial(cfg, tmp_path / "part")
+        T5.run_trial(cfg, tmp_path / "part", report=crash)
+    T5.run_trial(cfg, tmp_path / "part")
     for step in (2, 4):
         assert np.array_equal(load_prompt(TrialFiles(tmp_path / "full").snapshot(step)),
                               load_prompt(TrialFiles(tmp_path / "part").snapshot(step)))
@@ -138,7 +140,7 @@ def test_resume_stays_exact_with_micro_batches_and_checkpointing(tmp_path):
 
 @pytest.mark.parametrize("precision, recorded", [("auto", "fp32"), ("fp32", "fp32"), ("bf16", "bf16")])
 def test_precision_is_chosen_and_recorded(precision, recorded, tmp_path):
-    result = run_trial(tiny_trial(train={"max_steps": 2, "eval_every": 2, "precision": precision}), tmp_path)
+    result = T5.run_trial(tiny_trial(train={"max_steps": 2, "eval_every": 2, "precision": precision}), tmp_path)
     assert read_json(TrialFiles(tmp_path).result)["precision"] == recorded
     assert np.isfinite(result.best_score)
 
@@ -164,7 +166,7 @@ def test_a_folder_written_before_the_new_options_existed_still_resumes(tmp_path)
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_trial(cfg, tmp_path, report=crash)
+        T5.run_trial(cfg, tmp_path, report=crash)
     files = TrialFiles(tmp_path)
     record = json.loads(files.config.read_text())
     for section, keys in (("train", ("micro_batch_size", "activation_checkpointing", "precision")),
@@ -172,4 +174,4 @@ def test_a_folder_written_before_the_new_options_existed_still_resumes(tmp_path)
         for key in keys:
             del record["config"][section][key]
     files.config.write_text(json.dumps(record))
-    assert run_trial(cfg, tmp_path).steps == 4
+    assert T5.run_trial(cfg, tmp_path).steps == 4

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from itsel_ray.engine.labels import LabelSetError, as_generated, check_label_tokens, label_set, label_token_ids
-from itsel_ray.engine.objectives import LabelSet, label_scores
-from itsel_ray.engine.prompt import PromptedT5
+from itsel_ray.engine.objectives import LabelSet
+from itsel_ray.engine.t5.model import PromptedT5, label_scores
 from itsel_ray.examples import Example
 from itsel_ray.metrics.task_metrics import TASK_METRICS, normalize_answer
 from itsel_ray.numbers import parse_number, score_digits, spell_number
 from itsel_ray.tasks import SOURCE_TASKS, TARGET_TASKS, Labels, get_task
+from itsel_ray.engine.t5 import T5
 from tests.test_engine_tasks import fixture_rows  # noqa: F401  (fixture rows in the datasets' schemas)
 
 TOKENIZER = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "t5_tokenizer"
@@ -244,19 +245,18 @@ def _real_vocab_trial(task: str, loss: str, mode: str, style: str = "text"):
 
 @pytest.fixture
 def fresh_data_cache():
-    from itsel_ray.engine.data import _prepare_cached
+    from itsel_ray.engine.data import clear_cache
 
-    _prepare_cached.cache_clear()  # the cache is keyed by task name, not by its declaration
+    clear_cache()  # the cache is keyed by task name, not by its declaration
     yield
-    _prepare_cached.cache_clear()
+    clear_cache()
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_hellaswag_trains_and_ranks_under_the_real_vocabulary(style, fixture_rows, fresh_data_cache, tmp_path):  # noqa: F811
     from itsel_ray.artifacts import TrialFiles, read_json
-    from itsel_ray.engine.trial import run_trial
 
-    run_trial(_real_vocab_trial("hellaswag", "label", "rank", style), tmp_path)
+    T5.run_trial(_real_vocab_trial("hellaswag", "label", "rank", style), tmp_path)
     record = read_json(TrialFiles(tmp_path).result)
     assert record["status"] == "done" and record["history"][0]["valid"] == 100.0
 
@@ -264,13 +264,12 @@ def test_hellaswag_trains_and_ranks_under_the_real_vocabulary(style, fixture_row
 def test_a_trial_whose_target_length_truncates_a_label_stops_at_the_start(fixture_rows, fresh_data_cache,  # noqa: F811
                                                                             monkeypatch, tmp_path):
     from itsel_ray.artifacts import TrialFiles, read_json
-    from itsel_ray.engine.trial import run_trial
     from itsel_ray.tasks import spec as spec_module
 
     monkeypatch.setitem(spec_module.TASKS._items, "hellaswag",
                         dataclasses.replace(get_task("hellaswag"), max_target_length=2))
     with pytest.raises(LabelSetError, match="task hellaswag, text labels: max_target_length 2 truncates 'X'"):
-        run_trial(_real_vocab_trial("hellaswag", "sequence", "generate"), tmp_path)
+        T5.run_trial(_real_vocab_trial("hellaswag", "sequence", "generate"), tmp_path)
     record = read_json(TrialFiles(tmp_path).result)
     assert record["status"] == "failed" and "truncates 'X'" in record["error"]
     assert not TrialFiles(tmp_path).snapshots()  # nothing trained

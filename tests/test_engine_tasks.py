@@ -10,10 +10,10 @@ import pytest
 
 from itsel_ray.artifacts import TrialFiles, read_json
 from itsel_ray.trial_config import TrialConfig
-from itsel_ray.engine.trial import run_trial
 from itsel_ray.tasks import SOURCE_TASKS, TARGET_TASKS, get_task
 from itsel_ray.tasks import spec as spec_module
 from itsel_ray.tasks.synthetic import VOCABULARIES
+from itsel_ray.engine.t5 import T5
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 
@@ -72,7 +72,7 @@ def _cfg(task: str, loss: str, eval_mode: str) -> TrialConfig:
 
 @pytest.mark.parametrize("task", [*SOURCE_TASKS, *TARGET_TASKS])
 def test_every_task_trains_and_evaluates_end_to_end(task, fixture_rows, tmp_path):
-    result = run_trial(_cfg(task, "sequence", "generate"), tmp_path)
+    result = T5.run_trial(_cfg(task, "sequence", "generate"), tmp_path)
     record = read_json(TrialFiles(tmp_path).result)
     assert record["status"] == "done" and record["steps"] == 2 and len(record["history"]) == 1
     spec = get_task(task)
@@ -87,6 +87,6 @@ def test_every_task_trains_and_evaluates_end_to_end(task, fixture_rows, tmp_path
 
 @pytest.mark.parametrize("task", [t for t in (*SOURCE_TASKS, *TARGET_TASKS) if get_task(t).label_words() is not None])
 def test_closed_label_tasks_train_with_the_label_loss_and_rank(task, fixture_rows, tmp_path):
-    run_trial(_cfg(task, "label", "rank"), tmp_path)
+    T5.run_trial(_cfg(task, "label", "rank"), tmp_path)
     record = read_json(TrialFiles(tmp_path).result)
     assert record["history"][0]["valid"] == 100.0  # rank classification always answers with a label word

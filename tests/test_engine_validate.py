@@ -12,15 +12,16 @@ import pytest
 import torch
 
 from itsel_ray.artifacts import save_prompt
-from itsel_ray.engine.backbone import load_backbone
 from itsel_ray.engine.batching import batch_indices
 from itsel_ray.engine.objectives import EVAL_MODES, LOSSES
-from itsel_ray.engine.prompt import PromptedT5, initial_prompt
-from itsel_ray.engine.trial import TrialError, evaluate, make_batch, prepare_data, validate_config
+from itsel_ray.engine.prompt import initial_prompt
+from itsel_ray.engine.t5.model import PromptedT5
+from itsel_ray.engine.trial import TrialError, evaluate, make_batch, prepare_data
 from itsel_ray.schema import ConfigError, merge
 from itsel_ray.tasks import SOURCE_TASKS, TARGET_TASKS, get_task
 from itsel_ray.tasks.spec import LABEL_STYLES
 from itsel_ray.trial_config import TrialConfig
+from itsel_ray.engine.t5 import T5
 from tests.conftest import tiny_trial
 from tests.test_engine_tasks import _cfg, fixture_rows  # noqa: F401  (the fixture rows and a fixture-vocab model)
 
@@ -29,7 +30,7 @@ TASK_STYLES = list(itertools.product([*SOURCE_TASKS, *TARGET_TASKS], LABEL_STYLE
 
 def _setup(cfg: TrialConfig):
     task = get_task(cfg.task)
-    bb = load_backbone(cfg.model, cfg.train.device)
+    bb = T5.backbone(cfg.model, cfg.train.device)
     data = prepare_data(cfg, task, bb)
     model = PromptedT5(bb.model, initial_prompt(cfg.prompt, bb.model.get_input_embeddings().weight, seed=0))
     return task, bb, data, model
@@ -58,7 +59,7 @@ def _evaluation_runs(cfg: TrialConfig) -> bool:
 
 def _verdict(cfg: TrialConfig) -> tuple[bool, str]:
     try:
-        validate_config(cfg)
+        T5.validate_config(cfg)
     except TrialError as err:
         return False, str(err)
     return True, ""
@@ -87,8 +88,8 @@ def test_cosmosqa_text_labels_are_refused_for_rank_and_the_label_loss():
         cfg = tiny_trial(task="cosmosqa", train=train)
         with pytest.raises(TrialError, match="task cosmosqa has free-text targets in the 'text' label style.*"
                                              "data.label_style 'abstract'"):
-            validate_config(cfg)
-    validate_config(tiny_trial(task="cosmosqa", train={"eval_mode": "rank"}, data={"label_style": "abstract"}))
+            T5.validate_config(cfg)
+    T5.validate_config(tiny_trial(task="cosmosqa", train={"eval_mode": "rank"}, data={"label_style": "abstract"}))
 
 
 # ------------------------------------------------------------------------------------------------ bad inputs
@@ -126,7 +127,6 @@ def test_cosmosqa_text_labels_are_refused_for_rank_and_the_label_loss():
     ({"prompt": {"init_std": math.inf}}, "prompt.init_std"),
     ({"prompt": {"init_std": math.nan}}, "prompt.init_std"),
     ({"prompt": {"init_std": 0.0}}, "prompt.init_std"),
-    ({"model": {"config": {"d_modle": 64}}}, "model.config.d_modle"),
     ({"data": {"heldout_size": 0}}, "data.heldout_size"),
 ])
 def test_bad_values_are_refused_when_the_config_is_parsed(overrides, field):
@@ -134,36 +134,42 @@ def test_bad_values_are_refused_when_the_config_is_parsed(overrides, field):
         tiny_trial(**overrides)
 
 
-def test_a_t5_config_typo_suggests_the_field():
+def test_a_t5_config_typo_suggests_the_field_when_the_engine_checks_it():
+    cfg = tiny_trial(model={"config": {"d_modle": 64}})  # the trial config knows no model family: it parses
     with pytest.raises(ConfigError, match=r"model\.config\.d_modle is not a T5Config field \(did you mean 'd_model'"):
-        tiny_trial(model={"config": {"d_modle": 64}})
-    tiny_trial(model={"config": {"d_model": 64, "vocab_size": 400, "feed_forward_proj": "relu",
-                                 "decoder_start_token_id": 0, "tie_word_embeddings": True}})
+        T5.validate_config(cfg)
+    T5.validate_config(tiny_trial(model={"config": {"d_model": 64, "vocab_size": 400, "feed_forward_proj": "relu",
+                                                    "decoder_start_token_id": 0, "tie_word_embeddings": True}}))
 
 
 def test_a_missing_prompt_file_is_refused_before_the_trial(tmp_path):
     cfg = tiny_trial(prompt={"init": "from_file", "path": str(tmp_path / "missing.npy")})
     with pytest.raises(TrialError, match=r"prompt\.path .*missing\.npy.* is not a file"):
-        validate_config(cfg)
+        T5.validate_config(cfg)
     path = save_prompt(tmp_path / "there.npy", np.zeros((10, 128), np.float32))
-    validate_config(tiny_trial(prompt={"init": "from_file", "path": str(path)}))
+    T5.validate_config(tiny_trial(prompt={"init": "from_file", "path": str(path)}))
+    narrow = save_prompt(tmp_path / "narrow.npy", np.ones((10, 64), np.float32))  # d_model 64, the model's is 128
+    with pytest.raises(ValueError, match=r"narrow\.npy: prompt has shape \(10, 64\) but the model expects \(10, 128\)"):
+        T5.validate_config(tiny_trial(prompt={"init": "from_file", "path": str(narrow)}))
 
 
 def test_a_population_outside_a_known_vocabulary_is_refused_before_the_trial():
     known = {"task": "syn_has0", "seed": 0, "model": {"name": "t5-base"}, "prompt": {"population_start": 32100}}
     with pytest.raises(TrialError, match=r"prompt\.length 100 distinct ids cannot come from the 28 ids"):
-        validate_config(TrialConfig.from_dict(known))
+        T5.validate_config(TrialConfig.from_dict(known))
     outside = merge(known, {"prompt": {"population_start": 40000}})
     with pytest.raises(TrialError, match=r"prompt\.population_start 40000 is outside the vocabulary of 32128"):
-        validate_config(TrialConfig.from_dict(outside))
-    validate_config(TrialConfig.from_dict(merge(known, {"prompt": {"population_start": 0}})))
+        T5.validate_config(TrialConfig.from_dict(outside))
+    T5.validate_config(TrialConfig.from_dict(merge(known, {"prompt": {"population_start": 0}})))
     with pytest.raises(TrialError, match=r"population_start 500 is outside the vocabulary of 300.*model\.config"):
-        validate_config(tiny_trial(model={"config": {"vocab_size": 300}}, prompt={"population_start": 500}))
+        T5.validate_config(tiny_trial(model={"config": {"vocab_size": 300}}, prompt={"population_start": 500}))
 
 
 def test_the_vocabulary_bound_also_holds_at_initialisation():
     cfg = tiny_trial(prompt={"population_start": 5000})  # the synthetic vocabulary has 277 ids
-    emb = load_backbone(cfg.model).model.get_input_embeddings().weight
+    with pytest.raises(TrialError, match="prompt.population_start 5000 is outside the vocabulary of 277"):
+        T5.validate_config(cfg)  # a word-level vocabulary is counted without building the tokenizer
+    emb = T5.backbone(cfg.model).model.get_input_embeddings().weight
     with pytest.raises(ValueError, match="prompt.population_start 5000 is outside the vocabulary of 277"):
         initial_prompt(cfg.prompt, emb, seed=0)
 

@@ -40,12 +40,15 @@ def test_rank_probe_prints_the_ranking_with_the_probe_scores(tmp_path, capsys):
     assert [r["source"] for r in doc["ranking"]] == [r[1] for r in rows]
     # the same numbers as the engine gives for the smoke sweep's transfer settings at its first target seed
     from itsel_ray.artifacts import load_prompt
-    from itsel_ray.engine.zero_shot import probe_prompts
+    from itsel_ray.engine import get_engine
     from itsel_ray.runs.sweep_file import load_sweep
+    from itsel_ray.selection import MODEL_INPUTS
 
     sweep = load_sweep("smoke")
     cfg = sweep.trial_config("transfer", task="syn_and01", seed=sweep.grid.target_seeds[0])
-    expected, n = probe_prompts(cfg, {name: load_prompt(lib / f"{name}.npy") for name in printed})
+    readout = get_engine(sweep.spec.engine).readout(
+        cfg, {name: load_prompt(lib / f"{name}.npy") for name in printed}, max_examples=256)
+    expected, n = MODEL_INPUTS.get("probe").scores(readout), readout.rows
     assert lines[0].startswith(f"note: probe: {n} training rows")
     for name, value in printed.items():
         assert value == pytest.approx(expected[name], abs=1e-12)
@@ -61,7 +64,7 @@ def test_rank_probe_without_target_or_sweep_is_an_error(tmp_path, capsys, args, 
     lib = _library(tmp_path, (4, 32))
     assert rank.main(["--selector", "probe", "--library", str(lib), *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: probe scores the source prompts") and match in err
+    assert err.startswith("error: probe reads the source prompts through a sweep's frozen model") and match in err
 
 
 def test_rank_probe_bad_inputs_are_errors(tmp_path, capsys):

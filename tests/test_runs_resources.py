@@ -62,8 +62,8 @@ def _gpus(memory_gib: float) -> ClusterInfo:
 
 
 def test_auto_shares_follow_each_tasks_predicted_memory():
-    from itsel_ray.engine.memory import gpu_fraction, trial_memory
-    from itsel_ray.runs.resources import resource_plan
+    from itsel_ray.engine.t5.memory import trial_memory
+    from itsel_ray.runs.resources import gpu_fraction, resource_plan
 
     sweep = _paper()
     plan = resource_plan(sweep, _gpus(80))
@@ -71,7 +71,7 @@ def test_auto_shares_follow_each_tasks_predicted_memory():
     short_task = plan.request("source", "mnli")["gpu"]  # 128
     assert long_task > short_task
     cfg = sweep.trial_config("source", task="squad", seed=0)
-    assert long_task == gpu_fraction(trial_memory(cfg, device="cuda"), 80 * GIB)
+    assert long_task == gpu_fraction(trial_memory(cfg, device="cuda").total, 80 * GIB)
 
 
 def test_a_fixed_share_a_task_cannot_fit_in_is_refused_naming_the_task():

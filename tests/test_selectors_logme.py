@@ -133,7 +133,7 @@ def test_bad_inputs_are_refused():
 def test_selector_reads_the_scores_and_needs_them():
     sel = SELECTORS.get("logme")
     assert sel.label == "LOGME" and sel.requirements(SelectorOptions()) == {"logme"}
-    inp = SelectionInput(target="t", sources=("a", "b"), logme=np.array([-0.3, np.nan]))
+    inp = SelectionInput(target="t", sources=("a", "b"), model_scores={"logme": np.array([-0.3, np.nan])})
     np.testing.assert_array_equal(sel.scores(inp, SelectorOptions()), [-0.3, np.nan])
     with pytest.raises(ValueError, match="logme"):
         sel.scores(SelectionInput(target="t", sources=("a", "b")), SelectorOptions())

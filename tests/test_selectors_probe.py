@@ -11,7 +11,8 @@ from itsel_ray.selection import SELECTORS, PromptPair, SelectionInput, SelectorO
 
 def test_probe_scores_are_the_targets_probe_row_and_rank_by_it():
     # minus losses: b has the lowest loss (0.4), then a and c tie at 0.7 (tie -> by name), then d
-    inp = SelectionInput(target="t", sources=("c", "a", "d", "b"), probe=np.array([-0.7, -0.7, -1.2, -0.4]))
+    inp = SelectionInput(target="t", sources=("c", "a", "d", "b"),
+                         model_scores={"probe": np.array([-0.7, -0.7, -1.2, -0.4])})
     sel = get_selector("probe")
     assert sel.label == "PROBE" and not sel.uniform and "probe" in SELECTORS.names()
     scores = sel.scores(inp, SelectorOptions())
@@ -26,11 +27,12 @@ def test_probe_needs_probe_scores_and_the_right_length():
     with pytest.raises(ValueError, match="needs probe"):
         sel.scores(bare, SelectorOptions())
     with pytest.raises(ValueError, match=r"probe: \(3,\) scores for 2 sources"):
-        sel.scores(SelectionInput(target="t", sources=("a", "b"), probe=np.zeros(3)), SelectorOptions())
+        sel.scores(SelectionInput(target="t", sources=("a", "b"), model_scores={"probe": np.zeros(3)}),
+                   SelectorOptions())
 
 
 def test_a_missing_probe_score_stays_missing():
-    inp = SelectionInput(target="t", sources=("a", "b"), probe=np.array([-0.5, np.nan]))
+    inp = SelectionInput(target="t", sources=("a", "b"), model_scores={"probe": np.array([-0.5, np.nan])})
     scores = get_selector("probe").scores(inp, SelectorOptions())
     assert scores[0] == -0.5 and math.isnan(scores[1])  # not 0, not -inf
 
@@ -40,11 +42,13 @@ def test_fusion_with_probe_by_hand():
     # RRF with k = 1: a 1/3 + 1/2 = .8333, b 1/4 + 1/3 = .5833, c 1/2 + 1/4 = .75
     opts = SelectorOptions(fusion=("probe", "size"), fusion_k=1)
     sizes = np.array([10.0, 5.0, 1.0])
-    inp = SelectionInput(target="t", sources=("a", "b", "c"), sizes=sizes, probe=np.array([-0.5, -0.9, -0.2]))
+    inp = SelectionInput(target="t", sources=("a", "b", "c"), sizes=sizes,
+                         model_scores={"probe": np.array([-0.5, -0.9, -0.2])})
     np.testing.assert_allclose(get_selector("fusion").scores(inp, opts), [5 / 6, 7 / 12, 3 / 4])
     # b unscored by PROBE: b is missing (NaN) and a, c are ranked among themselves.
     # PROBE: c1 a2; SIZE: a1 c2 -> a 1/3 + 1/2, c 1/2 + 1/3
-    inp = SelectionInput(target="t", sources=("a", "b", "c"), sizes=sizes, probe=np.array([-0.5, np.nan, -0.2]))
+    inp = SelectionInput(target="t", sources=("a", "b", "c"), sizes=sizes,
+                         model_scores={"probe": np.array([-0.5, np.nan, -0.2])})
     out = get_selector("fusion").scores(inp, opts)
     assert math.isnan(out[1])
     np.testing.assert_allclose(out[[0, 2]], [5 / 6, 5 / 6])

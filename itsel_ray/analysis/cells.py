@@ -4,8 +4,8 @@
 embeddings and RANDOM draws) and returns rows. Run through the builtin `map` or through Ray
 (`itsel_ray.sweep.parallel.ray_map`), the same function runs on the same cells, so both give identical numbers.
 
-Cells with `step=None` hold the selectors that do not read prompts (RANDOM, SIZE, SEMB, PROBE, LOGME); cells with a step
-hold the prompt selectors, whose target prompt is the target's own tune run at that seed and step.
+Cells with `step=None` hold the selectors that do not read prompts (RANDOM, SIZE, SEMB, PROBE, LOGME, ...); cells
+with a step hold the prompt selectors, whose target prompt is the target's own tune run at that seed and step.
 
 A NaN selector score (a source PROBE has no score for) is missing exactly like a NaN transfer score: the
 `missing` policy decides, and it is never read as 0.
@@ -99,8 +99,8 @@ def selection_input(cell: Cell, ctx: CellContext) -> SelectionInput:
         texts[name] = (table[cell.target], np.stack([table[s] for s in study.sources]))
     return SelectionInput(
         target=cell.target, sources=study.sources, prompts=prompts, sizes=study.sizes(),
-        text_embeddings=texts, draw=ctx.draws.get((cell.target, cell.seed)), probe=study.probe_scores(cell.target),
-        logme=study.logme_scores(cell.target),
+        text_embeddings=texts, draw=ctx.draws.get((cell.target, cell.seed)),
+        model_scores={name: study.model_row(name, cell.target) for name in study.model_scores},
     )
 
 

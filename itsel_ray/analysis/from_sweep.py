@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 
 from itsel_ray.analysis.inputs import (
-    LOGME_STEM,
-    PROBE_STEM,
     InputError,
     load_pair_table,
     load_prompts,
@@ -20,6 +18,7 @@ from itsel_ray.analysis.inputs import (
 from itsel_ray.analysis.meta import PAPER_SOURCES, PAPER_TARGETS, TaskMeta, resolve_metadata
 from itsel_ray.analysis.study import Study
 from itsel_ray.artifacts import load_prompt
+from itsel_ray.selection import MODEL_INPUTS
 
 
 def order_tasks(names: Iterable[str], paper_order: tuple[str, ...]) -> tuple[str, ...]:
@@ -108,8 +107,8 @@ def _load_target_prompts(folder: Path, prompts: pd.DataFrame, targets: tuple[str
 
 def _load_pair_scores(folder: Path, stem: str, targets: tuple[str, ...], sources: tuple[str, ...],
                       notes: list[str]) -> np.ndarray | None:
-    """[T, S] scores of the `stem` table (probe, logme) aligned with the study (NaN where the table has no
-    score), or None without a table."""
+    """[T, S] scores of the `stem` table (a model-backed input: probe, logme, ...) aligned with the study (NaN
+    where the table has no score), or None without a table."""
     table = load_pair_table(folder, stem)
     if table is None:
         return None
@@ -124,8 +123,8 @@ def _load_pair_scores(folder: Path, stem: str, targets: tuple[str, ...], sources
         notes.append(f"{path}: {int((~known).sum())} {stem} rows name a target or source outside the study; ignored")
     n_missing = int(np.isnan(scores).sum())
     if n_missing:
-        notes.append(f"{n_missing} of {scores.size} {stem} scores are missing ({path}); {stem.upper()} treats a "
-                     "missing score like a missing transfer score (ranking.missing)")
+        notes.append(f"{n_missing} of {scores.size} {stem} scores are missing ({path}); a selector reading them "
+                     "treats a missing score like a missing transfer score (ranking.missing)")
     return scores
 
 
@@ -134,8 +133,8 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
     """Read a sweep's results folder into a Study.
 
     Args:
-        folder: holds results.parquet|csv and prompts.parquet|csv, and optionally probe.parquet|csv and
-            logme.parquet|csv.
+        folder: holds results.parquet|csv and prompts.parquet|csv, and optionally a <name>.parquet|csv per
+            model-backed selector input (probe, logme, ...).
         metadata: task -> TaskMeta; default: the tasks registry, else the paper's table.
         with_prompts: read the prompt files (False: a study for the prompt-free selectors only).
         steps: target checkpoint steps to load (default: every saved step above 0; step 0 is the initial prompt).
@@ -176,11 +175,14 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
         target_prompts = _load_target_prompts(folder, prompts, targets, seeds, steps)
         if not target_prompts:
             notes.append("no target prompt snapshots in the prompts table")
-    probe = _load_pair_scores(folder, PROBE_STEM, targets, sources, notes)
-    logme = _load_pair_scores(folder, LOGME_STEM, targets, sources, notes)
+    model_scores = {}
+    for name in MODEL_INPUTS:
+        table = _load_pair_scores(folder, name, targets, sources, notes)
+        if table is not None:
+            model_scores[name] = table
     meta = resolve_metadata((*sources, *targets), metadata, notes=notes)
     return Study(
         sources=sources, targets=targets, seeds=seeds, transfer=transfer, baseline=baseline, meta=meta,
-        source_prompts=source_prompts, target_prompts=target_prompts, probe=probe, logme=logme,
+        source_prompts=source_prompts, target_prompts=target_prompts, model_scores=model_scores,
         origin=f"sweep results {folder}", notes=tuple(notes),
     )

@@ -1,7 +1,8 @@
 """The contract between the sweep and the analysis: the tables a sweep writes, and their loaders.
 
 A sweep's results folder holds `results.parquet` (or `results.csv`), `prompts.parquet` (or `prompts.csv`) and,
-optionally, `probe.parquet` (or `probe.csv`).
+optionally, one `<name>.parquet` (or `<name>.csv`) per model-backed selector input (`selection.MODEL_INPUTS`:
+probe, logme, ...).
 
 results: one row per trial.
     stage       "tune" | "transfer"
@@ -17,22 +18,20 @@ results: one row per trial.
     best_prompt path of the best prompt file (relative paths are relative to the folder), or empty
 prompts: one row per saved prompt file.
     stage, role, task, source, seed, step (int), path, is_best (bool)
-probe (optional; the sweep's analyze stage writes it for the torch engine): one row per (target, source) pair.
+<name> (optional; the sweep's analyze stage writes one per model-backed input its analysis needs, through an
+engine with a model): one row per (target, source) pair.
     target, source  task names
-    score           the source's best prompt, zero-shot on the target: minus the mean training loss of the target's
-                    objective over a fixed sample of the target's training rows (higher = better); NaN/empty = none
-    examples, loss  optional: the rows probed and the loss used (informative only)
-logme (optional; written like probe): one row per (target, source) pair.
-    target, source  task names
-    score           LogME of the frozen encoder's pooled features of the same training sample under the source's
-                    best prompt, against the target's labels (higher = better); NaN/empty = none
-    examples        optional: the rows used (informative only)
+    score           the input's score of the source's best prompt on the target, read through the frozen model on
+                    a fixed sample of the target's training rows (higher = better; probe: minus the mean training
+                    loss of the target's objective; logme: LogME of the pooled features against the target's
+                    labels); NaN/empty = none
+    examples, loss, error  optional: the rows read, the target's loss, why a target has no scores (informative)
 
 Meaning: transfer rows give the ground truth (source, target, seed) -> score; tune rows with role "target" give
 the no-transfer baseline (task, seed) -> score; the best prompt of each source (best score over its seeds, ties ->
 the smallest seed) is the source's prompt; the target's own tune run at seed s, at every saved step, is the
-target prompt of the (target, s) cell; a probe row is the PROBE selector's score of that source for that target
-(the same for every seed of the target); a logme row likewise the LOGME selector's.
+target prompt of the (target, s) cell; a row of a model-backed input's table is that input's score of the source
+for the target (the same for every seed of the target).
 """
 
 from __future__ import annotations
@@ -44,9 +43,6 @@ import pandas as pd
 
 RESULTS_STEM = "results"
 PROMPTS_STEM = "prompts"
-PROBE_STEM = "probe"
-LOGME_STEM = "logme"
-PAIR_TABLES = (PROBE_STEM, LOGME_STEM)  # per (target, source) selector inputs, one table each
 PAIR_REQUIRED = ("target", "source", "score")
 RESULTS_COLUMNS = ("stage", "role", "task", "source", "target", "seed", "status", "score", "best_step", "steps",
                    "wall_s", "trial_dir", "best_prompt")
@@ -187,7 +183,7 @@ def load_prompts(folder: str | Path) -> pd.DataFrame:
 
 
 def load_pair_table(folder: str | Path, stem: str) -> pd.DataFrame | None:
-    """A validated (target, source) -> score table such as probe or logme (target, source: str; score: float,
+    """A validated (target, source) -> score table of a model-backed input (target, source: str; score: float,
     NaN = no score), or None if absent.
 
     An empty task name, a score that is not a number, or two rows for one (target, source) pair raise
@@ -216,11 +212,6 @@ def load_pair_table(folder: str | Path, stem: str) -> pd.DataFrame | None:
         raise InputError(f"{path}: {int(dupes.sum())} rows for target {row['target']!r}, source {row['source']!r}")
     df.attrs["path"] = str(path)
     return df
-
-
-def load_probe(folder: str | Path) -> pd.DataFrame | None:
-    """The validated probe table, or None if absent (`load_pair_table`)."""
-    return load_pair_table(folder, PROBE_STEM)
 
 
 def resolve_path(folder: str | Path, path: str) -> Path:

@@ -19,6 +19,7 @@ from itsel_ray.analysis.analysis_file import AnalysisConfig
 from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
 from itsel_ray.analysis.study import Study, seed_label
 from itsel_ray.artifacts import atomic_write_text, write_json
+from itsel_ray.selection import MODEL_INPUTS
 
 
 @dataclass
@@ -189,16 +190,11 @@ def _rel(path: Path, out_dir: Path) -> str:
     return path.relative_to(out_dir).as_posix()
 
 
-def _probe_line(study: Study) -> list[str]:
-    """One line per precomputed selector input the study has (PROBE, LOGME): how many pairs have a score."""
-    lines = []
-    for table, what in ((study.probe, "PROBE: zero-shot probe scores (minus the target's training loss with each "
-                                      "source prompt)"),
-                        (study.logme, "LOGME: LogME scores of the frozen encoder's features of the target's "
-                                      "training rows under each source prompt")):
-        if table is not None:
-            lines.append(f"- {what} for {int(np.isfinite(table).sum())} of {table.size} (target, source) pairs")
-    return lines
+def _model_input_lines(study: Study) -> list[str]:
+    """One line per model-backed selector input the study has (probe, logme, ...): how many pairs have a score."""
+    return [f"- {name}: {MODEL_INPUTS.get(name).description if name in MODEL_INPUTS else 'scores'} for "
+            f"{int(np.isfinite(table).sum())} of {table.size} (target, source) pairs"
+            for name, table in sorted(study.model_scores.items())]
 
 
 def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, ref) -> str:
@@ -216,7 +212,7 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
         f"`{cfg.ranking.missing}`; MAX direction `{opts.max_direction}`, token normalisation "
         f"{'on' if opts.normalize else 'off'}, seed averaging {'on' if cfg.seed_average else 'off'}",
         "- ties between equal selector scores are broken by source name (ascending)",
-        *_probe_line(study), "",
+        *_model_input_lines(study), "",
     ]
     if messages:
         lines += ["## Notes", "", *[f"- {m}" for m in messages], ""]

@@ -21,7 +21,7 @@ from itsel_ray.analysis.report import AnalysisResult, write_outputs
 from itsel_ray.analysis.study import Study
 from itsel_ray.analysis.text_embeddings import LoadTexts, task_embeddings
 from itsel_ray.metrics.ranking import rank_from_scores
-from itsel_ray.selection import paper_draws
+from itsel_ray.selection import MODEL_INPUTS, paper_draws
 from itsel_ray.selection.semb import PAPER_ENCODERS
 
 MapFn = Callable[[Callable, Iterable], Iterable]
@@ -30,13 +30,16 @@ MapFn = Callable[[Callable, Iterable], Iterable]
 # selector that needs a missing one is skipped with that reason instead of failing every cell.
 STUDY_INPUTS: dict[str, tuple[Callable[[Study], bool], str]] = {
     "prompts": (lambda s: s.has_prompts, "the study has no prompts"),
-    "probe": (lambda s: s.probe is not None,
-              "the study has no probe scores (no probe.parquet|csv in the results folder; the sweep's analyze "
-              "stage writes one for the torch engine)"),
-    "logme": (lambda s: s.logme is not None,
-              "the study has no LogME scores (no logme.parquet|csv in the results folder; the sweep's analyze "
-              "stage writes one for the torch engine)"),
 }
+
+
+def lacking_inputs(study: Study, needs: Iterable[str]) -> list[str]:
+    """Why `study` cannot provide each of `needs` (empty: it provides them all)."""
+    out = [why for req, (has, why) in STUDY_INPUTS.items() if req in needs and not has(study)]
+    out += [f"the study has no {name} scores (no {name}.parquet|csv in the results folder; the sweep's analyze "
+            "stage writes one through an engine with a model)"
+            for name in MODEL_INPUTS.names() if name in needs and name not in study.model_scores]
+    return out
 
 
 def semb_encoders(cfg: AnalysisConfig) -> dict[str, str]:
@@ -115,8 +118,7 @@ def build_context(study: Study, cfg: AnalysisConfig, *, text_embeddings=None, lo
     messages = messages if messages is not None else []
     entries = []
     for label, selector, opts in cfg.resolved_selectors():
-        needs = selector.requirements(opts)
-        lacking = [why for req, (has, why) in STUDY_INPUTS.items() if req in needs and not has(study)]
+        lacking = lacking_inputs(study, selector.requirements(opts))
         if lacking:
             messages.append(f"skipped {label}: {'; '.join(lacking)} ({study.origin})")
             continue

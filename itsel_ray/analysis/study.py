@@ -32,9 +32,9 @@ class Study:
     target_prompts: (target, seed, step) -> [P, H], the target's own prompt-tuning run at that step.
     transfer_std, baseline_std: [S, T] / [T] standard deviations over seeds given by the input (a CSV without
         per-seed columns); None when they can be computed from `transfer`.
-    probe: [T, S] zero-shot probe score of source s's prompt on target t (the PROBE selector's input; NaN = no
-        score for that pair), or None when the study has no probe table (a ground-truth CSV, a stand-in engine).
-    logme: [T, S] LogME score of source s's prompt's features on target t (the LOGME selector's input), like probe.
+    model_scores: model-backed input name (`selection.MODEL_INPUTS`: probe, logme, ...) -> [T, S] its score of
+        source s's prompt on target t (NaN = no score for that pair); an input without a table is absent (a
+        ground-truth CSV, a stand-in engine).
     origin: where the study came from (for the report). notes: what was missing or skipped while building it.
     """
 
@@ -48,8 +48,7 @@ class Study:
     target_prompts: Mapping[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
     transfer_std: np.ndarray | None = None
     baseline_std: np.ndarray | None = None
-    probe: np.ndarray | None = None
-    logme: np.ndarray | None = None
+    model_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     origin: str = ""
     notes: tuple[str, ...] = ()
 
@@ -67,10 +66,9 @@ class Study:
             raise ValueError(f"no task metadata for {missing}")
         if self.source_prompts is not None and np.shape(self.source_prompts)[0] != s:
             raise ValueError(f"source_prompts must be [{s}, P, H], got {np.shape(self.source_prompts)}")
-        for name in ("probe", "logme"):
-            table = getattr(self, name)
-            if table is not None and np.shape(table) != (t, s):
-                raise ValueError(f"{name} must be [targets, sources] = {(t, s)}, got {np.shape(table)}")
+        for name, table in self.model_scores.items():
+            if np.shape(table) != (t, s):
+                raise ValueError(f"{name} scores must be [targets, sources] = {(t, s)}, got {np.shape(table)}")
 
     # ----------------------------------------------------------------------------------------- lookups
 
@@ -99,15 +97,9 @@ class Study:
             return self.transfer[:, t, :].mean(axis=1).astype(np.float64)
         raise ValueError(f"unknown relevance mode {mode!r}; valid: per_seed, seed_mean")
 
-    def probe_scores(self, target: str) -> np.ndarray | None:
-        """[S] probe scores of every source on `target` (NaN = none), or None without a probe table."""
-        return self._pair_row(self.probe, target)
-
-    def logme_scores(self, target: str) -> np.ndarray | None:
-        """[S] LogME scores of every source on `target` (NaN = none), or None without a logme table."""
-        return self._pair_row(self.logme, target)
-
-    def _pair_row(self, table: np.ndarray | None, target: str) -> np.ndarray | None:
+    def model_row(self, name: str, target: str) -> np.ndarray | None:
+        """[S] model-backed input `name`'s scores of every source on `target` (NaN = none), or None without them."""
+        table = self.model_scores.get(name)
         if table is None:
             return None
         return np.asarray(table[self.targets.index(target)], dtype=np.float64)

@@ -64,24 +64,23 @@ def synthetic_study(*, n_sources: int = 13, n_targets: int = 10, seeds: tuple[in
                 scale = 2.0 / (1 + k)
                 target_prompts[(t, r, step)] = (centres_t[ti] + scale * noise).astype(np.float32)
     meta = _meta((*sources, *targets), rng)
-    probe_scores = None
+    model_scores = {}
     if probe:
         noise = np.random.default_rng([seed, 1]).normal(0, 0.05, size=(n_targets, n_sources))
-        probe_scores = np.round(-1.0 + 0.5 * affinity.T + noise, 6)
-    logme_scores = None
+        model_scores["probe"] = np.round(-1.0 + 0.5 * affinity.T + noise, 6)
     if logme:  # like probe, noisier, from its own generator
         noise = np.random.default_rng([seed, 2]).normal(0, 0.1, size=(n_targets, n_sources))
-        logme_scores = np.round(-0.7 + 0.2 * affinity.T + noise, 6)
+        model_scores["logme"] = np.round(-0.7 + 0.2 * affinity.T + noise, 6)
     return Study(
         sources=sources, targets=targets, seeds=tuple(seeds), transfer=np.round(transfer, 4),
         baseline=np.round(baseline, 4), meta=meta, source_prompts=source_prompts,
-        target_prompts=target_prompts, probe=probe_scores, logme=logme_scores, origin=f"synthetic study (seed {seed})",
+        target_prompts=target_prompts, model_scores=model_scores, origin=f"synthetic study (seed {seed})",
     )
 
 
 def write_sweep_folder(study: Study, folder: str | Path, *, fmt: str = "csv") -> Path:
-    """Write `study` as a sweep results folder: results.<fmt>, prompts.<fmt>, prompt files and, when the study
-    has probe or LogME scores, probe.<fmt> / logme.<fmt> (a NaN score as an empty cell).
+    """Write `study` as a sweep results folder: results.<fmt>, prompts.<fmt>, prompt files and one <name>.<fmt> per
+    model-backed input the study has scores of (probe, logme, ...; a NaN score as an empty cell).
 
     Each source gets three tune runs (its prompt saved by the best one), each target a tune run per seed with a
     snapshot per step; transfer runs with a NaN score are written as "failed".
@@ -120,13 +119,9 @@ def write_sweep_folder(study: Study, folder: str | Path, *, fmt: str = "csv") ->
                 trial(stage="transfer", role="transfer", task=t, source=s, target=t, seed=r, score=score,
                       status="failed" if np.isnan(score) else "done")
     tables = {"results": pd.DataFrame(results), "prompts": pd.DataFrame(prompts)}
-    if study.probe is not None:
-        tables["probe"] = pd.DataFrame([
-            {"target": t, "source": s, "score": study.probe[ti, si], "examples": 64, "loss": "label"}
-            for ti, t in enumerate(study.targets) for si, s in enumerate(study.sources)])
-    if study.logme is not None:
-        tables["logme"] = pd.DataFrame([
-            {"target": t, "source": s, "score": study.logme[ti, si], "examples": 256}
+    for name, scores in study.model_scores.items():
+        tables[name] = pd.DataFrame([
+            {"target": t, "source": s, "score": scores[ti, si], "examples": 64, "loss": "label"}
             for ti, t in enumerate(study.targets) for si, s in enumerate(study.sources)])
     folder.mkdir(parents=True, exist_ok=True)
     for stem, table in tables.items():

@@ -1,22 +1,30 @@
-"""Trial engines: `run_trial(cfg, work_dir, *, report, init_prompt)` and `validate_config(cfg)` with one contract.
+"""Trial engines as registry entries: `ENGINES` maps a sweep's `engine:` name to an `Engine` object, the one
+contract in `engine/base.py` (run a trial, validate a config, recover a record, describe the model, predict memory,
+read the model out for model-backed selector inputs).
 
-`torch` (engine/trial.py) prompt-tunes a frozen T5 (no Ray); `fake` (engine/fake.py) is a stand-in with the same
-contract and file layout that trains nothing, so the sweep's scheduling, resume and fault handling can be tested
-and benchmarked in seconds. A sweep picks one with `engine:`. Importing this package loads neither.
+`t5` (engine/t5/) prompt-tunes a frozen T5-family model; `torch` is its older name, kept so existing sweep files
+work. `fake` (engine/fake.py) is a stand-in with the same contract and file layout that trains nothing, so the
+sweep's scheduling, resume and fault handling can be tested and benchmarked in seconds. Importing this package loads
+no torch: an engine imports its model code when a method runs. Another engine registers with `ENGINES.add(name,
+engine)` (e.g. from a plugin module).
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
+from itsel_ray.engine.base import Engine, MemoryEstimate, ModelInfo, TrialError
+from itsel_ray.engine.fake import FAKE
+from itsel_ray.engine.t5 import T5
 from itsel_ray.registry import Registry
 
-ENGINES: Registry[str] = Registry("engine")
-ENGINES.add("torch", "itsel_ray.engine.trial")
-ENGINES.add("fake", "itsel_ray.engine.fake")
+ENGINES: Registry[Engine] = Registry("engine")
+ENGINES.add("t5", T5)
+ENGINES.add("torch", T5)  # the T5 engine's name before there was a second model family
+ENGINES.add("fake", FAKE)
 
 
-def get_engine(name: str) -> ModuleType:
-    """The engine module registered as `name` (imported on first use: the stand-in never loads torch)."""
-    return importlib.import_module(ENGINES.get(name))
+def get_engine(name: str) -> Engine:
+    """The engine registered as `name`; an unknown name lists the valid ones."""
+    return ENGINES.get(name)
+
+
+__all__ = ["ENGINES", "Engine", "MemoryEstimate", "ModelInfo", "TrialError", "get_engine"]

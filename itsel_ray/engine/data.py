@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -17,13 +16,13 @@ import torch
 from itsel_ray.data.cache import cache_root_for, task_folder, trial_splits
 from itsel_ray.data.encoded import Encoded, encode_examples, scoring_examples
 from itsel_ray.tasks.mirror import Mirror
-from itsel_ray.engine.backbone import Backbone, load_backbone
+from itsel_ray.engine.backbone import Backbone
 from itsel_ray.engine.batching import pad
 from itsel_ray.engine.labels import label_set
 from itsel_ray.engine.objectives import Batch, LabelSet
 from itsel_ray.examples import Example
 from itsel_ray.tasks import TaskSpec, get_task
-from itsel_ray.trial_config import DataConfig, ModelConfig, TrialConfig
+from itsel_ray.trial_config import DataConfig, TrialConfig
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,19 +37,31 @@ class TrialData:
     source: str = "loaded in the trial"
 
 
+_CACHE: dict[str, TrialData] = {}
+CACHE_SIZE = 8
+
+
 def prepare_data(cfg: TrialConfig, task: TaskSpec, bb: Backbone) -> TrialData:
+    """The trial's data tokenised by `bb`'s tokenizer (the backbone `cfg.model` loads), cached per process."""
     carves = cfg.data.eval_split == "heldout" or task.data.carve_validation
     root = cache_root_for(cfg.data.cache_dir)
     key = json.dumps({"task": task.name, "data": asdict(cfg.data), "model": asdict(cfg.model),
                       "seed": cfg.seed if carves else None, "cache": str(root) if root else None,
-                      "ntrain": cfg.train.max_train_examples, "neval": cfg.train.max_eval_examples}, sort_keys=True)
-    return _prepare_cached(key, str(bb.device))
+                      "ntrain": cfg.train.max_train_examples, "neval": cfg.train.max_eval_examples,
+                      "device": str(bb.device)}, sort_keys=True)
+    if key not in _CACHE:
+        if len(_CACHE) >= CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _prepare(json.loads(key), bb)
+    return _CACHE[key]
 
 
-@lru_cache(maxsize=8)
-def _prepare_cached(key: str, device: str) -> TrialData:
-    spec = json.loads(key)
-    task, bb = get_task(spec["task"]), load_backbone(ModelConfig(**spec["model"]), device)
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def _prepare(spec: dict, bb: Backbone) -> TrialData:
+    task = get_task(spec["task"])
     d, seed = DataConfig(**spec["data"]), spec["seed"] or 0
     prepared = None
     if spec["cache"]:

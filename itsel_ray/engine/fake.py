@@ -1,8 +1,11 @@
-"""The stand-in engine (`engine: fake`): the real engine's contract and file layout without a model. The score is a
-fixed function of (task, seed, source, step), so the sweep's plumbing (resume, retries, tables) runs in seconds.
+"""The stand-in engine (`engine: fake`): the engine contract and the trial file layout without a model. The score
+is a fixed function of (task, seed, source, step), so the sweep's plumbing (resume, retries, tables) runs in
+seconds.
 
 `train.max_steps`, `eval_every` and `save_every` behave as in the real engine: resume from state.pt (falling back to
-state.prev.pt), and a result record that `recover_record` rebuilds from the state alone.
+state.prev.pt), and a result record that `recover_record` rebuilds from the state alone. It holds no model
+(`has_model` False): no data to prepare, no memory to predict, no model-backed selector inputs; its prompts are
+[prompt.length, 8].
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from itsel_ray.artifacts import StateError, TrialFiles, TrialResult, save_prompt, write_json
-from itsel_ray.trial_config import TrialConfig
+from itsel_ray.engine.base import Engine, ModelInfo, TrialError
+from itsel_ray.trial_config import ModelConfig, TrialConfig
 
 D_MODEL = 8
 
@@ -114,3 +118,32 @@ def run_trial(cfg: TrialConfig, work_dir, *, report=None, init_prompt=None) -> T
     return TrialResult(status="done", best_score=record["best_score"], best_step=record["best_step"],
                        best_metrics=record["best_metrics"], steps=step, wall_s=record["wall_s"],
                        history=record["history"])
+
+
+class FakeEngine(Engine):
+    """The stand-in: the module's functions behind the engine contract."""
+
+    name = "fake"
+    has_model = False
+
+    def validate_config(self, cfg: TrialConfig) -> None:
+        validate_config(cfg)
+
+    def run_trial(self, cfg: TrialConfig, work_dir, *, report=None, init_prompt=None) -> TrialResult:
+        return run_trial(cfg, work_dir, report=report, init_prompt=init_prompt)
+
+    def recover_record(self, cfg: TrialConfig, work_dir) -> dict | None:
+        return recover_record(cfg, work_dir)
+
+    def describe_model(self, model: ModelConfig) -> ModelInfo:
+        return ModelInfo(name="none", family="stand-in", d_model=D_MODEL, vocab_size=None, parameters=0,
+                         source="the stand-in engine trains no model")
+
+    def predict_memory(self, cfg: TrialConfig, *, device: str = "cuda", bf16_capable: bool = True) -> None:
+        return None
+
+    def readout(self, cfg: TrialConfig, prompts, *, max_examples: int):
+        raise TrialError("engine 'fake' holds no model, so it cannot score prompts through one (use engine: t5)")
+
+
+FAKE = FakeEngine()

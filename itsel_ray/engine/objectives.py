@@ -1,10 +1,10 @@
-"""Training losses and evaluation modes, each a registry entry.
+"""Training losses and evaluation modes, each a registry entry, for any engine's `PromptedModel`.
 
-`label_scores` is shared by the label-restricted loss and rank classification: every label word is scored by its
-summed token log-likelihood in one decoder pass over [batch x labels] rows, so training and evaluation rank labels
-the same way. The closing EOS is left out of the score (unless one label's tokens are a prefix of another's), so
-for single-token labels rank classification picks exactly the label greedy decoding produces whenever that
-decoding is a valid label.
+The entries say what is computed; the prompted model says how its family computes it (`engine/prompt.py`). The
+label scores are shared by the label-restricted loss and rank classification: every label word is scored by its
+summed token log-likelihood, so training and evaluation rank labels the same way. The closing EOS is left out of
+the score (unless one label's tokens are a prefix of another's), so for single-token labels rank classification
+picks exactly the label greedy decoding produces whenever that decoding is a valid label.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from itsel_ray.engine.batching import pad
-from itsel_ray.engine.prompt import PromptedT5
+from itsel_ray.engine.prompt import PromptedModel
 from itsel_ray.registry import Registry
 
 
@@ -55,31 +55,9 @@ class LabelSet:
         return cls(tuple(words), ids.to(device), mask.to(device))
 
 
-def shift_right(ids: torch.Tensor, start_id: int = 0) -> torch.Tensor:
-    out = ids.new_full(ids.shape, start_id)
-    out[:, 1:] = ids[:, :-1]
-    return out
-
-
-def label_scores(model: PromptedT5, enc: torch.Tensor, mask: torch.Tensor, labels: LabelSet) -> torch.Tensor:
-    """[B, K] summed log-probabilities of each label sequence given each encoded input."""
-    batch, k = enc.shape[0], labels.ids.shape[0]
-    if labels.ids.shape[1] == 1:  # single-token labels share the decoder input: one row per example suffices
-        start = labels.ids.new_zeros(batch, 1)
-        logp = model.decode_logits(enc, mask, start)[:, 0].float().log_softmax(dim=-1)
-        return logp[:, labels.ids[:, 0]]
-    enc_rep = enc.repeat_interleave(k, dim=0)  # row b*k + j = input b, label j
-    mask_rep = mask.repeat_interleave(k, dim=0)
-    targets = labels.ids.repeat(batch, 1)
-    tmask = labels.mask.repeat(batch, 1)
-    logits = model.decode_logits(enc_rep, mask_rep, shift_right(targets))
-    logp = logits.float().log_softmax(dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (logp * tmask).sum(dim=-1).view(batch, k)
-
-
 # ------------------------------------------------------------------------------------------------- losses
 
-LossFn = Callable[[PromptedT5, Batch, "LabelSet | None", int], torch.Tensor]
+LossFn = Callable[[PromptedModel, Batch, "LabelSet | None", int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -93,31 +71,27 @@ class Loss:
     fn: LossFn
     units: Callable[[Batch, int], int]
 
-    def __call__(self, model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
+    def __call__(self, model: PromptedModel, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
         return self.fn(model, batch, labels, pad_id)
 
 
 LOSSES: Registry[Loss] = Registry("loss")
 
 
-def sequence_loss(model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
+def sequence_loss(model: PromptedModel, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
     """Token cross-entropy over the whole target sequence, averaged over target tokens (the paper's objective)."""
-    enc, mask = model.encode(batch.input_ids, batch.attention_mask)
-    logits = model.decode_logits(enc, mask, shift_right(batch.target_ids))
-    targets = batch.target_ids.masked_fill(batch.target_ids == pad_id, -100)
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    return model.sequence_loss(batch, pad_id)
 
 
 def target_tokens(batch: Batch, pad_id: int) -> int:
     return int((batch.target_ids != pad_id).sum())
 
 
-def label_loss(model: PromptedT5, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
+def label_loss(model: PromptedModel, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:
     """Cross-entropy over the label words' scores only: the model need not first learn to avoid other words."""
     if labels is None or batch.labels is None:
         raise ValueError("the 'label' loss needs a task with a closed label set")
-    enc, mask = model.encode(batch.input_ids, batch.attention_mask)
-    return F.cross_entropy(label_scores(model, enc, mask, labels), batch.labels)
+    return F.cross_entropy(model.label_scores(batch.input_ids, batch.attention_mask, labels), batch.labels)
 
 
 def examples(batch: Batch, pad_id: int) -> int:
@@ -137,28 +111,17 @@ EVAL_MODES: Registry[Predict] = Registry("evaluation mode")
 
 @EVAL_MODES.register("rank")
 def predict_rank(model, input_ids, attention_mask, *, labels: LabelSet | None, tokenizer, max_new_tokens: int):
-    """The label word with the highest score (one decoder pass for all labels)."""
+    """The label word with the highest score."""
     if labels is None:
         raise ValueError("rank evaluation needs a task with a closed label set")
-    enc, mask = model.encode(input_ids, attention_mask)
-    best = label_scores(model, enc, mask, labels).argmax(dim=-1).tolist()
+    best = model.label_scores(input_ids, attention_mask, labels).argmax(dim=-1).tolist()
     return [labels.words[i] for i in best]
 
 
 @EVAL_MODES.register("generate")
 def predict_generate(model, input_ids, attention_mask, *, labels: LabelSet | None, tokenizer, max_new_tokens: int):
     """Greedy decoding, then the decoded text (the metric parses it; the paper's evaluation)."""
-    from transformers.modeling_outputs import BaseModelOutput
-
-    enc, mask = model.encode(input_ids, attention_mask)
-    out = model.backbone.generate(
-        encoder_outputs=BaseModelOutput(last_hidden_state=enc),
-        attention_mask=mask,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-    )
-    return decode_texts(tokenizer, out)
+    return decode_texts(tokenizer, model.generate(input_ids, attention_mask, max_new_tokens=max_new_tokens))
 
 
 def decode_texts(tokenizer, ids) -> list[str]:

@@ -1,7 +1,8 @@
-"""The soft prompt: its initialisation strategies and the frozen T5 it is prepended to.
+"""The soft prompt: its initialisation strategies, and `PromptedModel`, what every engine's prompted backbone offers
+the shared trial loop, losses, evaluation and readout.
 
-The prompt is the only trainable tensor. It is prepended to the *encoder* input embeddings only (the paper and the
-authors' code), and the attention mask grows by the prompt length.
+The prompt is the only trainable tensor; where it goes and how a target is scored depend on the model family (the
+T5 engine prepends it to the encoder input only, as the paper and the authors' code do: `engine/t5/model.py`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from itsel_ray.artifacts import check_prompt_shape, load_prompt
@@ -85,39 +85,32 @@ def initial_prompt(
     return out.float().contiguous()
 
 
-class PromptedT5(nn.Module):
-    """A frozen T5 with a trainable [P, H] soft prompt in front of every encoder input."""
+class PromptedModel(nn.Module):
+    """A frozen backbone with a trainable [P, H] soft prompt. An engine subclasses it for its model family.
+
+    The methods are what the shared code calls (`engine/objectives.py`, `engine/trial.py`, `engine/readout.py`), so
+    a loss, an evaluation mode or a model-backed selector input works with every engine that implements them.
+    Scores and losses come back in fp32 whatever the autocast precision.
+    """
 
     def __init__(self, backbone: nn.Module, prompt: torch.Tensor):
         super().__init__()
         self.backbone = backbone
         self.prompt = nn.Parameter(prompt)
 
-    def encoder_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """Input embeddings [B, P+L, H] and attention mask [B, P+L] with the prompt prepended."""
-        embeds = self.backbone.get_input_embeddings()(input_ids)
-        batch = input_ids.shape[0]
-        prompt = self.prompt.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
-        ones = attention_mask.new_ones(batch, self.prompt.shape[0])
-        return torch.cat([prompt, embeds], dim=1), torch.cat([ones, attention_mask], dim=1)
+    def sequence_loss(self, batch, pad_id: int) -> torch.Tensor:
+        """Token cross-entropy over every target token of `batch` (an `objectives.Batch`), averaged over them."""
+        raise NotImplementedError
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """Encoder states [B, P+L, H] and the extended mask."""
-        embeds, mask = self.encoder_inputs(input_ids, attention_mask)
-        out = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
-        return out.last_hidden_state, mask
+    def label_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels) -> torch.Tensor:
+        """[B, K] summed log-probabilities of each label word's tokens (`objectives.LabelSet`) given each input."""
+        raise NotImplementedError
 
-    def decode_logits(self, enc: torch.Tensor, mask: torch.Tensor, decoder_input_ids: torch.Tensor) -> torch.Tensor:
-        """fp32 LM logits [B, T, V] for given decoder inputs and encoder states.
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int) -> torch.Tensor:
+        """Greedy continuation token ids [B, T] of each input (its target, not its input)."""
+        raise NotImplementedError
 
-        The head runs outside autocast: in bf16, logits near 30 are spaced 0.125 apart, coarser than the gaps
-        between the label scores that rank classification compares.
-        """
-        out = self.backbone.decoder(input_ids=decoder_input_ids, encoder_hidden_states=enc,
-                                    encoder_attention_mask=mask, use_cache=False)
-        hidden = out.last_hidden_state
-        cfg = self.backbone.config
-        if getattr(cfg, "scale_decoder_outputs", getattr(cfg, "tie_word_embeddings", True)):
-            hidden = hidden * (cfg.d_model ** -0.5)
-        with torch.autocast(hidden.device.type, enabled=False):
-            return F.linear(hidden.float(), self.backbone.get_output_embeddings().weight.float())
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, H] float32: one vector per row, pooled over the row's own input tokens (prompt and padding left out)
+        of the prompted model's hidden states (the LOGME selector's input)."""
+        raise NotImplementedError

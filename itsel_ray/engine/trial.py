@@ -1,8 +1,10 @@
 """One prompt-tuning trial from a config: train, evaluate, keep the best prompt, checkpoint, resume.
 
-`run_trial` is a plain function with a reporting callback and no Ray import; the sweep wraps it in a Tune
-trainable, tests call it directly. Everything it produces lives in one work folder (`TrialFiles`), which is also
-the unit the sweep checkpoints: copying the folder and calling `run_trial` on it again resumes the run exactly.
+The loop every prompt-tuning engine shares: the engine (`engine/tuning.py`) brings its backbone and its
+`PromptedModel`, this module the rest (batches, optimiser, precision, evaluation, the trial folder). `run_trial` is a
+plain function with a reporting callback and no Ray import; the sweep wraps it in a Tune trainable, tests call it
+directly. Everything it produces lives in one work folder (`TrialFiles`), which is also the unit the sweep
+checkpoints: copying the folder and calling `run_trial` on it again resumes the run exactly.
 """
 
 from __future__ import annotations
@@ -15,37 +17,31 @@ import subprocess
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from itsel_ray.artifacts import StateError, TrialFiles, TrialResult, read_json, save_prompt, write_json
-from itsel_ray.trial_config import TrialConfig
-from itsel_ray.engine.backbone import Backbone, load_backbone, set_activation_checkpointing
+from itsel_ray.artifacts import StateError, TrialFiles, TrialResult, load_prompt, read_json, save_prompt, write_json
+from itsel_ray.engine.base import ModelInfo, Report, TrialError  # noqa: F401  (TrialError re-exported)
+from itsel_ray.engine.backbone import Backbone, set_activation_checkpointing
 from itsel_ray.engine.batching import batch_indices, pad
 from itsel_ray.engine.data import TrialData, make_batch, prepare_data  # noqa: F401  (re-exported)
 from itsel_ray.engine.labels import as_generated
-from itsel_ray.engine.shapes import known_vocab_size
 from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Loss
 from itsel_ray.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer
 from itsel_ray.engine.precision import PRECISIONS, autocast, resolve_precision
-from itsel_ray.engine.prompt import PROMPT_INITS, PromptedT5, initial_prompt, population_size
+from itsel_ray.engine.prompt import PROMPT_INITS, PromptedModel, initial_prompt, population_size
+from itsel_ray.examples import Example
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.tasks import TaskSpec, get_task
 from itsel_ray.tasks.spec import EVAL_SPLITS, LABEL_STYLES
-
-Report = Callable[[dict, bool], None]
-
-
-class TrialError(RuntimeError):
-    """A trial that cannot go on (NaN loss, a config that does not fit the task)."""
+from itsel_ray.trial_config import TrialConfig
 
 
-def validate_config(cfg: TrialConfig) -> None:
-    """Check `cfg` against its task and the engine's options without loading a model, so that nothing that would
-    fail inside a trial starts: names (raising with the valid ones), the task x label style x loss x eval mode
-    combination, the prompt's id range and file."""
+def validate_options(cfg: TrialConfig, model: ModelInfo) -> None:
+    """Check `cfg` against its task, the shared options and the model's shape without loading the model, so that
+    nothing that would fail inside a trial starts: names (raising with the valid ones), the task x label style x
+    loss x eval mode combination, the prompt's id range, file and shape."""
     task = get_task(cfg.task)
     for registry, name in (
         (PROMPT_INITS, cfg.prompt.init),
@@ -61,7 +57,7 @@ def validate_config(cfg: TrialConfig) -> None:
         if name not in valid:
             raise UnknownNameError(kind, name, sorted(valid))
     check_task_options(task, cfg)
-    check_prompt_options(cfg)
+    check_prompt_options(cfg, model)
 
 
 # What needs a closed label set in the trial's label style (the label words score each example).
@@ -81,12 +77,15 @@ def check_task_options(task: TaskSpec, cfg: TrialConfig) -> None:
                 + (", or data.label_style 'abstract')" if task.label_words("abstract") is not None else ")"))
 
 
-def check_prompt_options(cfg: TrialConfig) -> None:
-    """The prompt file must exist and the sampled ids must fit the vocabulary, where it is known without loading."""
+def check_prompt_options(cfg: TrialConfig, model: ModelInfo) -> None:
+    """The prompt file must exist and hold a [length, d_model] prompt; the sampled ids must fit the vocabulary,
+    where it is known without loading."""
     p = cfg.prompt
-    if p.init == "from_file" and not Path(p.path).expanduser().is_file():
-        raise TrialError(f"prompt.path {p.path!r} (prompt.init 'from_file') is not a file")
-    vocab = known_vocab_size(cfg.model.config if cfg.model.config is not None else cfg.model.name)
+    if p.init == "from_file":
+        if not Path(p.path).expanduser().is_file():
+            raise TrialError(f"prompt.path {p.path!r} (prompt.init 'from_file') is not a file")
+        load_prompt(Path(p.path).expanduser(), shape=(p.length, model.d_model))
+    vocab = model.vocab_size
     if vocab is None:
         return
     if p.init == "vocab_sample":
@@ -101,7 +100,7 @@ def check_prompt_options(cfg: TrialConfig) -> None:
 # ------------------------------------------------------------------------------------------------- evaluation
 
 
-def predict(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone,
+def predict(model: PromptedModel, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone,
             mode: str | None = None) -> list[str]:
     """Predicted strings for every eval example, in order (`mode` defaults to cfg.train.eval_mode)."""
     fn = EVAL_MODES.get(mode or cfg.train.eval_mode)
@@ -124,7 +123,7 @@ def predict(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData
     return preds
 
 
-def evaluate(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone,
+def evaluate(model: PromptedModel, cfg: TrialConfig, task: TaskSpec, data: TrialData, bb: Backbone,
              golds: list[Example] | None = None) -> dict:
     """Task metrics on the eval split (x100) plus "valid": the share of predictions inside the label set.
 
@@ -143,20 +142,21 @@ def evaluate(model: PromptedT5, cfg: TrialConfig, task: TaskSpec, data: TrialDat
 
 
 def run_trial(
-    cfg: TrialConfig, work_dir: str | Path, *, report: Report | None = None, init_prompt: np.ndarray | None = None
+    cfg: TrialConfig, work_dir: str | Path, *, engine, report: Report | None = None,
+    init_prompt: np.ndarray | None = None
 ) -> TrialResult:
-    """Train `cfg` in `work_dir`, resuming from `work_dir/state.pt` when present.
+    """Train `cfg` with `engine`'s model in `work_dir`, resuming from `work_dir/state.pt` when present.
 
     report(metrics, checkpointed) is called after every evaluation, once the resume state for that step is on disk.
     init_prompt ([P, H]) starts the prompt from a given array (transfer); otherwise cfg.prompt.init decides.
     """
     files = TrialFiles(work_dir)
     files.root.mkdir(parents=True, exist_ok=True)
-    validate_config(cfg)
+    engine.validate_config(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _Trainer(cfg, files, report or (lambda m, c: None), init_prompt).run()
+        return _Trainer(cfg, files, report or (lambda m, c: None), init_prompt, engine).run()
     except BaseException as err:
         if not isinstance(err, (KeyboardInterrupt, SystemExit)):
             _mark_failed(files, err)
@@ -215,14 +215,14 @@ def _log(files: TrialFiles, line: str) -> None:
 class _Trainer:
     """The loop's state, kept in one place so that checkpoint and resume cover all of it."""
 
-    def __init__(self, cfg: TrialConfig, files: TrialFiles, report: Report, init_prompt):
+    def __init__(self, cfg: TrialConfig, files: TrialFiles, report: Report, init_prompt, engine):
         self.cfg, self.files, self.report = cfg, files, report
         self.task = get_task(cfg.task)
-        self.bb = load_backbone(cfg.model, cfg.train.device)
+        self.bb = engine.backbone(cfg.model, cfg.train.device)
         self.data = prepare_data(cfg, self.task, self.bb)
         emb = self.bb.model.get_input_embeddings().weight
         prompt = initial_prompt(cfg.prompt, emb, seed=cfg.seed, init_prompt=init_prompt)
-        self.model = PromptedT5(self.bb.model, prompt.to(self.bb.device))
+        self.model = engine.prompted(self.bb.model, prompt.to(self.bb.device))
         self.precision = resolve_precision(cfg.train.precision, self.bb.device)
         self.golds = as_generated(self.bb.tokenizer, self.data.eval_examples, max_target=self.task.max_target_length)
         self.opt, self.sched = build_optimizer([self.model.prompt], cfg.optim, max_steps=cfg.train.max_steps)

@@ -3,7 +3,8 @@ the trials memory-map (itsel_ray.data.prepare does the work per task; this modul
 
 The cache root is the sweep's data.cache_dir, else $ITSEL_RAY_DATA_CACHE, else <sweep>/prepared/ on the sweep's
 own (shared) storage. Object-store storage has no folder to memory-map: there the trials load their data themselves
-unless a cache root is given. The stand-in engine reads no data, so its sweeps have nothing to prepare. Each run
+unless a cache root is given. An engine without a model (the stand-in) reads no data, so its sweeps have nothing to
+prepare. Each run
 writes <sweep>/prepared/report.json (the per-task report). No Ray here: the map over tasks is injected.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from itsel_ray.data.cache import cache_root_for
+from itsel_ray.engine import get_engine
 from itsel_ray.runs.plan import STAGES, plan_stage
 from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.trial_state import trial_config
@@ -44,7 +46,7 @@ def prepare_sweep(sweep, storage: Storage, map_fn=map) -> tuple[list, Path | Non
     """(per-task reports, cache root); empty when the sweep has nothing to prepare (stand-in engine, remote storage
     without a cache root)."""
     root = cache_root(sweep, storage)
-    if sweep.spec.engine != "torch" or root is None:
+    if not get_engine(sweep.spec.engine).has_model or root is None:
         return [], None
     from itsel_ray.data.prepare import prepare_plan
 

@@ -2,8 +2,9 @@
 
 Trial resources come from the cluster's own resources (what Ray reports, or what a local instance would have), and
 a request no node can ever hold fails at once, instead of leaving trials PENDING forever (Ray does not error on an
-impossible request). On GPUs each trial's memory is predicted (itsel_ray.engine.memory, calibrated on measured
-saved activations) for every (role, task): `gpu_per_trial: auto` asks each task for the share of a GPU it needs;
+impossible request). On GPUs each trial's memory is predicted by the sweep's engine (`Engine.predict_memory`; the T5
+engine's model is calibrated on measured saved activations) for every (role, task), from the model's own config:
+`gpu_per_trial: auto` asks each task for the share of a GPU it needs;
 a fixed share that a task cannot fit in is refused before anything starts, naming the task, what it needs and what
 the share holds. Pure: the Ray adapter (itsel_ray/sweep/cluster.py) fills in ClusterInfo.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from itsel_ray.engine import get_engine
 from itsel_ray.runs.sweep_spec import Resources
 
 GIB = 2**30
@@ -126,10 +128,27 @@ def role_tasks(sweep) -> list[tuple[str, str]]:
     return [("source", t) for t in g.sources] + [(r, t) for r in ("target", "transfer") for t in g.targets]
 
 
+def gpu_fraction(predicted: int, gpu_bytes: int, *, margin: float = 0.15, context_bytes: int = 600 * 2**20,
+                 max_per_gpu: int = 8) -> float:
+    """The share of one GPU to request for a trial predicted to need `predicted` bytes: 1/k for the largest
+    k <= max_per_gpu whose trials fit.
+
+    Each trial needs its predicted total plus `margin` (the caching allocator's rounding and fragmentation) plus
+    `context_bytes` (its CUDA context and libraries, outside torch's allocator). Raises when even one trial does
+    not fit, naming what it needs (lower the micro-batch, turn on activation checkpointing, or use bigger GPUs).
+    """
+    need = int(predicted) * (1 + margin) + context_bytes
+    k = min(max_per_gpu, int(gpu_bytes // need))
+    if k < 1:
+        raise ValueError(f"a trial needs about {need / GIB:.1f} GiB ({int(predicted) / GIB:.1f} GiB predicted + "
+                         f"{margin:.0%} margin + {context_bytes / GIB:.1f} GiB CUDA context) but a GPU has "
+                         f"{gpu_bytes / GIB:.1f} GiB: lower train.micro_batch_size or set "
+                         "train.activation_checkpointing")
+    return 1.0 / k
+
+
 def resource_plan(sweep, cluster: ClusterInfo) -> ResourcePlan:
     """Every trial's request; raises ResourceError when a trial can never fit (CPUs, GPUs or GPU memory)."""
-    from itsel_ray.engine.memory import gpu_fraction
-
     res = sweep.spec.resources
     base = trial_resources(res, cluster, sweep_name=sweep.name)
     if res.gpu_memory_gb:
@@ -161,28 +180,40 @@ def resource_plan(sweep, cluster: ClusterInfo) -> ResourcePlan:
 
 
 def _predict(sweep, role: str, task: str) -> int | None:
-    if sweep.spec.engine != "torch":
-        return None  # the stand-in engine holds no model
-    from itsel_ray.engine.memory import trial_memory
-
+    """Predicted bytes of one trial of (role, task) on a CUDA GPU; None for an engine without a model."""
     source = sweep.grid.sources[0] if role == "transfer" else None
-    return trial_memory(sweep.trial_config(role, task=task, seed=0, source=source), device="cuda").total
+    estimate = get_engine(sweep.spec.engine).predict_memory(
+        sweep.trial_config(role, task=task, seed=0, source=source), device="cuda")
+    return None if estimate is None else estimate.total
+
+
+def model_lines(sweep) -> list[str]:
+    """--dry-run's description of each stage's backbone, from the model's own config (where it was read)."""
+    engine = get_engine(sweep.spec.engine)
+    if not engine.has_model:
+        return [f"model: none (engine {sweep.spec.engine!r} trains no model)"]
+    roles: dict[str, list[str]] = {}
+    for role, settings in sweep.settings.items():
+        roles.setdefault(engine.describe_model(settings.model).line(), []).append(role)
+    if len(roles) == 1:
+        return [f"model: {next(iter(roles))}"]
+    return [f"model ({', '.join(r)}): {line}" for line, r in roles.items()]
 
 
 def memory_lines(sweep, gpu_memory: int | None) -> list[str]:
-    """--dry-run's table: each (role, task)'s predicted memory per trial and the largest GPU share it fits in
-    (on GPUs of `gpu_memory` bytes, when known)."""
-    from itsel_ray.engine.memory import gpu_fraction
-
+    """--dry-run's model and memory lines: the backbone (`model_lines`), then each (role, task)'s predicted memory
+    per trial and the largest GPU share it fits in (on GPUs of `gpu_memory` bytes, when known)."""
+    head = model_lines(sweep)
     res = sweep.spec.resources
     gpu_memory = int(res.gpu_memory_gb * GIB) if res.gpu_memory_gb else gpu_memory
     where = f"a {gpu_memory / GIB:.0f} GiB GPU" if gpu_memory else "GPUs of unknown memory (set resources.gpu_memory_gb)"
-    out = [f"predicted memory per trial (CUDA, {sweep.settings['source'].train.precision} precision) and the "
-           f"largest share of {where} it fits in:"]
+    precision = sweep.settings["source"].train.precision
+    out = [*head, f"predicted memory per trial (CUDA, {precision} precision) and the largest share of {where} it "
+                  "fits in:"]
     for role, task in role_tasks(sweep):
         predicted = _predict(sweep, role, task)
         if predicted is None:
-            return []
+            return head
         try:
             share = f"1/{round(1 / gpu_fraction(predicted, gpu_memory))} GPU" if gpu_memory else "?"
         except ValueError:

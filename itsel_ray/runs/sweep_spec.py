@@ -67,7 +67,7 @@ class Stages:
 @dataclass(frozen=True)
 class Resources:
     """What one trial asks Ray for. gpu_per_trial "auto" gives each task the share of a GPU its predicted memory
-    needs (itsel_ray.engine.memory); gpu_memory_gb overrides the GPU memory the cluster reports."""
+    needs (the engine's `predict_memory`); gpu_memory_gb overrides the GPU memory the cluster reports."""
 
     use_gpu: str = "auto"
     gpu_per_trial: float | str = 0.25
@@ -156,7 +156,7 @@ class SweepFile:
 
     name: str | None = None
     description: str = ""
-    engine: str = "torch"
+    engine: str = "t5"
     analysis: str = "paper"
     grid: Grid = field(default_factory=Grid)
     trial: TrialSettings = field(default_factory=TrialSettings)

@@ -2,6 +2,7 @@
 
 Registered selectors: random, random-draw, size, semb-b, semb-r, feature, unigram, max (the paper) and max-topk,
 mmd, fusion, probe, logme (beyond it). `rank_from_scores` applies the project's tie rule (ties ordered by source name).
+Model-backed selector inputs (probe, logme) are declared once in MODEL_INPUTS (`model_inputs.py`).
 """
 
 from itsel_ray.metrics.ranking import rank_from_scores
@@ -23,6 +24,7 @@ from itsel_ray.selection.base import (
     unit_tokens,
 )
 from itsel_ray.selection.baselines import paper_draws
+from itsel_ray.selection.model_inputs import MODEL_INPUTS, ModelInput, Readout, register_model_input
 
 
 def get_selector(name: str) -> Selector:
@@ -31,6 +33,7 @@ def get_selector(name: str) -> Selector:
 
 
 __all__ = [
-    "MAX_DIRECTIONS", "SELECTORS", "PromptPair", "SelectionInput", "Selector", "SelectorOptions", "get_selector",
-    "paper_draws", "rank_from_scores", "register_selector", "unit_tokens",
+    "MAX_DIRECTIONS", "MODEL_INPUTS", "SELECTORS", "ModelInput", "PromptPair", "Readout", "SelectionInput", "Selector",
+    "SelectorOptions", "get_selector", "paper_draws", "rank_from_scores", "register_model_input", "register_selector",
+    "unit_tokens",
 ]

@@ -14,9 +14,15 @@ from typing import Callable, Mapping
 import numpy as np
 
 from itsel_ray.registry import Registry, UnknownNameError
+from itsel_ray.selection.model_inputs import MODEL_INPUTS
 
 MAX_DIRECTIONS = ("target_centric", "source_centric", "symmetric")
-REQUIREMENTS = ("prompts", "sizes", "texts", "draw", "probe", "logme")
+# What every study can provide; a selector may also need any registered model-backed input (MODEL_INPUTS).
+STUDY_REQUIREMENTS = ("prompts", "sizes", "texts", "draw")
+
+
+def requirement_names() -> list[str]:
+    return [*STUDY_REQUIREMENTS, *MODEL_INPUTS.names()]
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,8 @@ class SelectionInput:
 
     sources: [S] names. prompts: the cell's PromptPair. sizes: [S] training-set sizes. text_embeddings:
     selector name -> (target [D], sources [S, D]) averaged sentence embeddings. draw: [S] the cell's seeded RANDOM
-    draw (a permutation of 1..S). probe: [S] each source prompt's zero-shot probe score on the target (NaN where
-    the study has none for that source). logme: [S] the LogME score of each source prompt's features of the
-    target's training rows (NaN where the study has none).
+    draw (a permutation of 1..S). model_scores: model-backed input name (MODEL_INPUTS: probe, logme, ...) -> [S]
+    each source prompt's score on the target (NaN where the study has none for that source).
     """
 
     target: str
@@ -124,8 +129,7 @@ class SelectionInput:
     sizes: np.ndarray | None = None
     text_embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     draw: np.ndarray | None = None
-    probe: np.ndarray | None = None
-    logme: np.ndarray | None = None
+    model_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 ScoreFn = Callable[[SelectionInput, SelectorOptions], np.ndarray]
@@ -135,11 +139,11 @@ ScoreFn = Callable[[SelectionInput, SelectorOptions], np.ndarray]
 class Selector:
     """A registered selector.
 
-    label: the display name (tables, figures). needs: what it reads from SelectionInput (a subset of
-    REQUIREMENTS). uniform: its ranking is uniform over all orderings, so metrics report their exact expectation
-    instead of scoring one ranking. parts: for selectors built from others (FUSION), the names of those
-    selectors given the options; their requirements become this selector's. A "texts" requirement is met by an
-    entry under the selector's own name in `SelectionInput.text_embeddings`.
+    label: the display name (tables, figures). needs: what it reads from SelectionInput (STUDY_REQUIREMENTS or
+    the name of a model-backed input). uniform: its ranking is uniform over all orderings, so metrics report their
+    exact expectation instead of scoring one ranking. parts: for selectors built from others (FUSION), the names of
+    those selectors given the options; their requirements become this selector's. A "texts" requirement is met by
+    an entry under the selector's own name in `SelectionInput.text_embeddings`.
     """
 
     name: str
@@ -165,10 +169,8 @@ class Selector:
             "sizes": inp.sizes is not None,
             "texts": self.name in inp.text_embeddings,
             "draw": inp.draw is not None,
-            "probe": inp.probe is not None,
-            "logme": inp.logme is not None,
         }
-        out = {r for r in self.needs if not have[r]}
+        out = {r for r in self.needs if not have.get(r, r in inp.model_scores)}
         for part in self.components(opts):
             out |= {f"{r} (for {part.name})" for r in part.missing(inp, opts)}
         return sorted(out)
@@ -189,10 +191,12 @@ SELECTORS: Registry[Selector] = Registry("selector")
 
 def register_selector(name: str, *, label: str, needs: tuple[str, ...] = (), uniform: bool = False,
                       parts: Callable[[SelectorOptions], tuple[str, ...]] | None = None):
-    """Decorator: register `fn(inp, opts) -> [S] scores` as selector `name`."""
-    bad = set(needs) - set(REQUIREMENTS)
+    """Decorator: register `fn(inp, opts) -> [S] scores` as selector `name` (a model-backed input it needs must be
+    registered first)."""
+    bad = set(needs) - set(requirement_names())
     if bad:
-        raise ValueError(f"selector {name!r}: unknown requirements {sorted(bad)}; valid: {', '.join(REQUIREMENTS)}")
+        raise ValueError(f"selector {name!r}: unknown requirements {sorted(bad)}; valid: "
+                         f"{', '.join(requirement_names())}")
 
     def deco(fn: ScoreFn) -> ScoreFn:
         SELECTORS.add(name, Selector(name=name, label=label, fn=fn, needs=frozenset(needs), uniform=uniform,
@@ -202,9 +206,10 @@ def register_selector(name: str, *, label: str, needs: tuple[str, ...] = (), uni
     return deco
 
 
-def given_scores(name: str, scores: np.ndarray | None, inp: SelectionInput) -> np.ndarray:
-    """[S] scores a selector reads precomputed (PROBE, LOGME) as float64, checked against the sources."""
-    scores = np.asarray(scores, dtype=np.float64)
+def given_scores(name: str, inp: SelectionInput) -> np.ndarray:
+    """[S] the cell's precomputed scores of model-backed input `name` (PROBE, LOGME) as float64, checked against the
+    sources."""
+    scores = np.asarray(inp.model_scores[name], dtype=np.float64)
     if scores.shape != (len(inp.sources),):
         raise ValueError(f"{name}: {scores.shape} scores for {len(inp.sources)} sources")
     return scores

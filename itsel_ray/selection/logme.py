@@ -7,8 +7,9 @@ maximum log evidence per row. Classification targets are one one-hot column per 
 a regression target (STS-B-like) is the number itself. Everything is computed in the basis of the SVD of F, so one
 decomposition serves every class and every iteration costs O(rank).
 
-The features come from the engine (`itsel_ray.engine.features.logme_prompts`); the selector only reads the
-precomputed scores, like PROBE. A source without a score stays NaN (a missing score, never 0).
+The features come from the engine's readout (`itsel_ray.engine.readout`: each source prompt's pooled features of a
+fixed sample of the target's training rows); the selector only reads the precomputed scores, like PROBE. A source
+without a score stays NaN (a missing score, never 0).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from itsel_ray.selection.base import SelectionInput, SelectorOptions, given_scores, register_selector
+from itsel_ray.selection.model_inputs import Readout, register_model_input
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,15 @@ def logme(features: np.ndarray, labels: np.ndarray, *, regression: bool = False)
     return float(np.mean([maximise_evidence(basis, y).per_row for y in columns]))
 
 
+@register_model_input("logme", description="LogME scores of the frozen model's features of the target's training "
+                                           "rows under each source prompt")
+def logme_input(readout: Readout) -> dict[str, float]:
+    """{source: LogME of its features against the sampled rows' labels (or numbers, as a regression)}."""
+    labels, regression = readout.targets()
+    return {source: logme(f, labels, regression=regression) for source, f in readout.features().items()}
+
+
 @register_selector("logme", label="LOGME", needs=("logme",))
 def logme_scores(inp: SelectionInput, opts: SelectorOptions) -> np.ndarray:
     """The cell's precomputed LogME scores as given (higher = the source prompt's features fit the target better)."""
-    return given_scores("logme", inp.logme, inp)
+    return given_scores("logme", inp)

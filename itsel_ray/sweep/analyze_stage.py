@@ -1,5 +1,6 @@
 """The `analyze` stage: refresh the results tables, score the source prompts through the frozen model where the
-engine has one (PROBE), then hand the results folder to the analysis package.
+engine has one (the model-backed inputs its analysis needs: PROBE, LOGME, ...), then hand the results folder to the
+analysis package.
 
 The analysis reads <sweep>/results/ and writes its tables, figures and report to <sweep>/analysis/ (swapped in
 whole, so a killed analysis leaves the previous complete report). Its cells fan out as Ray tasks
@@ -13,7 +14,8 @@ import os
 import socket
 import time
 
-from itsel_ray.runs.model_tables import MODEL_TABLES, write_model_table
+from itsel_ray.engine import get_engine
+from itsel_ray.runs.model_tables import needed_model_inputs, write_model_table
 from itsel_ray.runs.progress import ProgressLog
 from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.sweep_file import analysis_config_path
@@ -66,12 +68,12 @@ def _analyze(sweep: Sweep, storage: Storage, *, console, recover, use_ray: bool)
             plan = resource_plan(sweep, cluster_info())
             gpu = max(plan.request("transfer", t)["gpu"] for t in sweep.grid.targets)
         model_map = make_ray_map(num_gpus=gpu, chunksize=1)  # one task per target, on a GPU share when there is one
-    if sweep.spec.engine == "torch":  # the stand-in engine has no model to score prompts with
-        for name in MODEL_TABLES:
+    cfg = load_analysis_config(analysis_config_path(sweep))
+    if get_engine(sweep.spec.engine).has_model:  # the stand-in engine has no model to score prompts with
+        for name in needed_model_inputs(cfg):
             table = write_model_table(name, sweep, storage, model_map)
             console.info(f"[analyze] {name}: {len(table)} (source, target) pairs -> "
                          f"{storage.path(RESULTS_DIR)}/{name}.csv")
-    cfg = load_analysis_config(analysis_config_path(sweep))
     result = analyze_folder(storage.local(RESULTS_DIR), storage.local(ANALYSIS_DIR), cfg, map_fn)
     for message in result.messages:
         console.info(f"[analyze] {message}")

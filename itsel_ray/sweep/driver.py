@@ -106,7 +106,7 @@ def _claim(sweep, storage_base: str, command: str):
 
 
 def _recover(sweep):
-    return getattr(get_engine(sweep.spec.engine), "recover_record", None)
+    return get_engine(sweep.spec.engine).recover_record
 
 
 STAGE_RUNS = {"all": ["prepare", "tune", "transfer", "analyze"], "tune": ["prepare", "tune"],

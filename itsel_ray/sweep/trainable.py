@@ -56,7 +56,7 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
     cfg = trial_config(ctx.sweep, trial)
     expected = expected_fingerprint(ctx.sweep, trial, ctx.source_index)
     record = read_record(storage, ctx.sweep, trial, expected, index=ctx.source_index,
-                         recover=getattr(engine, "recover_record", None))
+                         recover=engine.recover_record)
     if record.note:
         record_attempt(storage, trial, "repair", note=record.note)
     if record.status == "done":

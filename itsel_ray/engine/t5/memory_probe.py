@@ -1,4 +1,4 @@
-"""Measured memory of one prompt-tuning step, to check and calibrate the pure model in `engine/memory.py`.
+"""Measured memory of one prompt-tuning step, to check and calibrate the pure model in `engine/t5/memory.py`.
 
 Three numbers per step on a randomly initialised, frozen T5 with a trainable prompt:
 - saved: bytes autograd keeps for the backward pass, from `torch.autograd.graph.saved_tensors_hooks` (each storage
@@ -67,7 +67,7 @@ def build_prompted(model_config: dict, *, prompt_tokens: int, device: str = "cpu
     """A frozen, randomly initialised T5 in training mode with a random [P, H] prompt."""
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from itsel_ray.engine.prompt import PromptedT5
+    from itsel_ray.engine.t5.model import PromptedT5
 
     torch.manual_seed(seed)
     fields = {"decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 1, **model_config}
@@ -96,7 +96,6 @@ def measure_step(model_config: dict, *, batch: int, input_tokens: int, target_to
                  activation_checkpointing: bool = False, prompt_tokens: int = 10, device: str = "cpu") -> StepMemory:
     """Memory of one sequence-loss step at `input_tokens` encoder positions (the prompt's included)."""
     from itsel_ray.engine.backbone import set_activation_checkpointing
-    from itsel_ray.engine.objectives import sequence_loss
     from itsel_ray.engine.precision import PRECISIONS
 
     dev = torch.device(device)
@@ -121,7 +120,7 @@ def measure_step(model_config: dict, *, batch: int, input_tokens: int, target_to
         base = torch.cuda.memory_allocated(dev)
     with tracker:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), PRECISIONS.get(precision)(dev):
-            loss = sequence_loss(model, data, None, 0)
+            loss = model.sequence_loss(data, 0)
         retained = torch.cuda.memory_allocated(dev) - base if cuda else tracker.now
         loss.backward()
         peak = torch.cuda.max_memory_allocated(dev) - base if cuda else tracker.peak

@@ -1,12 +1,14 @@
-"""Predicted memory of one prompt-tuning trial from the T5 shape and the batch: what the sweep packs GPUs by.
+"""Predicted memory of one T5 prompt-tuning trial from the model's shape and the batch: what the sweep packs GPUs by.
 
 Pure arithmetic, no torch import: the sweep's planner and `--dry-run` call it on the driver. The model counts the
 tensors autograd keeps for the backward pass of a frozen T5 whose only trainable input is the prompt: with frozen
 weights a matrix product keeps its weight (already counted once) and not its input, so what remains per layer is
 the LayerNorm inputs, the attention inputs and probabilities, the FFN activation and the dropout masks (an
 inventory checked tensor by tensor against `torch.autograd.graph.saved_tensors_hooks` on CPU; see
-`engine/memory_probe.py` and `benchmarks/memory_calibration.py`). bf16 autocast adds one bf16 copy of every weight
-a product uses, kept until the backward pass.
+`engine/t5/memory_probe.py` and `benchmarks/memory_model.py`). bf16 autocast adds one bf16 copy of every
+weight a product uses, kept until the backward pass. The FFN follows the checkpoint's `feed_forward_proj`: T5 v1.0's
+ReLU keeps one [tokens, d_ff] tensor per layer; the gated FFN of T5 v1.1, Flan-T5 and mT5 (`gated-gelu`: the tanh
+GELU that transformers computes element by element, times a second projection) keeps six.
 
 Two device profiles: `cpu` (measured: attention through SDPA's math path, dropout keeping a noise tensor of the
 masked tensor's dtype) and `cuda` (SDPA's memory-efficient kernel, which keeps the additive position-bias mask
@@ -18,14 +20,14 @@ margin in `gpu_fraction`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
-from itsel_ray.engine.shapes import KNOWN_SHAPES, T5Shape, known_vocab_size, model_shape
+from itsel_ray.engine.base import GIB, MemoryEstimate
+from itsel_ray.engine.t5.shapes import T5Shape, resolve_shape, shape_from_config
 
-GIB = 2**30
-__all__ = ["GIB", "KNOWN_SHAPES", "CALIBRATION", "PROFILES", "MemoryEstimate", "Profile", "T5Shape", "gpu_fraction",
-           "known_vocab_size", "model_shape", "predict_trial_memory", "trial_memory"]
+__all__ = ["GIB", "CALIBRATION", "PROFILES", "MemoryEstimate", "Profile", "T5Shape", "model_shape",
+           "predict_trial_memory", "trial_memory"]
 
 
 @dataclass(frozen=True)
@@ -39,36 +41,24 @@ class Profile:
     attention: str  # "math": softmax output, mask and dropped probabilities; "efficient": bias copy + logsumexp
     scores: int  # attention probabilities (math) or the additive bias mask (efficient)
     weight_copy: int  # bytes per weight element that autocast copies and keeps (0 without autocast)
+    pointwise: int  # results of ops autocast runs in fp32 (CUDA: pow, so most of the tanh GELU), else `linear`
 
 
 PROFILES: Mapping[tuple[str, str], Profile] = {
-    ("cpu", "fp32"): Profile(residual=4, linear=4, qkv=4, mask=None, attention="math", scores=4, weight_copy=0),
+    ("cpu", "fp32"): Profile(residual=4, linear=4, qkv=4, mask=None, attention="math", scores=4, weight_copy=0,
+                             pointwise=4),
     # CPU autocast runs SDPA in fp32 (fp32 copies of q, k, v), the matrix products in bf16.
-    ("cpu", "bf16"): Profile(residual=4, linear=2, qkv=4, mask=None, attention="math", scores=4, weight_copy=2),
-    ("cuda", "fp32"): Profile(residual=4, linear=4, qkv=4, mask=1, attention="efficient", scores=4, weight_copy=0),
-    ("cuda", "bf16"): Profile(residual=4, linear=2, qkv=2, mask=1, attention="efficient", scores=2, weight_copy=2),
+    ("cpu", "bf16"): Profile(residual=4, linear=2, qkv=4, mask=None, attention="math", scores=4, weight_copy=2,
+                             pointwise=2),
+    ("cuda", "fp32"): Profile(residual=4, linear=4, qkv=4, mask=1, attention="efficient", scores=4, weight_copy=0,
+                              pointwise=4),
+    ("cuda", "bf16"): Profile(residual=4, linear=2, qkv=2, mask=1, attention="efficient", scores=2, weight_copy=2,
+                              pointwise=4),
 }
 
-# measured / predicted bytes, fitted by `python benchmarks/memory_calibration.py` (least squares over small shapes
+# measured / predicted bytes, fitted by `python benchmarks/memory_model.py calibrate` (least squares over small shapes
 # on CPU; the inventory is exact there). The cuda entries stay 1.0 until gpu_sharing.py has measured them.
 CALIBRATION: Mapping[str, float] = {"cpu": 1.0, "cuda": 1.0}
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes of one trial on one device. total = weights + optimizer_state + max(train peak, eval peak)."""
-
-    weights: int
-    activations: int  # kept for the backward pass of one micro-batch (autocast's weight copies included)
-    optimizer_state: int  # the prompt, its gradient and the optimiser's state
-    workspace: int  # transient at the training peak: the logits' gradients, a recomputed block, ...
-    eval_peak: int  # evaluation's transient (no gradients)
-    total: int
-    details: Mapping[str, int] = field(default_factory=dict)
-
-    def gib(self) -> dict[str, float]:
-        return {k: round(getattr(self, k) / GIB, 3) for k in
-                ("weights", "activations", "optimizer_state", "workspace", "eval_peak", "total")}
 
 
 class _Count:
@@ -107,11 +97,27 @@ def _norm(c: _Count, p: Profile, s: T5Shape, tokens: int) -> None:
     c.add("norm_inputs", tokens * (s.d_model * p.residual + 4))
 
 
+# FFN activation -> (bytes kept per [tokens, d_ff] element by the activation, the dtype bytes of its output)
+def _activation(p: Profile, act: str) -> tuple[int, int]:
+    if act == "relu":  # keeps its output
+        return p.linear, p.linear
+    if act in ("gelu", "silu"):  # keep their input
+        return p.linear, p.linear
+    if act == "gelu_new":  # 0.5 x (1 + tanh(c (x + 0.044715 x^3))): pow's input, tanh, 0.5 x and 1 + tanh
+        return 3 * p.pointwise + p.linear, p.pointwise
+    raise ValueError(f"the memory model knows the FFN activations relu, gelu, gelu_new and silu, not {act!r}")
+
+
 def _ffn(c: _Count, p: Profile, s: T5Shape, tokens: int, *, dropout: bool) -> None:
+    """act(wi x) (v1.0), or act(wi_0 x) * wi_1 x (gated: the product keeps both factors, the activation's output
+    unless it is already the tensor the activation keeps, as ReLU's is); then dropout."""
     _norm(c, p, s, tokens)
-    c.add("ffn_activation", tokens * s.d_ff * p.linear)
+    kept, out = _activation(p, s.activation)
+    if s.gated:
+        kept += p.linear + (0 if s.activation == "relu" else out)
+    c.add("ffn_activation", tokens * s.d_ff * kept)
     if dropout:
-        c.add("dropout_masks", tokens * (s.d_ff + s.d_model) * _mask(p, p.linear))
+        c.add("dropout_masks", tokens * (s.d_ff * _mask(p, out) + s.d_model * _mask(p, p.linear)))
 
 
 def _encoder_layer(c: _Count, p: Profile, s: T5Shape, batch: int, length: int, dropout: bool) -> None:
@@ -208,7 +214,7 @@ def _eval_peak(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int,
     cross-attention keys and values of every decoder layer, and `targets` self-attention steps)."""
     states = (batch + rows) * length * s.d_model * 4
     scores = batch * s.num_heads * length * length * (8 if p.attention == "math" else 4 + p.scores)
-    ffn = batch * length * s.d_ff * (p.linear + 4)
+    ffn = batch * length * s.d_ff * (p.linear + 4) * (2 if s.gated else 1)
     cache = s.decoder_layers * 2 * batch * (length + targets) * s.inner * p.linear
     return states + cache + max(scores, ffn) + 2 * rows * targets * s.vocab_size * 4
 
@@ -218,6 +224,15 @@ def _optimizer_bytes(optimizer: str, prompt: int) -> int:
     if optimizer not in state:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid names: {', '.join(sorted(state))}")
     return state[optimizer]
+
+
+def model_shape(model: Mapping | str | T5Shape) -> T5Shape:
+    """A T5Shape from T5Config fields, a model name or folder (its config.json, `resolve_shape`), or itself."""
+    if isinstance(model, T5Shape):
+        return model
+    if isinstance(model, Mapping):
+        return shape_from_config(model)
+    return resolve_shape(model, None).shape
 
 
 def predict_trial_memory(
@@ -252,9 +267,6 @@ def predict_trial_memory(
     s = model_shape(model_config)
     if s.num_layers < 1 or s.decoder_layers < 1:
         raise ValueError(f"num_layers and num_decoder_layers must be >= 1, got {s.num_layers} / {s.decoder_layers}")
-    if s.gated:
-        raise ValueError(f"feed_forward_proj {s.feed_forward_proj!r}: the memory model covers T5 v1.0's ReLU FFN "
-                         "only (t5-small/base/large)")
     p, scale = PROFILES[(device, precision)], CALIBRATION[device]
     micro = min(micro_batch or batch, batch)
     rows = micro * decoder_rows
@@ -275,28 +287,10 @@ def predict_trial_memory(
                           details={k: int(v * scale) for k, v in kept.by_kind.items()})
 
 
-def gpu_fraction(estimate: MemoryEstimate | int, gpu_bytes: int, *, margin: float = 0.15,
-                 context_bytes: int = 600 * 2**20, max_per_gpu: int = 8) -> float:
-    """The share of one GPU to request for a trial: 1/k for the largest k <= max_per_gpu whose trials fit.
-
-    Each trial needs its predicted total plus `margin` (the caching allocator's rounding and fragmentation) plus
-    `context_bytes` (its CUDA context and libraries, outside torch's allocator). Raises when even one trial does
-    not fit, naming what it needs (lower the micro-batch, turn on activation checkpointing, or use bigger GPUs).
-    """
-    total = estimate.total if isinstance(estimate, MemoryEstimate) else int(estimate)
-    need = total * (1 + margin) + context_bytes
-    k = min(max_per_gpu, int(gpu_bytes // need))
-    if k < 1:
-        raise ValueError(f"a trial needs about {need / GIB:.1f} GiB ({total / GIB:.1f} GiB predicted + "
-                         f"{margin:.0%} margin + {context_bytes / GIB:.1f} GiB CUDA context) but a GPU has "
-                         f"{gpu_bytes / GIB:.1f} GiB: lower train.micro_batch_size or set "
-                         "train.activation_checkpointing")
-    return 1.0 / k
-
-
-def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True,
-                 target_tokens: int | None = None) -> MemoryEstimate:
-    """The prediction for a `TrialConfig`, at its task's length limits (batches pad to at most these).
+def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True, target_tokens: int | None = None,
+                 shape: T5Shape | None = None) -> MemoryEstimate:
+    """The prediction for a `TrialConfig`, at its task's length limits (batches pad to at most these), for the
+    model's own shape (`shape`, else read from `cfg.model`).
 
     Input: the task's max source length plus the prompt; targets: `target_tokens`, else the task's max target
     length (an upper bound for label words, whose tokens are known only to the tokenizer); the label loss scores
@@ -310,9 +304,10 @@ def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True,
         precision = "bf16" if device == "cuda" and bf16_capable else "fp32"
     words = task.label_words(cfg.data.label_style)
     rows = len(words) if cfg.train.loss == "label" and words else 1
-    model = cfg.model.config if cfg.model.config is not None else cfg.model.name
+    if shape is None:
+        shape = resolve_shape(cfg.model.name, cfg.model.config, cfg.model.tokenizer).shape
     return predict_trial_memory(
-        model, batch=cfg.train.batch_size, micro_batch=cfg.train.micro_batch_size,
+        shape, batch=cfg.train.batch_size, micro_batch=cfg.train.micro_batch_size,
         input_tokens=task.max_source_length + cfg.prompt.length,
         target_tokens=target_tokens or task.max_target_length, precision=precision,
         activation_checkpointing=cfg.train.activation_checkpointing, device=device,
