@@ -123,8 +123,8 @@ def _load_pair_scores(folder: Path, stem: str, targets: tuple[str, ...], sources
         notes.append(f"{path}: {int((~known).sum())} {stem} rows name a target or source outside the study; ignored")
     n_missing = int(np.isnan(scores).sum())
     if n_missing:
-        notes.append(f"{n_missing} of {scores.size} {stem} scores are missing ({path}); a selector reading them "
-                     "treats a missing score like a missing transfer score (ranking.missing)")
+        notes.append(f"{n_missing} of {scores.size} {stem} scores are missing ({path}); {stem.upper()} treats a "
+                     "missing score like a missing transfer score (ranking.missing)")
     return scores
 
 

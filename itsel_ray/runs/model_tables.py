@@ -49,7 +49,7 @@ class ScoreTarget:
             readout = get_engine(self.engine).readout(cfg, self.prompts,
                                                       max_examples=self.max_examples or spec.examples)
             scores, n = spec.scores(readout), readout.rows
-        except (ValueError, RuntimeError) as err:  # e.g. LogME on free-text targets
+        except Exception as err:  # e.g. LogME on free-text targets: this target unscored, with the reason
             return [{"target": cfg.task, "source": s, "score": float("nan"), "examples": 0, "loss": cfg.train.loss,
                      "error": f"{type(err).__name__}: {err}"} for s in self.prompts]
         return [{"target": cfg.task, "source": s, "score": scores.get(s, float("nan")), "examples": n,
