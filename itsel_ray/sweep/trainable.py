@@ -5,7 +5,8 @@ The trial folder on storage is the unit of resume, so Tune keeps no checkpoints:
 its folder, whichever node runs it. A damaged file is mended before the engine starts (the marker and result.json
 from the other files); a resume state that cannot be read at all is set aside under _stale/ and the trial starts
 over, with the reason in the trial's events. On remote storage (s3://...) the trial trains in a node-local scratch
-folder, downloaded from storage on resume, and uploads each file that changed after every evaluation.
+folder, downloaded from storage on resume, and uploads each file that changed after every evaluation; it reads the
+prepared data from a node-local copy fetched once per node.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from itsel_ray.data.cache import CACHE_ENV
 from itsel_ray.engine import get_engine
 from itsel_ray.runs.attempts import record_attempt
 from itsel_ray.runs.plan import PlannedTrial, trial_from_config
+from itsel_ray.runs.prepared import local_cache
 from itsel_ray.runs.storage import Storage, scratch_dir
 from itsel_ray.runs.sweep_spec import Sweep
 from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, marker_record, read_record, trial_config
@@ -45,7 +47,8 @@ class StageContext:
     stage: str
     storage_root: str
     source_index: dict = field(default_factory=dict)  # transfer: {source: {seed, step, score, sha256, ...}}
-    data_cache: str | None = None  # the prepared data the engine memory-maps (runs/prepared.py)
+    data_cache: str | None = None  # the prepared data the engine memory-maps: a folder or a store URI
+    prepared: dict = field(default_factory=dict)  # store: {task: {stored folder: version}} (runs/prepared.py)
 
 
 def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None) -> None:
@@ -73,8 +76,8 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         record_attempt(storage, trial, "repair", note=f"{TrialFiles.CONFIG} was damaged; rewritten from the config")
     write_json(work / MARKER, marker_record(trial, expected, ctx.source_index.get(trial.source)
                                             if trial.source else None))
-    if ctx.data_cache:
-        os.environ[CACHE_ENV] = ctx.data_cache  # where the engine finds the prepared data
+    if ctx.data_cache:  # where the engine finds the prepared data (a store's: this node's copy, fetched once)
+        os.environ[CACHE_ENV] = local_cache(ctx.data_cache, ctx.prepared.get(cfg.task, {}))
     init = ray.get(prompts[trial.source]) if trial.stage == "transfer" else None
     reporter = _Reporter(ctx, trial, storage, work)
     record_attempt(storage, trial, "start", resumed_from_step=_resume_step(work), host=socket.gethostname(),
