@@ -27,9 +27,11 @@ from itsel_ray.artifacts import PromptFileError
 from itsel_ray.schema import ConfigError
 from itsel_ray.metrics.ranking import GAINS
 from itsel_ray.registry import UnknownNameError
+from itsel_ray.runs.storage import StorageError
 from itsel_ray.selection import MAX_DIRECTIONS, SELECTORS
 
-USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError, KeyError,
+               StorageError)
 
 
 def build_parser() -> argparse.ArgumentParser:
