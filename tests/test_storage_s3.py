@@ -205,11 +205,20 @@ def test_analysis_reads_a_stored_results_folder(store, s3, tmp_path):
                          best_prompt=f"../{key}/best.safetensors"))
         prompt_rows.append(dict(stage="tune", role="source", task=source, source="", seed=42, step=10,
                                 path=f"../{key}/best.safetensors", is_best=True))
-    store.write_bytes("transfer/syn_has0__syn_and01/seed=28/best.safetensors", b"not fetched")
-    rows.append(dict(stage="transfer", role="transfer", task="syn_and01", source="syn_has0", target="syn_and01",
-                     seed=28, status="done", score=60.0, best_step=10, steps=20, wall_s=1.0,
-                     trial_dir="../transfer/syn_has0__syn_and01/seed=28",
-                     best_prompt="../transfer/syn_has0__syn_and01/seed=28/best.safetensors"))
+    for source, score in (("syn_has0", 60.0), ("syn_has1", 40.0)):
+        key = f"transfer/{source}__syn_and01/seed=28"
+        store.write_bytes(f"{key}/best.safetensors", b"not fetched")
+        rows.append(dict(stage="transfer", role="transfer", task="syn_and01", source=source, target="syn_and01",
+                         seed=28, status="done", score=score, best_step=10, steps=20, wall_s=1.0,
+                         trial_dir=f"../{key}", best_prompt=f"../{key}/best.safetensors"))
+    key = "tune/syn_and01/seed=28"
+    store.write_bytes(f"{key}/prompts/step_000010.safetensors",
+                      prompt_to_bytes(rng.normal(size=(4, 8)).astype(np.float32)))
+    rows.append(dict(stage="tune", role="target", task="syn_and01", source="", target="syn_and01", seed=28,
+                     status="done", score=30.0, best_step=10, steps=20, wall_s=1.0, trial_dir=f"../{key}",
+                     best_prompt=f"../{key}/prompts/step_000010.safetensors"))
+    prompt_rows.append(dict(stage="tune", role="target", task="syn_and01", source="", seed=28, step=10,
+                            path=f"../{key}/prompts/step_000010.safetensors", is_best=False))
     for stem, df in (("results", pd.DataFrame(rows, columns=HEAD + TAIL)), ("prompts", pd.DataFrame(prompt_rows))):
         store.write_bytes(f"results/{stem}.csv", df.to_csv(index=False).encode())
     s3.reset_log()
@@ -217,8 +226,9 @@ def test_analysis_reads_a_stored_results_folder(store, s3, tmp_path):
     assert names == ("syn_has0", "syn_has1") and prompts.shape == (2, 4, 8)
     fetched = sorted(r.key.removeprefix("runs/smoke/") for r in s3.requests if r.method == "GET" and "list-type" not in r.query
                      and r.key)
-    assert fetched == ["results/prompts.csv", "results/results.csv", "tune/syn_has0/seed=42/best.safetensors",
-                       "tune/syn_has1/seed=42/best.safetensors"], fetched
+    assert fetched == ["results/prompts.csv", "results/results.csv",
+                       "tune/syn_and01/seed=28/prompts/step_000010.safetensors",
+                       "tune/syn_has0/seed=42/best.safetensors", "tune/syn_has1/seed=42/best.safetensors"], fetched
     s3.reset_log()
     source_library_from_sweep(store.path("results"))  # nothing changed: listings only
     assert not [r for r in s3.requests if r.method == "GET" and "list-type" not in r.query and r.key]
@@ -228,6 +238,16 @@ def test_analysis_reads_a_stored_results_folder(store, s3, tmp_path):
     target = store.path("tune/syn_has1/seed=42/best.safetensors")
     assert rank(["--library", store.path("results"), "--target-prompt", target, "--format", "json"]) == 0
     assert rank(["--library", f"s3://{store.root.split('/')[2]}/missing/results", "--target-prompt", target]) == 2
+
+    from itsel_ray.analyze import main as analyze
+
+    out = store.path("my-analysis")
+    args = ["--results", store.path("results"), "--out", out, "--selectors", "size", "max", "--steps", "10",
+            "--step", "10"]
+    assert analyze(args) == 0
+    assert store.exists("my-analysis/report.md") and store.exists("my-analysis/analysis_config.json")
+    assert analyze(args) == 0  # replaces its own output
+    assert analyze([*args[:2], "--out", store.path("results"), *args[4:]]) == 2  # never replaces other files
 
 
 def test_status_of_a_store(store, bucket, capsys):

@@ -143,8 +143,8 @@ class Storage:
         import pyarrow.fs
 
         sel = pyarrow.fs.FileSelector(self._fs_path(key), allow_not_found=True, recursive=True)
-        base = self._fs_path(key).rstrip("/") + "/"
-        return {f"{key}/{i.path[len(base):]}": (int(i.size or 0), int(i.mtime_ns or 0))
+        base, prefix = self._fs_path(key).rstrip("/") + "/", f"{key}/" if key else ""
+        return {f"{prefix}{i.path[len(base):]}": (int(i.size or 0), int(i.mtime_ns or 0))
                 for i in self.fs[0].get_file_info(sel) if i.type == pyarrow.fs.FileType.File}
 
     def list_folders(self, key: str = "") -> list[str]:

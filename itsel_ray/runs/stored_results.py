@@ -94,14 +94,26 @@ def local_file(uri: str) -> Path:
     return dest / name
 
 
+def check_output(storage: Storage, key: str, marker: str) -> None:
+    """Refuse to replace stored folder `key` unless it is empty or an output folder (it holds `marker`): the
+    upload removes what the new output does not have."""
+    from itsel_ray.analysis.inputs import InputError
+
+    stored = _listing(storage, key)
+    if stored and f"{key}/{marker}".lstrip("/") not in stored:
+        raise InputError(f"{storage.path(key)}: holds other files (no {marker}, so not an analysis output); the "
+                         "analysis replaces its output folder whole, so choose an empty or new --out")
+
+
 def upload_folder(local: Path, storage: Storage, key: str, *, last: str = "report.md") -> None:
     """Put every file of `local` under `key` (one object each, `last` at the end), then remove the stored files
     under `key` that `local` does not have. A reader sees each file whole; the folder as a whole is the new one
     once `last` is there."""
+    prefix = f"{key}/" if key else ""
     files = sorted(p for p in local.rglob("*") if p.is_file())
     names = {p.relative_to(local).as_posix() for p in files}
     for p in sorted(files, key=lambda p: p.relative_to(local).as_posix() == last):
-        storage.upload_file(p, f"{key}/{p.relative_to(local).as_posix()}")
+        storage.upload_file(p, f"{prefix}{p.relative_to(local).as_posix()}")
     for stored in storage.list_tree(key):
-        if stored[len(key) + 1:] not in names:
+        if stored[len(prefix):] not in names:
             storage.remove(stored)
