@@ -186,6 +186,16 @@ def test_progress_log_and_attempts_on_the_store(store):
     log.flush()
     run = latest_run(store, "tune")
     assert run.run == "run-1" and run.states == {"tune/a/seed=1": "done"} and run.ended["outcome"] == "complete"
+    assert store.list_files("progress/tune.d") == ["progress/tune.d/run-1.jsonl"]  # the ended run: one object
+    later = ProgressLog(store, "tune", "run-2")
+    later.write("run", total=2, todo=1)
+    later.write("trial", trial="tune/a/seed=2", state="running")
+    later.flush()
+    # a compaction cut short (the merged object put, the batches not yet deleted) reads the same
+    store.write_bytes("progress/tune.d/run-2.jsonl", b"".join(store.read_bytes(k) for k in
+                                                              store.list_files("progress/tune.d") if "run-2-" in k))
+    run = latest_run(store, "tune")
+    assert run.run == "run-2" and run.states == {"tune/a/seed=2": "running"} and run.todo == 1
 
 
 def test_analysis_reads_a_stored_results_folder(store, s3, tmp_path):
