@@ -70,7 +70,10 @@ def main() -> None:
     env = {**os.environ, **server.env(), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_TMPDIR": str(ray_tmp),
            "ITSEL_RAY_NODE_CACHE": str(work / "node")}
-    rows = []
+    print(f"`itsel-ray all` per sweep, local folder vs s3:// on a loopback S3 server (moto); {args.cpus} CPUs")
+    print("| sweep | trials | wall local | wall S3 | S3 / local | bytes in folder | S3 bytes up | S3 bytes down "
+          "| S3 requests | per trial | per trial by kind |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     try:
         for sweep in args.sweeps:
             n = trials_of(sweep)
@@ -82,19 +85,15 @@ def main() -> None:
             reqs = [r for r in server.requests if r.bucket == bucket]
             kinds = collections.Counter(kind(r) for r in reqs)
             up, down = sum(r.bytes_in for r in reqs), sum(r.bytes_out for r in reqs if r.method == "GET")
-            rows.append((sweep, n, wall_local, wall_s3, folder_bytes(local), up, down, len(reqs), kinds))
+            fb = folder_bytes(local)
             shutil.rmtree(local, ignore_errors=True)
+            by = ", ".join(f"{k} {v / n:.0f}" for k, v in kinds.most_common())
+            print(f"| {sweep} | {n} | {wall_local:.1f} s | {wall_s3:.1f} s | {wall_s3 / wall_local:.2f} | "
+                  f"{fb / 1e6:.2f} MB | {up / 1e6:.2f} MB ({up / max(fb, 1):.2f}x) | {down / 1e6:.2f} MB | {len(reqs)} | "
+                  f"{len(reqs) / n:.0f} | {by} |", flush=True)
     finally:
         server.stop()
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    print(f"`itsel-ray all` per sweep, local folder vs s3:// on a loopback S3 server (moto); {args.cpus} CPUs")
-    print("| sweep | trials | wall local | wall S3 | S3 / local | bytes in folder | S3 bytes up | S3 bytes down "
-          "| S3 requests | per trial | per trial by kind |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for sweep, n, wl, ws, fb, up, down, total, kinds in rows:
-        by = ", ".join(f"{k} {v / n:.0f}" for k, v in kinds.most_common())
-        print(f"| {sweep} | {n} | {wl:.1f} s | {ws:.1f} s | {ws / wl:.2f} | {fb / 1e6:.2f} MB | {up / 1e6:.2f} MB "
-              f"({up / max(fb, 1):.2f}x) | {down / 1e6:.2f} MB | {total} | {total / n:.0f} | {by} |")
     print(f"logs: {work}")
 
 
