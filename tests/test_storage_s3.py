@@ -189,8 +189,10 @@ def test_progress_log_and_attempts_on_the_store(store):
     assert store.list_files("progress/tune.d") == ["progress/tune.d/run-1.jsonl"]  # the ended run: one object
     later = ProgressLog(store, "tune", "run-2")
     later.write("run", total=2, todo=1)
-    later.write("trial", trial="tune/a/seed=2", state="running")
-    later.flush()
+    later.write("trial", trial="tune/a/seed=2", state="running")  # buffered: the last put was just now
+    assert latest_run(store, "tune").states == {}
+    later._last_flush -= 1.0
+    later.flush_due()  # what the stage's Tune callback calls at every step: a second later, it is stored
     # a compaction cut short (the merged object put, the batches not yet deleted) reads the same
     store.write_bytes("progress/tune.d/run-2.jsonl", b"".join(store.read_bytes(k) for k in
                                                               store.list_files("progress/tune.d") if "run-2-" in k))

@@ -52,7 +52,7 @@ def test_all_on_s3_killed_mid_transfer_then_rerun(s3_server, tmp_path):
     data = yaml.safe_load((sweeps_dir() / "smoke.yaml").read_text())
     data["name"] = "s3kill"
     data["stages"]["transfer"] = {"optim": {"lr": 0.3}, "train": {"max_steps": 80, "eval_every": 10}}
-    data["testing"] = {"report_delay_s": 1.0}
+    data["testing"] = {"report_delay_s": 2.0}  # 8 evaluations of 2 s: wide enough to catch a trial mid-way through S3
     sweep = tmp_path / "s3kill.yaml"
     sweep.write_text(yaml.safe_dump(data))
     base = f"s3://{bucket}/runs"

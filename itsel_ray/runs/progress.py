@@ -59,6 +59,11 @@ class ProgressLog:
         if kind == "end":
             self._compact()
 
+    def flush_due(self) -> None:
+        """Put the buffered lines if the last put is a second old (called often; cheap when there is nothing)."""
+        if self._buffer and time.time() - self._last_flush >= 1.0:
+            self.flush()
+
     def flush(self) -> None:
         if self.storage.remote and self._buffer:
             self._seq += 1
