@@ -77,7 +77,7 @@ def load_library(path: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
 
 def _stored_library(uri: str) -> Path:
     """A node-local copy of a stored library: a results folder (with the prompts it names), or the prompt files."""
-    from itsel_ray.runs.stored_results import local_file, local_results, stored_names
+    from itsel_ray.runs.stored_results import local_files, local_results, stored_names
 
     names = stored_names(uri)
     if any(f"{RESULTS_STEM}{s}" in names for s in (".parquet", ".csv")):
@@ -85,7 +85,7 @@ def _stored_library(uri: str) -> Path:
     prompts = [n for n in names if Path(n).suffix in PROMPT_SUFFIXES]
     if not prompts:
         raise InputError(f"{uri}: no <source>.safetensors or <source>.npy files and no results table")
-    return [local_file(f"{uri.rstrip('/')}/{n}") for n in prompts][0].parent
+    return local_files(uri, prompts)
 
 
 def build_parser() -> argparse.ArgumentParser:

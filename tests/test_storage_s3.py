@@ -200,7 +200,7 @@ def test_progress_log_and_attempts_on_the_store(store):
     assert run.run == "run-2" and run.states == {"tune/a/seed=2": "running"} and run.todo == 1
 
 
-def test_analysis_reads_a_stored_results_folder(store, s3, tmp_path):
+def test_analysis_reads_a_stored_results_folder(store, s3, tmp_path, capsys):
     """`study_from_sweep` and `rank` take an s3:// results folder: its tables and the tune prompts they name are
     fetched once into a node-local copy (the transfer runs' prompts are not), and refetched only when changed."""
     from itsel_ray.analysis.from_sweep import source_library_from_sweep
@@ -250,6 +250,15 @@ def test_analysis_reads_a_stored_results_folder(store, s3, tmp_path):
     target = store.path("tune/syn_has1/seed=42/best.safetensors")
     assert rank(["--library", store.path("results"), "--target-prompt", target, "--format", "json"]) == 0
     assert rank(["--library", f"s3://{store.root.split('/')[2]}/missing/results", "--target-prompt", target]) == 2
+
+    for name in ("alpha", "beta"):  # a library that is a folder of prompt files
+        store.write_bytes(f"lib/{name}.safetensors", prompt_to_bytes(rng.normal(size=(4, 8)).astype(np.float32)))
+    assert rank(["--library", store.path("lib"), "--target-prompt", target, "--format", "csv"]) == 0
+    store.remove("lib/beta.safetensors")
+    store.write_bytes("lib/gamma.safetensors", prompt_to_bytes(rng.normal(size=(4, 8)).astype(np.float32)))
+    capsys.readouterr()
+    assert rank(["--library", store.path("lib"), "--target-prompt", target, "--format", "csv"]) == 0
+    assert sorted(line.split(",")[1] for line in capsys.readouterr().out.splitlines()[1:]) == ["alpha", "gamma"]
 
     from itsel_ray.analyze import main as analyze
 

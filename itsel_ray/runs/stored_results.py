@@ -79,6 +79,18 @@ def stored_names(uri: str) -> set[str]:
         raise StorageError(f"cannot list {uri}: {str(err).strip().splitlines()[0]}") from None
 
 
+def local_files(uri: str, names: list[str]) -> Path:
+    """A node-local folder holding exactly the files `names` of the stored folder `uri` (fetched when changed)."""
+    store = Storage(uri)
+    dest = node_cache.location(store.root, "files")
+    listing = _listing(store, "")
+    node_cache.sync_files(store, names, dest, listing)
+    for stale in dest.iterdir() if dest.is_dir() else ():
+        if stale.is_file() and not stale.name.startswith(".") and stale.name not in names:
+            stale.unlink()
+    return dest
+
+
 def local_file(uri: str) -> Path:
     """A node-local copy of one stored file (fetched when its size or modification time changed)."""
     store, name = _split(uri)
