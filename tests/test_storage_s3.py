@@ -278,3 +278,18 @@ def test_status_of_a_store(store, bucket, capsys):
     assert "no sweeps under" in capsys.readouterr().out
     assert main(["status", "--storage", "s3://no-such-bucket-2/runs"]) == 2
     assert "bucket 'no-such-bucket-2' does not exist" in capsys.readouterr().err
+
+
+def test_trial_actors_get_no_credentials_in_their_runtime_env(monkeypatch):
+    """Ray Tune would copy AWS_* from the driver into each trial actor's runtime env, which Ray logs in plain text
+    and shows on the dashboard; the sweep's trainable module stops that."""
+    import itsel_ray.sweep.trainable  # noqa: F401
+    from ray.tune.execution.class_cache import _ActorClassCache
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-in-a-runtime-env")
+
+    class Trainable:
+        pass
+
+    options = _ActorClassCache().get(Trainable)._default_options
+    assert "never-in-a-runtime-env" not in json.dumps(options.get("runtime_env") or {}, default=str)

@@ -36,6 +36,22 @@ from itsel_ray.runs.sweep_spec import Sweep
 from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, marker_record, read_record, trial_config
 
 
+def keep_credentials_out_of_ray() -> None:
+    """Ray Tune copies the driver's AWS_* credentials into every trial actor's runtime env, which Ray logs in plain
+    text (runtime_env_agent.log, on every node) and shows on the dashboard's Actors page. Trials take credentials
+    the way every other process of their node does instead: inherited from the driver on a local instance, the
+    node's own (an instance profile) on a cluster."""
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:
+        return
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(
+        v for v in class_cache.ENV_VARS_TO_PROPAGATE if not v.startswith("AWS_"))
+
+
+keep_credentials_out_of_ray()
+
+
 class InjectedFailure(RuntimeError):
     """Raised once per trial when the sweep's testing.fail_once_at_step asks for it."""
 
