@@ -49,7 +49,7 @@ class _Counting:
         path = unquote(environ.get("PATH_INFO", ""))
         bucket, _, key = path.lstrip("/").partition("/")
         req = Request(environ["REQUEST_METHOD"], bucket, key, environ.get("QUERY_STRING", ""),
-                      int(environ.get("CONTENT_LENGTH") or 0))
+                      int(environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or environ.get("CONTENT_LENGTH") or 0))
         with self.lock:
             self.log.append(req)
         if bucket in self.deny and req.method in ("PUT", "POST", "DELETE"):
