@@ -3,6 +3,7 @@ write the tables, figures and report.md.
 
     python -m itsel_ray.analyze --results runs/paper/results --out runs/paper/analysis
     python -m itsel_ray.analyze --ground-truth table7.csv --selectors random size --out /tmp/t7
+    python -m itsel_ray.analyze --results s3://BUCKET/runs/paper/results --out s3://BUCKET/runs/paper/analysis
 
 Options override the analysis definition (--config, default analysis/paper.yaml). Exit status 2 on bad input.
 """
@@ -27,9 +28,11 @@ from itsel_ray.artifacts import PromptFileError
 from itsel_ray.schema import ConfigError
 from itsel_ray.metrics.ranking import GAINS
 from itsel_ray.registry import UnknownNameError
+from itsel_ray.runs.storage import StorageError
 from itsel_ray.selection import MAX_DIRECTIONS, SELECTORS
 
-USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError, KeyError,
+               StorageError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--results", metavar="DIR", help="a sweep's results folder (results.* and prompts.*)")
     src.add_argument("--ground-truth", metavar="CSV", help="a sources x targets score matrix (e.g. Table 7)")
-    p.add_argument("--out", metavar="DIR", required=True, help="where report.md, tables and figures go")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="where report.md, tables and figures go (a folder, or a store URI: written locally, then put "
+                        "there report last)")
     p.add_argument("--config", metavar="YAML", help="analysis definition (default: analysis/paper.yaml)")
     p.add_argument("--selectors", nargs="+", metavar="NAME", help=f"selectors to run; valid: {', '.join(SELECTORS)}")
     p.add_argument("--metrics", nargs="+", metavar="M", help="e.g. ndcg ndcg@5 regret@1 regret@3 spearman kendall")
@@ -109,6 +114,40 @@ def summary_lines(result) -> list[str]:
     return lines
 
 
+def _local_results(results: str) -> str:
+    """The results folder to read: --results itself, or for a store URI a node-local copy of its tables and the
+    prompt files they name."""
+    if "://" not in results:
+        return results
+    from itsel_ray.runs.stored_results import local_results
+
+    return str(local_results(results))
+
+
+def _local_out(out: str) -> str:
+    """The folder the analysis writes: --out itself, or for a store URI a node-local folder put there afterwards."""
+    if "://" not in out:
+        return out
+    from itsel_ray.analysis.output_dir import MARKER
+    from itsel_ray.runs import node_cache
+    from itsel_ray.runs.storage import Storage
+    from itsel_ray.runs.stored_results import check_output
+
+    check_output(Storage(out), "", MARKER)
+    return str(node_cache.location(out, "analysis") / "out")
+
+
+def _store_out(result, uri: str):
+    from pathlib import Path
+
+    from itsel_ray.runs.storage import Storage
+    from itsel_ray.runs.stored_results import upload_folder
+
+    store = Storage(uri)
+    upload_folder(Path(result.out_dir), store, "", last=Path(result.report).name)
+    return dataclasses.replace(result, report=store.path(Path(result.report).name))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -117,16 +156,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         config_path = args.config or builtin_config("paper")
         cfg = apply_overrides(load_analysis_config(config_path), args, where=f"{config_path} + command line")
         if args.results:
-            study = study_from_sweep(args.results, steps=cfg.steps)
+            study = study_from_sweep(_local_results(args.results), steps=cfg.steps)
         else:
             study = study_from_csv(args.ground_truth, baseline_row=args.baseline_row)
+        out = _local_out(args.out)
         if args.ray:
             from itsel_ray.sweep.parallel import local_ray, ray_map
 
             with local_ray(args.num_cpus):
-                result = run_analysis(study, cfg, args.out, ray_map)
+                result = run_analysis(study, cfg, out, ray_map)
         else:
-            result = run_analysis(study, cfg, args.out)
+            result = run_analysis(study, cfg, out)
+        if out != args.out:
+            result = _store_out(result, args.out)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -80,7 +80,7 @@ def _load_source_prompts(folder: Path, results: pd.DataFrame, prompts: pd.DataFr
 
 
 def source_library_from_sweep(folder: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
-    """(source names, [S, P, H] best prompts) of every source with a finished tune run in a results folder."""
+    """(source names, [S, P, H] best prompts) of every source with a finished tune run in a local results folder."""
     folder = Path(folder)
     results = load_results(folder)
     tune = results[(results["stage"] == "tune") & (results["role"] == "source") & (results["status"] == "done")]
@@ -134,7 +134,8 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
 
     Args:
         folder: holds results.parquet|csv and prompts.parquet|csv, and optionally a <name>.parquet|csv per
-            model-backed selector input (probe, logme, ...).
+            model-backed selector input (probe, logme, ...); a local folder (a stored one, s3://BUCKET/.../results,
+            is read through the node-local copy `itsel_ray.runs.stored_results.local_results` makes).
         metadata: task -> TaskMeta; default: the tasks registry, else the paper's table.
         with_prompts: read the prompt files (False: a study for the prompt-free selectors only).
         steps: target checkpoint steps to load (default: every saved step above 0; step 0 is the initial prompt).
