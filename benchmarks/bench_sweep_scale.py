@@ -141,7 +141,7 @@ def _written(proc) -> int:
 def seed_tune_results(sweep_path: Path, store: Path) -> None:
     """Every tune trial finished, written in-process by the stand-in engine as a worker would (not timed)."""
     from itsel_ray.artifacts import write_json
-    from itsel_ray.engine import fake
+    from itsel_ray.engine import get_engine
     from itsel_ray.runs.plan import plan_stage
     from itsel_ray.runs.storage import sweep_root
     from itsel_ray.runs.sweep_file import load_sweep
@@ -149,11 +149,12 @@ def seed_tune_results(sweep_path: Path, store: Path) -> None:
 
     sweep = load_sweep(str(sweep_path))
     storage = sweep_root(str(store), sweep.name)
+    engine = get_engine(sweep.spec.engine)
     for t in plan_stage(sweep, "tune"):
         work = storage.local(t.key)
         work.mkdir(parents=True, exist_ok=True)
         write_json(work / MARKER, marker_record(t, expected_fingerprint(sweep, t)))
-        fake.run_trial(trial_config(sweep, t), work)
+        engine.run_trial(trial_config(sweep, t), work)
 
 
 # --------------------------------------------------------------------------------------------- watching from outside
