@@ -1,9 +1,10 @@
-"""The trial plan: stable folder names, Tune-safe names, and a param_space that Tune expands to exactly the plan."""
+"""The trial plan: stable folder names, Tune-safe names, and a queue that hands Tune exactly the plan, one trial at a
+time."""
 
 import pytest
 
 from itsel_ray.runs.sweep_file import load_sweep
-from itsel_ray.runs.plan import PlannedTrial, expand, param_space, plan_stage, trial_from_config
+from itsel_ray.runs.plan import PlannedTrial, plan_stage, trial_from_config, trial_point
 
 
 def test_keys_are_stable_folder_names():
@@ -27,14 +28,28 @@ def test_source_and_target_seeds_stay_apart():
 
 
 @pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
-def test_tune_generates_exactly_the_plan(name):
-    """Ray's own variant generator expands our param_space to the planned trials (no cluster needed)."""
-    from ray.tune.search.variant_generator import generate_variants
+def test_tune_creates_exactly_the_plan_in_order(name, tmp_path):
+    """Tune's own trial creation from our queue gives the planned trials, in plan order, then stops (no cluster
+    needed)."""
+    from ray.tune.experiment import Experiment
+    from ray.tune.search.search_generator import SearchGenerator
+
+    from itsel_ray.sweep.scheduling import PlanQueue
 
     sweep = load_sweep(name)
     for stage in ("tune", "transfer"):
         trials = plan_stage(sweep, stage)
-        configs = [cfg for _, cfg in generate_variants(param_space(trials))]
-        keys = sorted(trial_from_config(sweep, stage, c).key for c in configs)
-        assert keys == sorted(t.key for t in plan_stage(sweep, stage))
-        assert len(configs) == len(expand(param_space(trials)))
+        search = SearchGenerator(PlanQueue(trials))
+        search.add_configurations([Experiment(stage, lambda config: None, num_samples=len(trials),
+                                              storage_path=str(tmp_path))])
+        created = []
+        while (trial := search.next_trial()) is not None:
+            created.append(trial_from_config(sweep, stage, trial.config))
+        assert created == trials and search.is_finished()
+
+
+def test_a_trial_point_maps_back_to_its_trial():
+    sweep = load_sweep("demo")
+    for stage in ("tune", "transfer"):
+        for t in plan_stage(sweep, stage):
+            assert trial_from_config(sweep, stage, trial_point(t)) == t

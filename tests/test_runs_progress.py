@@ -48,3 +48,54 @@ def test_eta_leaves_the_start_up_out_once_enough_trials_finished():
     # waves: 4 trials finish together every 4 s (4 at once, 4 s each): 1 s per trial all the same
     waves = [4.0 * w for w in range(1, 9) for _ in range(4)]
     assert eta_seconds(8, RunProgress(started=0.0, completions=waves), now=32.0) == pytest.approx(8.0)
+
+
+def test_the_first_eta_leaves_the_start_up_out():
+    # 20 s of start-up (Ray, actors starting), then 16 slots running trials of 2 s each: the first completion at
+    # 22 s says 2 s / 16 = 0.125 s per trial; counting from the run's start would say 22 s per trial (176x too high)
+    run = RunProgress(started=0.0, slots=16)
+    for i in range(16):
+        run.trial_line(f"t{i}", "running", 20.0 + i / 100)
+    run.trial_line("t0", "done", 22.0)
+    assert run.durations == [pytest.approx(2.0)] and run.completions == [22.0] and run.running == 15
+    assert eta_seconds(100, run, now=22.0) == pytest.approx(12.5)
+    assert eta_seconds(100, run, now=24.0) == pytest.approx(10.5)  # ticks down between completions
+    # slots still filling count as the slots planned; fewer trials left than slots run at most that many at once
+    filling = RunProgress(started=0.0, slots=16)
+    for i in range(4):
+        filling.trial_line(f"t{i}", "running", 20.0)
+    filling.trial_line("t0", "done", 22.0)
+    assert eta_seconds(100, filling, now=22.0) == pytest.approx(12.5)
+    assert eta_seconds(4, filling, now=22.0) == pytest.approx(2.0)
+    # without the slots recorded (an older log): the trials running now, else Tune's count
+    assert eta_seconds(100, RunProgress(started=0.0, durations=[2.0], completions=[22.0], tune={"running": 8}),
+                       now=22.0) == pytest.approx(25.0)
+
+
+def test_a_first_wave_that_finishes_together_is_not_one_trial_per_wave():
+    # 16 trials of 10 s each start together after 20 s and finish together: 10 s / 16 per trial, whether or not
+    # RECENT completions have come in (the recent half spans no time)
+    run = RunProgress(started=0.0, slots=16)
+    for i in range(RECENT):
+        run.trial_line(f"t{i}", "running", 20.0)
+    for i in range(RECENT):
+        run.trial_line(f"t{i}", "done", 30.0)
+    assert eta_seconds(160, run, now=30.0) == pytest.approx(100.0)
+
+
+def test_durations_come_from_the_log_and_skips_and_retries_are_not_completions(tmp_path):
+    storage = Storage(tmp_path)
+    log = ProgressLog(storage, "transfer", "r1")
+    log.write("run", total=4, todo=4, slots=2)
+    for key in ("a", "b", "c", "d"):
+        log.write("trial", trial=key, state="running")
+    log.write("trial", trial="a", state="done")
+    log.write("trial", trial="b", state="skipped")
+    log.write("trial", trial="c", state="retrying")
+    log.write("trial", trial="d", state="failed")
+    run = latest_run(storage, "transfer")
+    assert run.slots == 2 and len(run.completions) == 2 and len(run.durations) == 2 and run.starts == {}
+    assert run.states == {"a": "done", "b": "skipped", "c": "retrying", "d": "failed"}
+    assert run.running == 0
+    log.write("trial", trial="c", state="running")
+    assert latest_run(storage, "transfer").running == 1 and set(latest_run(storage, "transfer").starts) == {"c"}

@@ -94,3 +94,14 @@ def test_the_stand_in_engine_has_no_memory_to_predict():
     sweep = load_sweep("smoke", overrides=["engine=fake", "resources.use_gpu=always"])
     plan = resource_plan(sweep, _gpus(80))
     assert all(m.predicted is None and m.share == 0.25 for m in plan.tasks.values())
+
+
+def test_slots_count_the_smallest_request_and_the_cap():
+    from itsel_ray.runs.resources import ResourcePlan, TaskMemory, slots
+
+    plan = ResourcePlan(cpu=1.0, tasks={("source", "a"): TaskMemory("source", "a", None, 0.25),
+                                        ("target", "b"): TaskMemory("target", "b", None, 0.5)})
+    assert slots(plan, GPU_CLUSTER) == 8  # 4 trials of the 0.25 task per GPU node
+    assert slots(plan, GPU_CLUSTER, cap=3) == 3
+    cpu = ResourcePlan(cpu=1.0, tasks={("source", "a"): TaskMemory("source", "a", None, None)})
+    assert slots(cpu, CPU_BOX) == 2 and slots(cpu, CPU_BOX, cap=8) == 2

@@ -1,6 +1,6 @@
-"""A node lost mid-stage on a three-node `ray.cluster_utils.Cluster` (a head without CPUs, two 2-CPU workers):
-nothing is lost, no finished trial reruns, the trials that ran on the lost node resume from their state, and they
-restart before any trial that had not started yet once Tune has seen the loss."""
+"""A node lost mid-stage on a three-node `ray.cluster_utils.Cluster` (a head without CPUs, two 2-CPU workers), while
+every slot runs a trial: nothing is lost, no finished trial reruns, the trials that ran on the lost node resume from
+their state, and they restart before any trial that had not started yet once Tune has seen the loss."""
 
 import glob
 import json
@@ -17,6 +17,7 @@ from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.sweep_file import sweeps_dir
 
 pytestmark = pytest.mark.slow
+SLOTS = 4  # two workers of 2 CPUs, 1 CPU per trial
 
 
 def events(root: Path) -> dict[str, list[dict]]:
@@ -59,10 +60,11 @@ def test_a_lost_node_loses_nothing_and_its_trials_resume_first(tmp_path):
                 ev = events(root)
                 there = [k for k, es in ev.items() if es[-1]["kind"] == "start" and es[-1].get("node") == victim
                          and 10 <= _steps(root / k) <= 20]  # mid-training, with state to resume from
-                if there and any(es[-1]["kind"] == "end" for es in ev.values()):
+                running = sum(es[-1]["kind"] == "start" for es in ev.values())
+                if there and running == SLOTS and any(es[-1]["kind"] == "end" for es in ev.values()):
                     lost.update(time=time.time(), trials=there, finished={k for k, es in ev.items()
                                                                          if es[-1]["kind"] == "end"},
-                                not_started=planned - set(ev))
+                                not_started=planned - set(ev), running=running)
                     cluster.remove_node(workers[1])
                     return
                 time.sleep(0.1)
@@ -75,7 +77,8 @@ def test_a_lost_node_loses_nothing_and_its_trials_resume_first(tmp_path):
         ray.shutdown()
         cluster.shutdown()
 
-    assert lost, "the node was never removed"
+    assert lost, "the node was never removed (or never with every slot running a trial)"
+    assert lost["running"] == SLOTS  # every slot was running a trial when the node went
     after = events(root)
     assert set(after) == planned, sorted(planned - set(after))
     # 0 lost: every trial ended (a trial killed between its last evaluation and its return is skipped on retry)

@@ -84,6 +84,16 @@ def test_smoke_sweep_end_to_end(local_ray, tmp_path):
     assert len(glob.glob(str(root / "events" / "*" / "*" / "*-start.json"))) == starts
     assert len(glob.glob(str(root / "ray_tune" / "*"))) == experiments
 
+    # a GPU sweep's results are re-analysed (and its status read) on this machine without GPUs: the analysis needs
+    # no trial resources, while running its trials here is refused
+    gpu = ["--sweep", "smoke", "--set", "resources.use_gpu=always", "--storage", str(store), "--quiet"]
+    report = root / "analysis" / "report.md"
+    before = report.stat().st_mtime_ns
+    assert main(["analyze", *gpu]) == 0
+    assert report.stat().st_mtime_ns > before
+    assert main(["status", *gpu]) == 0
+    assert main(["tune", *gpu]) == 3
+
 
 def test_a_failing_trial_is_retried_from_its_checkpoint(local_ray, tmp_path):
     key = "tune/syn_has0/seed=42"

@@ -15,7 +15,6 @@ from collections import Counter, defaultdict
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from itsel_ray.registry import Registry
 from itsel_ray.numbers import parse_number
@@ -135,6 +134,8 @@ def pearson(predictions, examples, labels=None) -> float:
 @TASK_METRICS.register("spearman")
 def spearman(predictions, examples, labels=None) -> float:
     """Spearman correlation: Pearson on average ranks (ties share their mean rank); NaN when undefined."""
+    from scipy.stats import rankdata  # here, not at import: scipy.stats costs every trial worker a second to start
+
     pred, gold = _numbers(predictions, examples)
     return _pearson(rankdata(pred), rankdata(gold))
 

@@ -1,9 +1,11 @@
-"""The trial plan of a sweep: which trials each stage runs, their stable folder names, and Tune's param_space.
+"""The trial plan of a sweep: which trials each stage runs, their stable folder names, and the config Tune gives each.
 
-Pure (no Ray): `--dry-run`, `status`, the results table and the tests all expand the same plan. A trial's key is
-also its folder under the sweep root, stable across drivers and Ray versions:
+Pure (no Ray): `--dry-run`, `status`, the results table, the stage's trial queue and the tests all expand the same
+plan. A trial's key is also its folder under the sweep root, stable across drivers and Ray versions:
     tune/<task>/seed=<s>                  source and target prompt tuning
     transfer/<source>__<target>/seed=<s>  a target tuned from a source's best prompt
+Tune receives the plan one trial at a time (itsel_ray/sweep/scheduling.py), each as `trial_point(t)`, never as one
+grid over all of them: Tune's grid expansion copies the whole grid once per value, quadratic in the trials.
 """
 
 from __future__ import annotations
@@ -60,31 +62,13 @@ def plan_stage(sweep: Sweep, stage: str) -> list[PlannedTrial]:
     raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
 
 
-def grid_search(values: list) -> dict:
-    """Tune's grid_search marker, spelled out so that planning needs no Ray import."""
-    return {"grid_search": list(values)}
-
-
-def param_space(trials: list[PlannedTrial]) -> dict:
-    """Tune's search space for exactly `trials`, in their order: one grid axis of (task, seed, source) points.
-
-    One axis rather than a product, because a stage may run any subset of its plan (a rerun runs only the
-    unfinished trials) and source and target runs use different seed lists.
-    """
-    return {"run": grid_search([{"task": t.task, "seed": t.seed, "source": t.source} for t in trials])}
-
-
-def expand(space: Mapping[str, Any]) -> list[dict]:
-    """All grid points of a param_space, in Tune's order (the last axis varies slowest)."""
-    points: list[dict] = [{}]
-    for key, value in space.items():
-        values = value["grid_search"] if isinstance(value, Mapping) and "grid_search" in value else [value]
-        points = [{**p, key: v} for v in values for p in points]
-    return points
+def trial_point(trial: PlannedTrial) -> dict:
+    """The config Tune gives one trial: its (task, seed, source), which `trial_from_config` maps back to the trial."""
+    return {"run": {"task": trial.task, "seed": trial.seed, "source": trial.source}}
 
 
 def trial_from_config(sweep: Sweep, stage: str, config: Mapping[str, Any]) -> PlannedTrial:
-    """The planned trial behind one Tune config (a grid point)."""
+    """The planned trial behind one Tune config (`trial_point`'s inverse)."""
     run = config["run"]
     task, seed, source = run["task"], int(run["seed"]), run.get("source") or ""
     if stage == "tune":

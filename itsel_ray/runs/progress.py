@@ -120,28 +120,50 @@ class RunProgress:
     run: str | None = None
     started: float | None = None
     todo: int = 0
+    slots: int = 0  # how many trials the driver expected to run at once (0: not recorded)
     updated: float | None = None  # the last line's time
     states: dict = field(default_factory=dict)  # trial key -> last state
     tune: dict = field(default_factory=dict)  # Tune's last counts
     completions: list = field(default_factory=list)  # times of trials finished (done or failed) in this run
+    durations: list = field(default_factory=list)  # start to finish of each of those trials that started in this run
+    starts: dict = field(default_factory=dict)  # trial key -> when it started, while it runs
     ended: dict | None = None  # the "end" line, when the run ended cleanly
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.states.values() if s == state)
 
+    @property
+    def running(self) -> int:
+        """Trials running now: the trial lines' count (written as each starts), else Tune's last count."""
+        return self.count("running") or int(self.tune.get("running") or 0)
 
-def latest_run(storage: Storage, stage: str) -> RunProgress:
+    def trial_line(self, key: str, state: str, t: float) -> None:
+        """Follow one trial's transition (the driver's callback and `latest_run` both feed this)."""
+        self.states[key] = state
+        if state == "running":
+            self.starts[key] = t
+            return
+        started = self.starts.pop(key, None)
+        if state in ("done", "failed"):
+            self.completions.append(t)
+            if started is not None:
+                self.durations.append(t - started)
+
+
+def latest_run(storage: Storage, stage: str, *, until: float | None = None) -> RunProgress:
+    """The latest run as the log tells it (as it told it at time `until`, when given)."""
     progress = RunProgress()
     for line in read_lines(storage, stage):
+        if until is not None and line["t"] > until:
+            break
         kind = line["kind"]
         if kind == "run":
-            progress = RunProgress(run=line.get("run"), started=line["t"], todo=int(line.get("todo") or 0))
+            progress = RunProgress(run=line.get("run"), started=line["t"], todo=int(line.get("todo") or 0),
+                                   slots=int(line.get("slots") or 0))
         elif line.get("run") != progress.run:
             continue
         elif kind == "trial" and line.get("state") in TRIAL_STATES:
-            progress.states[line.get("trial")] = line["state"]
-            if line["state"] in ("done", "failed"):
-                progress.completions.append(line["t"])
+            progress.trial_line(line.get("trial"), line["state"], line["t"])
         elif kind == "tune":
             progress.tune = dict(line.get("counts") or {})
         elif kind == "end":
@@ -154,13 +176,16 @@ RECENT = 16  # with at least this many completions, the rate is measured over th
 
 
 def eta_seconds(remaining: int, progress: RunProgress, now: float) -> float | None:
-    """Time left at the completion rate observed in this run, less the time since the latest completion.
+    """Time left at the rate trials finish in this run, less the time since the latest completion.
 
-    The rate already reflects how many trials run at once and how long each takes, so it needs neither. Once
-    RECENT trials have finished it is measured over the latest half of the completions, which leaves out the
-    start-up (workers starting, data loading) and follows a rate that changes; before that, from the run's start.
-    Measuring up to the latest completion (not to now) keeps the estimate steady between waves of trials. None
-    until a trial has finished in this run.
+    Once RECENT trials have finished, the rate is the one observed over the latest half of the completions: it
+    already reflects how many trials run at once and how long each takes, and follows a rate that changes. Before
+    that, and while the completions so far came in one wave, it is the trials' own mean duration (start to finish)
+    over the number that run at once: the slots the driver planned (fewer when fewer trials remain), or more if
+    more are running. So the start-up (Ray, actors starting, data loading) is left out, a first wave of trials
+    that finish together does not read as one trial's duration per trial, and slots still filling do not read as
+    slots that stay empty. Measuring up to the latest completion (not to now) keeps the estimate steady between
+    completions. None until a trial has finished in this run.
     """
     if remaining <= 0:
         return 0.0
@@ -170,7 +195,10 @@ def eta_seconds(remaining: int, progress: RunProgress, now: float) -> float | No
     last, half = done[-1], len(done) // 2
     if len(done) >= RECENT and last > done[half - 1]:  # the latest half, from the completion before it
         per_trial = (last - done[half - 1]) / (len(done) - half)
-    else:
+    elif progress.durations:
+        at_once = max(progress.running, min(progress.slots, remaining), 1)
+        per_trial = sum(progress.durations) / len(progress.durations) / at_once
+    else:  # no start seen in this run (a log without trial starts)
         per_trial = (last - progress.started) / len(done)
     if per_trial <= 0:
         return None

@@ -97,6 +97,13 @@ def concurrency(request: dict, cluster: ClusterInfo) -> int:
     return total
 
 
+def slots(plan: "ResourcePlan", cluster: ClusterInfo, cap: int | None = None) -> int:
+    """The most trials of the plan that run at once on `cluster` (its smallest request), at most `cap`."""
+    shares = [m.share or 0.0 for m in plan.tasks.values()] or [0.0]
+    fit = concurrency({"cpu": plan.cpu, "gpu": min(shares)}, cluster)
+    return max(1, min(fit, cap) if cap else fit)
+
+
 # ------------------------------------------------------------------------------------------------ GPU memory
 
 

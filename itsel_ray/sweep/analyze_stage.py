@@ -61,11 +61,14 @@ def _analyze(sweep: Sweep, storage: Storage, *, console, recover, use_ray: bool)
         map_fn = ray_map
         gpu = 0.0
         if ray.cluster_resources().get("GPU", 0) > 0:  # the largest share a target's transfer trial gets
-            from itsel_ray.runs.resources import resource_plan
+            from itsel_ray.runs.resources import ResourceError, resource_plan
             from itsel_ray.sweep.cluster import cluster_info
 
-            plan = resource_plan(sweep, cluster_info())
-            gpu = max(plan.request("transfer", t)["gpu"] for t in sweep.grid.targets)
+            try:
+                plan = resource_plan(sweep, cluster_info())
+                gpu = max(plan.request("transfer", t)["gpu"] for t in sweep.grid.targets)
+            except ResourceError:  # the trials' plan does not fit here: the analysis needs no trial resources
+                gpu = 1.0
         model_map = make_ray_map(num_gpus=gpu, chunksize=1)  # one task per target, on a GPU share when there is one
     cfg = load_analysis_config(analysis_config_path(sweep))
     if get_engine(sweep.spec.engine).has_model:  # the stand-in engine has no model to score prompts with

@@ -1,7 +1,8 @@
 """The stage's Tune callback: trial transitions into the progress log, Tune's own counts, and the console line.
 
 Every hook writes one line for one trial (constant cost per trial); Tune's counts are read from its trial list at
-most every COUNTS_EVERY_S and written only when they change. A trial that failed and will be retried is
+most every COUNTS_EVERY_S (a completion does not force a recount: that would cost the whole trial list per trial)
+and written only when they change. A trial that failed and will be retried is
 "retrying" until Tune starts it again. The callback keeps no state that must survive a restart: a new driver run
 starts a new run in the log.
 """
@@ -24,7 +25,7 @@ TUNE_STATES = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "pending", 
 
 class StageProgress(tune.Callback):
     def __init__(self, sweep, stage: str, storage_root: str, *, run: str, total: int, done_before: int,
-                 todo: int, console=None):
+                 todo: int, slots: int = 0, console=None):
         self.sweep, self.stage, self.total, self.todo = sweep, stage, total, todo
         self.done_before = done_before
         self.log = ProgressLog(Storage(storage_root), stage, run)
@@ -34,7 +35,7 @@ class StageProgress(tune.Callback):
         self.finished: dict[str, str] = {}  # key -> done | failed, this run
         self.skipped = 0
         self.counts: dict = {}
-        self.completions: list[float] = []
+        self.progress = RunProgress(run=run, started=self.t0, todo=todo, slots=slots)  # this run as the log tells it, for the ETA
         self._last_counts = 0.0
 
     def __getstate__(self):  # Tune may pickle callbacks into its experiment state: the log is enough
@@ -44,35 +45,35 @@ class StageProgress(tune.Callback):
         return trial_from_config(self.sweep, self.stage, trial.config).key
 
     # -------------------------------------------------------------- hooks
+    def _transition(self, key: str, state: str, **fields) -> None:
+        self.progress.trial_line(key, state, time.time())
+        self.log.write("trial", trial=key, state=state, **fields)
+
     def on_trial_start(self, iteration, trials, trial, **info):
         key = self._key(trial)
         self.retrying.discard(key)
-        self.log.write("trial", trial=key, state="running")
+        self._transition(key, "running")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         key = self._key(trial)
         skipped = bool((trial.last_result or {}).get("skipped"))
         self.finished[key] = "done"
-        if skipped:
-            self.skipped += 1
-        else:  # a skip takes no time: it would inflate the observed completion rate
-            self.completions.append(time.time())
-        self.log.write("trial", trial=key, state="skipped" if skipped else "done")
-        self._update(trials, force=True)
+        self.skipped += skipped
+        self._transition(key, "skipped" if skipped else "done")  # a skip takes no time: not a completion
+        self._update(trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         key = self._key(trial)
         self.retrying.add(key)
-        self.log.write("trial", trial=key, state="retrying", failures=trial.num_failures)
+        self._transition(key, "retrying", failures=trial.num_failures)
         self._update(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         key = self._key(trial)
         self.retrying.discard(key)
         self.finished[key] = "failed"
-        self.completions.append(time.time())
-        self.log.write("trial", trial=key, state="failed", failures=trial.num_failures)
-        self._update(trials, force=True)
+        self._transition(key, "failed", failures=trial.num_failures)
+        self._update(trials)
 
     def on_step_end(self, iteration, trials, **info):
         self._update(trials)
@@ -98,6 +99,7 @@ class StageProgress(tune.Callback):
         if counts != self.counts:
             self.log.write("tune", counts=counts)
             self.counts = counts
+            self.progress.tune = counts
         if self.console is not None:
             self.console.progress(self.line(now))
 
@@ -108,7 +110,7 @@ class StageProgress(tune.Callback):
         c = self.counts or {}
         remaining = self.total - done - failed
         running, retrying = c.get("running", 0), c.get("retrying", 0)
-        eta = eta_seconds(remaining, RunProgress(started=self.t0, completions=self.completions), now)
+        eta = eta_seconds(remaining, self.progress, now)
         return (f"[{self.stage}] {done}/{self.total} done, {running} running, {retrying} retrying, {failed} failed, "
                 f"{max(0, remaining - running - retrying)} waiting | {format_duration(now - self.t0)} elapsed, "
                 f"ETA {format_duration(eta) if eta is not None else '?'}")

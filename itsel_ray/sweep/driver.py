@@ -63,7 +63,8 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
             sweep = _pick(args, info.gpus, console)
             storage, lock = _claim(sweep, storage_base, args.stage)
             _keep_log(console, storage, lock, args.stage)
-        resource_plan(sweep, info)  # fail fast (GPUs, GPU memory per task), before writing anything
+        if runs_trials(args.stage):  # fail fast (GPUs, GPU memory per task), before writing anything; the
+            resource_plan(sweep, info)  # analysis and `prepare` need no trial resources (a GPU sweep on a laptop)
         if args.address and not storage.remote and not explicit_storage:
             console.warning(f"storage defaults to {storage.root} on this node; a multi-node cluster needs shared "
                             "storage (--storage /shared/path or s3://...)")
@@ -136,6 +137,11 @@ def _recover(sweep):
 
 STAGE_RUNS = {"all": ["prepare", "tune", "transfer", "analyze"], "tune": ["prepare", "tune"],
               "transfer": ["transfer", "analyze"]}
+
+
+def runs_trials(command: str) -> bool:
+    """Whether the command runs trial stages (which need the trials' resources), not only prepare or analyze."""
+    return any(stage in ("tune", "transfer") for stage in STAGE_RUNS.get(command, [command]))
 
 
 def _run_stages(args, sweep, storage, info, console: Console) -> int:
@@ -217,7 +223,8 @@ def _one_stage(args, sweep, storage, info, stage: str, console: Console) -> bool
     console.info(f"[{stage}] {before.done}/{before.total} done; running the rest"
                  + (f" ({len(before.failed)} failed before: retried)" if before.failed else ""))
     after = run_stage(sweep, stage, storage, info, max_concurrent=args.max_concurrent, verbose=args.verbose,
-                      console=console, callbacks=tracking_callbacks(sweep, stage, storage), recover=_recover(sweep))
+                      console=console, callbacks=tracking_callbacks(sweep, stage, storage), recover=_recover(sweep),
+                      before=before)
     write_tables(sweep, storage, recover=_recover(sweep))
     console.info(after.line())
     if not after.complete:

@@ -4,8 +4,9 @@ Each run of a stage is a fresh Tune experiment over exactly the trials storage d
 (<sweep>/ray_tune/<stage>-<time>/), so nothing Tune saved earlier is ever restored, and so no file on storage is
 unpickled: a rerun after a crash, a kill or a changed plan is a new experiment, and the trial folders carry every
 trial's state. Tune keeps no trial checkpoints (the folders are the state) and saves its experiment state only
-every EXPERIMENT_STATE_S, so the driver's cost per trial does not grow with the size of the sweep. A trial that
-fails with retries left (a lost node, a crash) goes to the front of the queue instead of Tune's back.
+every EXPERIMENT_STATE_S, so the driver's cost per trial does not grow with the size of the sweep. Tune gets the
+trials one at a time from the plan and runs a retried trial (a lost node, a crash) before any new one; with actor
+reuse every slot stays busy for trials of any length (itsel_ray/sweep/scheduling.py).
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from dataclasses import dataclass, field
 
 import ray
 from ray import tune
-from ray.tune.schedulers import FIFOScheduler
 
-from itsel_ray.runs.plan import param_space, plan_stage, trial_from_config
+from itsel_ray.runs.plan import plan_stage, trial_from_config
 from itsel_ray.runs.prepared import trial_data
-from itsel_ray.runs.resources import ClusterInfo, resource_plan
+from itsel_ray.runs.resources import ClusterInfo, resource_plan, slots
 from itsel_ray.runs.source_prompts import persist_source_prompts, source_index
 from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.trial_state import read_stage
 from itsel_ray.sweep.callbacks import StageProgress
+from itsel_ray.sweep.scheduling import (PENDING_ENV, OpenOnFirstStart, PlanQueue, RecoveredFirst, environment,
+                                        pending_window)
 from itsel_ray.sweep.trainable import StageContext, sweep_trial
 
 TUNE_DIR = "ray_tune"
@@ -63,38 +65,6 @@ def outcome(sweep, storage: Storage, stage: str, *, recover=None) -> StageOutcom
                         damaged=[r.trial.key for r in records if r.status == "damaged"])
 
 
-class RecoveredFirst(FIFOScheduler):
-    """FIFO, except that a trial Tune is retrying (a lost node, a crash) is started before any trial that has not
-    started yet: Tune itself re-queues it at the back, which at the paper's trial lengths adds a whole trial's
-    time to the end of the stage."""
-
-    def __init__(self):
-        super().__init__()
-        self._retrying: list = []
-
-    def on_trial_error(self, tune_controller, trial):
-        if trial not in self._retrying:
-            self._retrying.append(trial)
-
-    def on_trial_complete(self, tune_controller, trial, result):
-        self._forget(trial)
-
-    def on_trial_remove(self, tune_controller, trial):
-        self._forget(trial)
-
-    def _forget(self, trial) -> None:
-        if trial in self._retrying:
-            self._retrying.remove(trial)
-
-    def choose_trial_to_run(self, tune_controller):
-        for trial in list(self._retrying):
-            if trial.status == "PENDING":
-                return trial
-            if trial.status in ("RUNNING", "TERMINATED", "ERROR"):
-                self._forget(trial)  # started again, or given up
-        return super().choose_trial_to_run(tune_controller)
-
-
 class _Requests:
     """Each trial's placement group: its CPUs and its task's GPU share (picklable, unlike a closure)."""
 
@@ -115,9 +85,11 @@ def _trial_name(trial) -> str:
 
 
 def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_concurrent: int | None = None,
-              verbose: int = 0, console=None, callbacks=(), recover=None) -> StageOutcome:
-    """Run the stage's unfinished trials in a fresh Tuner and return what storage says afterwards."""
-    before = outcome(sweep, storage, stage, recover=recover)
+              verbose: int = 0, console=None, callbacks=(), recover=None,
+              before: StageOutcome | None = None) -> StageOutcome:
+    """Run the stage's unfinished trials in a fresh Tuner and return what storage says afterwards (`before`: what
+    storage said just now, when the caller has read it)."""
+    before = before or outcome(sweep, storage, stage, recover=recover)
     todo_keys = set(before.unfinished) | set(before.failed)
     trials = [t for t in plan_stage(sweep, stage) if t.key in todo_keys]
     plan = resource_plan(sweep, cluster)
@@ -129,30 +101,31 @@ def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_
                        **trial_data(sweep, storage))
     trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx, **extra), _Requests(sweep, stage, plan))
     cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
+    fit = slots(plan, cluster, cap)
+    reuse = sweep.spec.execution.reuse_actors
     run = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     progress = StageProgress(sweep, stage, storage.root, run=run, total=before.total, done_before=before.done,
-                             todo=len(trials), console=console)
+                             todo=len(trials), slots=fit, console=console)
     progress.log.write("run", total=before.total, todo=len(trials), host=socket.gethostname(), pid=os.getpid(),
                        resources={f"{r}/{t}": m.share for (r, t), m in plan.tasks.items()}, cpu=plan.cpu,
-                       cluster=cluster.describe(), max_concurrent=cap)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = EXPERIMENT_STATE_S
+                       cluster=cluster.describe(), max_concurrent=cap, slots=fit, reuse_actors=reuse)
+    settings = {"TUNE_GLOBAL_CHECKPOINT_S": EXPERIMENT_STATE_S, PENDING_ENV: str(pending_window(fit))}
     if not verbose:  # Tune's new console output prints its experiment table even when silent; the old one does not
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    tuner = tune.Tuner(
-        trainable, param_space=param_space(trials),
-        tune_config=tune.TuneConfig(reuse_actors=sweep.spec.execution.reuse_actors, max_concurrent_trials=cap,
-                                    scheduler=RecoveredFirst(), trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(
-            name=run, storage_path=storage.path(TUNE_DIR),
-            failure_config=tune.FailureConfig(max_failures=sweep.spec.execution.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            sync_config=tune.SyncConfig(sync_artifacts=True),  # with log_to_file: stdout/stderr reach storage
-            log_to_file=True, callbacks=[progress, *callbacks], verbose=verbose),
-    )
+        settings["RAY_AIR_NEW_OUTPUT"] = "0"
+    queue = PlanQueue(trials, head_start=min(fit, max(1, os.cpu_count() or 1)))
+    tune_config = tune.TuneConfig(search_alg=queue, num_samples=max(1, len(trials)), reuse_actors=reuse,
+                                  max_concurrent_trials=cap, scheduler=RecoveredFirst(newest_first=reuse),
+                                  trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+    run_config = tune.RunConfig(
+        name=run, storage_path=storage.path(TUNE_DIR),
+        failure_config=tune.FailureConfig(max_failures=sweep.spec.execution.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        sync_config=tune.SyncConfig(sync_artifacts=True),  # with log_to_file: stdout/stderr reach storage
+        log_to_file=True, callbacks=[OpenOnFirstStart(queue), progress, *callbacks], verbose=verbose)
     outcome_kind = "interrupted"
     try:
-        tuner.fit()
+        with environment(**settings):  # Tune reads these when the Tuner runs
+            tune.Tuner(trainable, tune_config=tune_config, run_config=run_config).fit()
         after = outcome(sweep, storage, stage, recover=recover)
         outcome_kind = "complete" if after.complete and not after.failed else (
             "failed" if after.complete else "interrupted")
