@@ -2,8 +2,8 @@
 over every task the project declares and, through `itsel-ray list tasks --include FILE --check`, on a user's own.
 
 On rows in the task's real schema, per label style:
-  - every row formats (columns present, labels inside the label set), into examples with an input that starts with
-    the task's prefix and a non-empty target; an example's label index names its own target;
+  - every row formats (columns present, labels inside the label set), into examples with a non-empty input and
+    target; an example's label index names its own target (an input without the task's prefix is noted);
   - under a tokenizer (the real T5 vocabulary when given): each label word tokenises without unknown pieces,
     within the task's max target length, and no two labels share their token ids (the engine's own rule);
   - each metric scores the gold targets as 100 and wrong predictions (another label, another example's answer)
@@ -82,16 +82,24 @@ def _formatted(spec: TaskSpec, rows, style: str, out: TaskCheck, *, as_evaluatio
 
 
 def _check_examples(spec: TaskSpec, style: str, examples: list[Example], out: TaskCheck) -> None:
+    """One line per kind of fault, naming the first example and how many share it."""
     words = spec.label_words(style)
+    faults: dict[str, list[int]] = {}
+    unprefixed = []
     for i, e in enumerate(examples):
         if not e.input.strip():
-            out.problems.append(f"{style} labels, example {i}: empty input")
+            faults.setdefault("empty input", []).append(i)
         elif spec.prefix and not e.input.startswith(spec.prefix):
-            out.problems.append(f"{style} labels, example {i}: input does not start with the prefix {spec.prefix!r}")
+            unprefixed.append(i)
         if not e.target.strip():
-            out.problems.append(f"{style} labels, example {i}: empty target")
+            faults.setdefault("empty target", []).append(i)
         if e.label is not None and words is not None and (not 0 <= e.label < len(words) or words[e.label] != e.target):
-            out.problems.append(f"{style} labels, example {i}: label {e.label} does not name its target {e.target!r}")
+            faults.setdefault(f"label {e.label} does not name its target {e.target!r}", []).append(i)
+    for fault, where in faults.items():
+        out.problems.append(f"{style} labels, example {where[0]}: {fault} ({len(where)} of {len(examples)} examples)")
+    if unprefixed:  # a formatter of the user's own may leave the prefix out on purpose
+        out.notes.append(f"{style} labels: {len(unprefixed)} of {len(examples)} inputs do not start with the prefix "
+                         f"{spec.prefix!r} (does the formatter use it?)")
 
 
 def _check_labels(spec: TaskSpec, style: str, tokenizer, out: TaskCheck) -> None:

@@ -67,6 +67,7 @@ TASKS = {
         "name": "mine_task",
         "description": "groups 4 and 5 both present, in the user's own rows",
         "role": "target",
+        "prefix": "",
         "data": {"kind": "local", "path": "data"},
         "columns": ["text", "label"],
         "formatter": "mine_format",

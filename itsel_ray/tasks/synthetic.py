@@ -91,6 +91,7 @@ def generate(split: str, *, rule: str, train_rows: int, eval_rows: int = EVAL_RO
 
 @FORMATTERS.register("synthetic")
 def format_synthetic(row, spec: TaskSpec, ctx: FormatContext) -> list[Example]:
+    """The row's text as it is -> its verbalised label (the synthetic keyword tasks)."""
     target, label = spec.label_target(row["label"], ctx)
     return [Example(input=row["text"], target=target, label=label)]
 
