@@ -47,6 +47,19 @@ def test_a_sweep_file_loads_its_plugins_and_tasks_before_it_is_checked(study):
     assert get_task("mine_task").train_size == 128  # counted from the local rows
 
 
+def test_the_stored_copy_of_the_sweep_loads_from_anywhere(study, tmp_path, monkeypatch):
+    """`status` reads <storage>/<sweep>/sweep.yaml: its plugin, task and analysis paths are absolute."""
+    sweep = load_sweep(str(study["sweep"]))
+    assert sweep.spec.analysis == str(study["analysis"])
+    stored = tmp_path / "elsewhere" / "sweep.yaml"
+    stored.parent.mkdir()
+    stored.write_text(yaml.safe_dump(dict(sweep.raw)))
+    monkeypatch.chdir(stored.parent)
+    again = load_sweep(str(stored), check_engine=False)
+    assert (again.spec.plugins, again.spec.tasks, again.spec.analysis) == (
+        sweep.spec.plugins, sweep.spec.tasks, sweep.spec.analysis)
+
+
 def test_include_and_set_paths_are_relative_to_the_current_folder(study, monkeypatch):
     data = yaml.safe_load(study["sweep"].read_text())
     data.pop("plugins"), data.pop("tasks")

@@ -107,8 +107,13 @@ def load_sweep(name_or_path: str, *, overrides: Iterable[str] = (), check_tasks:
 
 
 def _absolute_includes(layer: Mapping, base: Path, *, where: str) -> dict:
-    """The layer with its `plugins` and `tasks` paths made absolute against `base`."""
+    """The layer with its `plugins` and `tasks` paths, and an analysis definition given as a path, made absolute
+    against `base`: the copy stored beside the results (`status` reads it) then names the same files."""
     layer = dict(layer)
+    analysis = layer.get("analysis")
+    if isinstance(analysis, str) and (analysis.endswith((".yaml", ".yml")) or os.sep in analysis):
+        path = Path(analysis).expanduser()
+        layer["analysis"] = str(path if path.is_absolute() else (base / path).resolve())
     for key in ("plugins", "tasks"):
         if layer.get(key) is None:
             continue
