@@ -1,4 +1,4 @@
-"""A user's own modules and task files, loaded in the driver and in every Ray worker.
+"""A user's own modules and task files, loaded in this process (the driver, a command, a notebook).
 
 A sweep names them (`plugins:` and `tasks:`), the standalone commands take `--include PATH`:
 
@@ -7,42 +7,24 @@ A sweep names them (`plugins:` and `tasks:`), the standalone commands take `--in
   import), exactly as the package's own modules do;
 - a task file (or a folder of them) declares tasks as data (`itsel_ray/tasks/declare.py`).
 
-The driver imports them before it checks the sweep, so a wrong name fails there. The Ray workers (trials, prepare,
-analysis, model tables) get them through the job's runtime environment (`runtime_env`), so they work on every node
-of a cluster, not only where the files are: each plugin file or folder is a `py_modules` entry (Ray uploads it and
-puts its copy on the workers' path under the same module name, so objects pickled in the driver unpickle there); the
-task files and the local rows they declare travel as one more `py_modules` folder; an environment variable lists
-what to load, and a `worker_process_setup_hook` loads it when a worker process starts, before it runs anything. An
-installed dotted module (site-packages) is not shipped: it must be installed on every node, as the package is.
-
-Ray merges a job-level runtime_env given to `ray.init` with the one `ray job submit --working-dir/--runtime-env-json`
-set per top-level key, and refuses a key (or an environment variable) set by both (Ray 2.60, `_merge_runtime_env`);
-`runtime_env` below extends the job's own `py_modules` and `env_vars` instead of clashing with them.
-No Ray here: the sweep's Ray adapter passes the dict to `ray.init`.
+The driver imports them before it checks the sweep, so a wrong name fails there; `itsel_ray/plugin_env.py` ships
+them to every Ray worker. No Ray here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
-import json
 import os
-import shutil
 import sys
 import sysconfig
-import tempfile
-import atexit
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from itsel_ray.schema import ConfigError
 
-PLUGINS_ENV = "ITSEL_RAY_PLUGINS"
-SETUP_HOOK = "itsel_ray.plugins.setup_worker"
-BUNDLE_PREFIX = "itsel_ray_tasks_"
-SHIP_LIMIT = 200 * 1024**2  # well under what Ray uploads in one package; data that large belongs on shared storage
 TASK_SUFFIXES = (".yaml", ".yml")
 
 
@@ -181,8 +163,6 @@ def _shippable(name: str) -> str | None:
 
 
 def _where(err: BaseException) -> str:
-    import traceback
-
     frames = traceback.extract_tb(err.__traceback__)
     user = [f for f in frames if "importlib" not in f.filename]
     at = f" at {user[-1].filename}:{user[-1].lineno}" if user else ""
@@ -228,14 +208,11 @@ def _local_files(path: Path, specs) -> list[Path]:
 
 @dataclass
 class PluginSet:
-    """The plugins and task files of a sweep or a command, loaded in this process.
-
-    `runtime_env()` is what ships them to the workers; `spec` is what a worker loads (the env var's value).
-    """
+    """The plugins and task files of a sweep or a command, loaded in this process; `runtime_env()` ships them to
+    the Ray workers (itsel_ray/plugin_env.py)."""
 
     modules: list[Module] = field(default_factory=list)
     task_files: list[TaskFile] = field(default_factory=list)
-    _staging: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.modules or self.task_files)
@@ -245,97 +222,15 @@ class PluginSet:
         return [name for f in self.task_files for name in f.tasks]
 
     def runtime_env(self, job_env: Mapping | None = None) -> dict:
-        """The `runtime_env` for `ray.init`, extending `job_env` (what `ray job submit` set, if anything): its
-        py_modules are kept ahead of ours, its env vars beside ours. Empty when there is nothing to ship."""
-        if not self:
-            return {}
-        job_env = dict(job_env or {})
-        modules = [m.ship for m in self.modules if m.ship]
-        bundle = self._bundle()
-        if bundle:
-            modules.append(bundle)
-        env_vars = {**(job_env.get("env_vars") or {}), PLUGINS_ENV: json.dumps(self.spec(), sort_keys=True)}
-        out = {"env_vars": env_vars, "worker_process_setup_hook": SETUP_HOOK}
-        if modules:
-            out["py_modules"] = [*(job_env.get("py_modules") or []), *modules]
-        hook = job_env.get("worker_process_setup_hook")
-        if hook and hook != SETUP_HOOK:
-            raise PluginError(f"the job already sets worker_process_setup_hook {hook!r}; plugins need "
-                              f"{SETUP_HOOK!r} (drop the job's hook, or import your code as a plugin)")
-        return out
+        """The runtime_env for `ray.init` that ships these to every worker, extending `job_env`."""
+        from itsel_ray.plugin_env import runtime_env
 
-    def spec(self) -> dict:
-        """What a worker loads: module names in order, then each task file from the shipped bundle."""
-        return {
-            "fingerprint": self.fingerprint(),
-            "modules": [m.name for m in self.modules],
-            "task_files": [{"bundle": self._bundle_name(), "file": _bundle_path(i, f.path), "origin": f.path,
-                            "sizes": f.tasks} for i, f in enumerate(self.task_files)],
-        }
+        return runtime_env(self, job_env)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for m in self.modules:
-            h.update(f"{m.name}\0{m.ship}\0".encode())
-            for path in _files_of(m.ship):
-                h.update(path.read_bytes())
-        h.update(self._bundle_name().encode())
-        return h.hexdigest()[:16]
+        from itsel_ray.plugin_env import fingerprint
 
-    def _bundle_name(self) -> str:
-        if not self.task_files:
-            return ""
-        h = hashlib.sha256()
-        for i, f in enumerate(self.task_files):
-            for src, rel in _bundle_files(i, f):
-                h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
-        return BUNDLE_PREFIX + h.hexdigest()[:12]
-
-    def _bundle(self) -> str | None:
-        """A folder (a package named for its content) holding every task file and the files it reads, laid out
-        as beside the file; made once, removed when this process exits."""
-        if not self.task_files:
-            return None
-        name = self._bundle_name()
-        if self._staging is None:
-            self._staging = tempfile.mkdtemp(prefix="itsel-ray-plugins-")
-            atexit.register(shutil.rmtree, self._staging, True)
-        root = Path(self._staging) / name
-        if root.is_dir():
-            return str(root)
-        files = [(src, rel) for i, f in enumerate(self.task_files) for src, rel in _bundle_files(i, f)]
-        size = sum(src.stat().st_size for src, _ in files)
-        if size > SHIP_LIMIT:
-            raise PluginError(f"the task files and their local rows come to {size / 1024**2:.0f} MiB, more than "
-                              f"the {SHIP_LIMIT // 1024**2} MiB shipped to the workers; put the rows on storage "
-                              "every node mounts and give the task an absolute data.path (or a mirror)")
-        tmp = Path(tempfile.mkdtemp(dir=self._staging))
-        (tmp / "__init__.py").write_text("")
-        for src, rel in files:
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, tmp / rel)
-        tmp.rename(root)
-        return str(root)
-
-
-def _bundle_path(index: int, path: str) -> str:
-    return f"f{index}/{Path(path).name}"
-
-
-def _bundle_files(index: int, f: TaskFile) -> list[tuple[Path, str]]:
-    folder = Path(f.path).parent
-    out = [(Path(f.path), _bundle_path(index, f.path))]
-    out += [(p, f"f{index}/{p.relative_to(folder).as_posix()}") for p in f.files]
-    return out
-
-
-def _files_of(ship: str | None) -> list[Path]:
-    if not ship:
-        return []
-    p = Path(ship)
-    if p.is_file():
-        return [p]
-    return sorted(x for x in p.rglob("*.py") if x.is_file())
+        return fingerprint(self)
 
 
 def load_plugins(plugins: Sequence[str] = (), tasks: Sequence[str] = ()) -> PluginSet:
@@ -353,44 +248,6 @@ def load_plugins(plugins: Sequence[str] = (), tasks: Sequence[str] = ()) -> Plug
     return found
 
 
-# ------------------------------------------------------------------------------------------------ a worker
-
-
-def setup_worker() -> None:
-    """Ray's worker_process_setup_hook: load what the driver listed in $ITSEL_RAY_PLUGINS, from the shipped copies
-    (modules by name from the runtime env's py_modules, task files from the bundle)."""
-    raw = os.environ.get(PLUGINS_ENV)
-    if raw:
-        load_worker_spec(json.loads(raw))
-
-
-def load_worker_spec(spec: Mapping) -> list[str]:
-    """Import the listed modules and declare the listed task files; returns the task names declared."""
-    for name in spec.get("modules", ()):
-        importlib.import_module(name)
-    declared: list[str] = []
-    if spec.get("task_files"):
-        from itsel_ray.tasks.declare import load_task_file
-
-        for entry in spec["task_files"]:
-            path = bundle_root(entry["bundle"]) / entry["file"]
-            declared += [s.name for s in load_task_file(path, sizes=entry.get("sizes"))]
-    return declared
-
-
-def bundle_root(name: str) -> Path:
-    """Where this worker's runtime environment unpacked the task-file bundle `name`."""
-    found = importlib.util.find_spec(name)
-    if found is None or not found.submodule_search_locations:
-        raise PluginError(f"the shipped task files ({name}) are not on this worker's path; was the sweep's "
-                          "runtime_env given to ray.init?")
-    return Path(list(found.submodule_search_locations)[0])
-
-
-def current_job_has(plugins: PluginSet, job_env: Mapping | None) -> bool:
-    """Whether a running job's runtime env (`ray.get_runtime_context().runtime_env`) ships `plugins`."""
-    raw = ((job_env or {}).get("env_vars") or {}).get(PLUGINS_ENV)
-    try:
-        return bool(raw) and json.loads(raw).get("fingerprint") == plugins.fingerprint()
-    except (TypeError, ValueError, AttributeError):
-        return False
+def forget_loaded() -> None:
+    """Forget which plugins this process imported (tests that write a plugin afresh)."""
+    _MODULES.clear()

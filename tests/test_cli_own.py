@@ -30,7 +30,7 @@ def study(tmp_path):
         if name in registry:
             registry.remove(name)
     declare._LOADED.clear()
-    pl._MODULES.clear()
+    pl.forget_loaded()
     sys.modules.pop("mine_plugin", None)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from itsel_ray import plugin_env as env_mod
 from itsel_ray import plugins as pl
 from itsel_ray.runs.sweep_file import load_sweep
 from itsel_ray.schema import ConfigError
@@ -35,7 +36,7 @@ def study(tmp_path):
         if name in registry:
             registry.remove(name)
     declare._LOADED.clear()
-    pl._MODULES.clear()
+    pl.forget_loaded()
     sys.modules.pop("mine_plugin", None)
 
 
@@ -111,17 +112,17 @@ def test_data_outside_the_task_files_folder_is_refused(study, tmp_path):
 def test_the_runtime_env_ships_each_plugin_and_one_bundle_of_task_files(study):
     found = pl.load_plugins([str(study["plugin"])], [str(study["tasks"])])
     env = found.runtime_env()
-    assert env["worker_process_setup_hook"] == "itsel_ray.plugins.setup_worker"
+    assert env["worker_process_setup_hook"] == "itsel_ray.plugin_env.setup_worker"
     plugin, bundle = env["py_modules"]
     assert plugin == str(study["plugin"])
     assert Path(bundle).name.startswith("itsel_ray_tasks_")
     shipped = sorted(p.relative_to(bundle).as_posix() for p in Path(bundle).rglob("*") if p.is_file())
     assert shipped == ["__init__.py", "f0/data/train.jsonl", "f0/data/validation.jsonl", "f0/tasks.yaml"]
-    spec = json.loads(env["env_vars"][pl.PLUGINS_ENV])
+    spec = json.loads(env["env_vars"][env_mod.PLUGINS_ENV])
     assert spec["modules"] == ["mine_plugin"]
     assert spec["task_files"] == [{"bundle": Path(bundle).name, "file": "f0/tasks.yaml", "origin": str(study["tasks"]),
                                    "sizes": {"mine_task": 128}}]
-    assert pl.current_job_has(found, env) and not pl.current_job_has(found, {"env_vars": {}})
+    assert env_mod.current_job_has(found, env) and not env_mod.current_job_has(found, {"env_vars": {}})
 
 
 def test_a_submitted_jobs_runtime_env_is_extended_not_clashed_with(study):
@@ -131,7 +132,7 @@ def test_a_submitted_jobs_runtime_env_is_extended_not_clashed_with(study):
     env = found.runtime_env(job)
     assert "working_dir" not in env  # the job keeps its own (Ray merges per key)
     assert env["py_modules"][0] == "gcs://_ray_pkg_def.zip" and len(env["py_modules"]) == 3
-    assert env["env_vars"]["HF_HUB_OFFLINE"] == "1" and pl.PLUGINS_ENV in env["env_vars"]
+    assert env["env_vars"]["HF_HUB_OFFLINE"] == "1" and env_mod.PLUGINS_ENV in env["env_vars"]
     with pytest.raises(pl.PluginError, match="already sets worker_process_setup_hook 'their.hook'"):
         found.runtime_env({"worker_process_setup_hook": "their.hook"})
     assert pl.PluginSet().runtime_env(job) == {}  # nothing to ship: nothing changes
@@ -147,14 +148,14 @@ def test_ray_merges_the_job_env_with_ours_losing_nothing(study):
     assert _merge_runtime_env(job, found.runtime_env(job), override=False) is None  # why the override is needed
     merged = _merge_runtime_env(job, found.runtime_env(job), override=True)
     assert merged["working_dir"] == job["working_dir"] and merged["py_modules"][0] == "gcs://x.zip"
-    assert merged["env_vars"]["A"] == "1" and pl.PLUGINS_ENV in merged["env_vars"]
+    assert merged["env_vars"]["A"] == "1" and env_mod.PLUGINS_ENV in merged["env_vars"]
 
 
 WORKER = """
 import json, os, sys
 sys.path[:0] = {paths!r}
 os.environ["ITSEL_RAY_PLUGINS"] = {spec!r}
-from itsel_ray.plugins import setup_worker
+from itsel_ray.plugin_env import setup_worker
 setup_worker()
 import mine_plugin
 from itsel_ray.tasks import get_task
@@ -177,7 +178,7 @@ def test_a_fresh_process_loads_everything_from_the_shipped_copies_alone(study, t
     shutil.copy(study["plugin"], unpacked / "mine_plugin.py")
     shutil.copytree(env["py_modules"][1], unpacked / Path(env["py_modules"][1]).name)
     shutil.rmtree(study["sweep"].parent)  # the user's folder is gone: only the shipped copies remain
-    code = WORKER.format(paths=[str(unpacked)], spec=env["env_vars"][pl.PLUGINS_ENV])
+    code = WORKER.format(paths=[str(unpacked)], spec=env["env_vars"][env_mod.PLUGINS_ENV])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.returncode == 0, out.stderr[-2000:]

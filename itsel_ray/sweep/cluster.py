@@ -216,7 +216,7 @@ def check_job_ships(plugins: PluginSet | None) -> None:
         return
     import ray
 
-    from itsel_ray.plugins import current_job_has
+    from itsel_ray.plugin_env import current_job_has
 
     if not current_job_has(plugins, ray.get_runtime_context().runtime_env):
         raise ClusterError("this process joined Ray before the sweep could ship its plugins and task files to the "
