@@ -186,3 +186,22 @@ def test_a_fresh_process_loads_everything_from_the_shipped_copies_alone(study, t
     assert seen["plugin"] == str(unpacked / "mine_plugin.py")
     assert seen["origin"].startswith(str(unpacked)) and seen["origin"].endswith("f0/tasks.yaml")
     assert seen == {**seen, "size": 128, "rows": 128, "selector": True}
+
+
+def test_an_engine_from_a_plugin_is_found_through_the_registry(tmp_path):
+    """Engines are registry entries like the rest: a plugin that registers one makes `engine:` accept it."""
+    from itsel_ray.engine import ENGINES
+
+    (tmp_path / "engine_plugin.py").write_text(
+        "from itsel_ray.engine import ENGINES\nENGINES.add('plugin_engine', ENGINES.get('fake'))\n")
+    sweep = yaml.safe_load((Path(__file__).parents[1] / "sweeps" / "smoke.yaml").read_text())
+    sweep.update(engine="plugin_engine", plugins=["engine_plugin.py"])
+    path = tmp_path / "engine.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    try:
+        assert load_sweep(str(path)).spec.engine == "plugin_engine"
+    finally:
+        if "plugin_engine" in ENGINES:
+            ENGINES.remove("plugin_engine")
+        pl.forget_loaded()
+        sys.modules.pop("engine_plugin", None)
