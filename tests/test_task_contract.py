@@ -31,26 +31,37 @@ def contract_rows(name: str) -> dict[str, list[dict]]:
     return sample_rows(spec)
 
 
-@pytest.fixture(scope="module")
-def t5():
+def load_t5():
     if not T5.is_dir():
-        pytest.skip("the T5 tokenizer anchor is not present")
+        return None
     from transformers import T5TokenizerFast
 
     return T5TokenizerFast.from_pretrained(str(T5))
 
 
+@pytest.fixture(scope="module")
+def t5_or_none():
+    return load_t5()
+
+
+@pytest.fixture(scope="module")
+def t5(t5_or_none):
+    if t5_or_none is None:
+        pytest.skip("the T5 tokenizer anchor is not present")
+    return t5_or_none
+
+
 @pytest.mark.parametrize("name", DECLARED)
-def test_every_declared_task_meets_the_contract(name):
-    result = check_task(get_task(name), contract_rows(name))
+def test_every_declared_task_meets_the_contract(name, t5_or_none):
+    """Under the real T5 vocabulary when the anchor is present (test_the_t5_vocabulary_is_checked says whether)."""
+    result = check_task(get_task(name), contract_rows(name), tokenizer=t5_or_none)
     assert result.ok, result.problems
     assert result.examples > 0
 
 
-@pytest.mark.parametrize("name", DECLARED)
-def test_every_declared_task_labels_under_the_real_t5_vocabulary(name, t5):
-    result = check_task(get_task(name), contract_rows(name), tokenizer=t5)
-    assert result.ok, result.problems
+def test_the_t5_vocabulary_is_checked(t5):
+    result = check_task(get_task("hellaswag"), contract_rows("hellaswag"), tokenizer=t5)
+    assert result.ok and not any("no tokenizer" in n for n in result.notes)
 
 
 # ------------------------------------------------------------------------------------------------ it can fail
