@@ -173,6 +173,6 @@ def current_job_has(plugins: PluginSet, job_env: Mapping | None) -> bool:
     """Whether a running job's runtime env (`ray.get_runtime_context().runtime_env`) ships `plugins`."""
     raw = ((job_env or {}).get("env_vars") or {}).get(PLUGINS_ENV)
     try:
-        return bool(raw) and json.loads(raw).get("fingerprint") == plugins.fingerprint()
+        return bool(raw) and json.loads(raw).get("fingerprint") == fingerprint(plugins)
     except (TypeError, ValueError, AttributeError):
         return False

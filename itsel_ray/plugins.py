@@ -208,8 +208,8 @@ def _local_files(path: Path, specs) -> list[Path]:
 
 @dataclass
 class PluginSet:
-    """The plugins and task files of a sweep or a command, loaded in this process; `runtime_env()` ships them to
-    the Ray workers (itsel_ray/plugin_env.py)."""
+    """The plugins and task files of a sweep or a command, loaded in this process (`plugin_env.runtime_env` ships
+    them to the Ray workers)."""
 
     modules: list[Module] = field(default_factory=list)
     task_files: list[TaskFile] = field(default_factory=list)
@@ -220,17 +220,6 @@ class PluginSet:
     @property
     def task_names(self) -> list[str]:
         return [name for f in self.task_files for name in f.tasks]
-
-    def runtime_env(self, job_env: Mapping | None = None) -> dict:
-        """The runtime_env for `ray.init` that ships these to every worker, extending `job_env`."""
-        from itsel_ray.plugin_env import runtime_env
-
-        return runtime_env(self, job_env)
-
-    def fingerprint(self) -> str:
-        from itsel_ray.plugin_env import fingerprint
-
-        return fingerprint(self)
 
 
 def load_plugins(plugins: Sequence[str] = (), tasks: Sequence[str] = ()) -> PluginSet:

@@ -111,7 +111,7 @@ def test_data_outside_the_task_files_folder_is_refused(study, tmp_path):
 
 def test_the_runtime_env_ships_each_plugin_and_one_bundle_of_task_files(study):
     found = pl.load_plugins([str(study["plugin"])], [str(study["tasks"])])
-    env = found.runtime_env()
+    env = env_mod.runtime_env(found)
     assert env["worker_process_setup_hook"] == "itsel_ray.plugin_env.setup_worker"
     plugin, bundle = env["py_modules"]
     assert plugin == str(study["plugin"])
@@ -129,13 +129,13 @@ def test_a_submitted_jobs_runtime_env_is_extended_not_clashed_with(study):
     found = pl.load_plugins([str(study["plugin"])], [str(study["tasks"])])
     job = {"working_dir": "gcs://_ray_pkg_abc.zip", "py_modules": ["gcs://_ray_pkg_def.zip"],
            "env_vars": {"HF_HUB_OFFLINE": "1"}}
-    env = found.runtime_env(job)
+    env = env_mod.runtime_env(found, job)
     assert "working_dir" not in env  # the job keeps its own (Ray merges per key)
     assert env["py_modules"][0] == "gcs://_ray_pkg_def.zip" and len(env["py_modules"]) == 3
     assert env["env_vars"]["HF_HUB_OFFLINE"] == "1" and env_mod.PLUGINS_ENV in env["env_vars"]
     with pytest.raises(pl.PluginError, match="already sets worker_process_setup_hook 'their.hook'"):
-        found.runtime_env({"worker_process_setup_hook": "their.hook"})
-    assert pl.PluginSet().runtime_env(job) == {}  # nothing to ship: nothing changes
+        env_mod.runtime_env(found, {"worker_process_setup_hook": "their.hook"})
+    assert env_mod.runtime_env(pl.PluginSet(), job) == {}  # nothing to ship: nothing changes
 
 
 def test_ray_merges_the_job_env_with_ours_losing_nothing(study):
@@ -145,8 +145,8 @@ def test_ray_merges_the_job_env_with_ours_losing_nothing(study):
 
     found = pl.load_plugins([str(study["plugin"])], [str(study["tasks"])])
     job = {"working_dir": "gcs://_ray_pkg_abc.zip", "py_modules": ["gcs://x.zip"], "env_vars": {"A": "1"}}
-    assert _merge_runtime_env(job, found.runtime_env(job), override=False) is None  # why the override is needed
-    merged = _merge_runtime_env(job, found.runtime_env(job), override=True)
+    assert _merge_runtime_env(job, env_mod.runtime_env(found, job), override=False) is None  # why the override is needed
+    merged = _merge_runtime_env(job, env_mod.runtime_env(found, job), override=True)
     assert merged["working_dir"] == job["working_dir"] and merged["py_modules"][0] == "gcs://x.zip"
     assert merged["env_vars"]["A"] == "1" and env_mod.PLUGINS_ENV in merged["env_vars"]
 
@@ -170,7 +170,7 @@ def test_a_fresh_process_loads_everything_from_the_shipped_copies_alone(study, t
     """A worker's view: the plugin and the bundle on its path (where Ray unpacks py_modules), the original folder
     gone."""
     found = pl.load_plugins([str(study["plugin"])], [str(study["tasks"])])
-    env = found.runtime_env()
+    env = env_mod.runtime_env(found)
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()
     import shutil

@@ -19,6 +19,7 @@ import socket
 import sys
 from pathlib import Path
 
+from itsel_ray.plugin_env import runtime_env
 from itsel_ray.plugins import PluginSet
 from itsel_ray.runs.resources import ClusterInfo
 
@@ -115,7 +116,7 @@ def job_runtime_env() -> dict:
 
 def plugin_runtime_env(plugins: PluginSet | None) -> dict:
     """The runtime_env that ships `plugins` to every worker, extending a submitted job's own ({} without plugins)."""
-    return plugins.runtime_env(job_runtime_env()) if plugins else {}
+    return runtime_env(plugins, job_runtime_env()) if plugins else {}
 
 
 def _init(runtime_env: dict | None, **kwargs):
