@@ -14,6 +14,7 @@ examples:
   itsel-ray analyze --sweep paper --storage /mnt/shared/itsel-ray
   itsel-ray analyze --results runs/paper/results --out runs/paper/analysis
   itsel-ray analyze --ground-truth table7.csv --selectors random size --out /tmp/t7
+  itsel-ray analyze --results s3://BUCKET/runs/paper/results --out s3://BUCKET/runs/paper/analysis
   itsel-ray analyze --results runs/mine/results --include my_selectors.py --selectors max mine --out /tmp/a
 
 exit status: 0 ok, 1 the analysis failed (sweep stage), 2 bad input, 3 cannot run here (sweep stage).
@@ -39,9 +40,11 @@ from itsel_ray.artifacts import PromptFileError
 from itsel_ray.schema import ConfigError
 from itsel_ray.metrics.ranking import GAINS
 from itsel_ray.registry import UnknownNameError
+from itsel_ray.runs.storage import StorageError
 from itsel_ray.selection import MAX_DIRECTIONS, SELECTORS
 
-USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError, KeyError,
+               StorageError)
 
 
 SWEEP_OPTIONS = ("sweep", "overrides", "storage", "address", "no_dashboard", "log_level", "quiet", "verbose",
@@ -76,7 +79,8 @@ def build_parser(prog: str = "python -m itsel_ray.analyze") -> argparse.Argument
     st.add_argument("--quiet", action="store_true", default=None, help="only warnings and errors")
     st.add_argument("-v", "--verbose", action="count", default=None, help="also Tune's own progress tables")
     al = p.add_argument_group("on its own (with --results or --ground-truth)")
-    al.add_argument("--out", metavar="DIR", help="where report.md, tables and figures go (required)")
+    al.add_argument("--out", metavar="DIR", help="where report.md, tables and figures go (required): a folder, or a "
+                    "store URI (written locally, then put there, report last)")
     al.add_argument("--config", metavar="YAML", help="analysis definition (default: analysis/paper.yaml)")
     al.add_argument("--selectors", nargs="+", metavar="NAME", help=f"selectors to run; valid: {', '.join(SELECTORS)}"
                     " (and your plugins')")
@@ -163,6 +167,30 @@ def summary_lines(result) -> list[str]:
     return lines
 
 
+def _local_out(out: str) -> str:
+    """The folder the analysis writes: --out itself, or for a store URI a node-local folder put there afterwards."""
+    if "://" not in out:
+        return out
+    from itsel_ray.analysis.output_dir import MARKER
+    from itsel_ray.runs import node_cache
+    from itsel_ray.runs.storage import Storage
+    from itsel_ray.runs.stored_results import check_output
+
+    check_output(Storage(out), "", MARKER)
+    return str(node_cache.location(out, "analysis") / "out")
+
+
+def _store_out(result, uri: str):
+    from pathlib import Path
+
+    from itsel_ray.runs.storage import Storage
+    from itsel_ray.runs.stored_results import upload_folder
+
+    store = Storage(uri)
+    upload_folder(Path(result.out_dir), store, "", last=Path(result.report).name)
+    return dataclasses.replace(result, report=store.path(Path(result.report).name))
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m itsel_ray.analyze") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
@@ -205,13 +233,16 @@ def standalone(args: argparse.Namespace) -> int:
             study = study_from_sweep(args.results, steps=cfg.steps)
         else:
             study = study_from_csv(args.ground_truth, baseline_row=args.baseline_row or "prompt-text")
+        out = _local_out(args.out)
         if args.ray:
             from itsel_ray.sweep.parallel import local_ray, ray_map
 
             with local_ray(args.num_cpus, plugins=plugins):
-                result = run_analysis(study, cfg, args.out, ray_map)
+                result = run_analysis(study, cfg, out, ray_map)
         else:
-            result = run_analysis(study, cfg, args.out)
+            result = run_analysis(study, cfg, out)
+        if out != args.out:
+            result = _store_out(result, args.out)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from itsel_ray.artifacts import PromptFileError, load_prompt
 from itsel_ray.schema import ConfigError
 from itsel_ray.metrics.ranking import rank_from_scores
 from itsel_ray.registry import UnknownNameError
+from itsel_ray.runs.storage import StorageError
 from itsel_ray.selection import (
     MAX_DIRECTIONS,
     SELECTORS,
@@ -48,7 +49,10 @@ PROMPT_SUFFIXES = (".safetensors", ".npy")
 
 
 def load_library(path: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
-    """(source names, [S, P, H] prompts) from a folder of prompt files or a sweep's results folder."""
+    """(source names, [S, P, H] prompts) from a folder of prompt files or a sweep's results folder (either may be
+    a store URI, read through a node-local copy)."""
+    if "://" in str(path):
+        path = _stored_library(str(path))
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"library not found or not a folder: {path}")
@@ -69,6 +73,19 @@ def load_library(path: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
         if arr.shape != shape:
             raise PromptFileError(f"{p}: prompt shape {arr.shape} differs from {files[0].name}'s {shape}")
     return tuple(names), np.stack(prompts)
+
+
+def _stored_library(uri: str) -> Path:
+    """A node-local copy of a stored library: a results folder (with the prompts it names), or the prompt files."""
+    from itsel_ray.runs.stored_results import local_files, local_results, stored_names
+
+    names = stored_names(uri)
+    if any(f"{RESULTS_STEM}{s}" in names for s in (".parquet", ".csv")):
+        return local_results(uri)
+    prompts = [n for n in names if Path(n).suffix in PROMPT_SUFFIXES]
+    if not prompts:
+        raise InputError(f"{uri}: no <source>.safetensors or <source>.npy files and no results table")
+    return local_files(uri, prompts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,11 +149,20 @@ def target_name(args) -> str | None:
 def _target_prompts(args, selector: Selector, opts, sources, prompts, notes) -> PromptPair:
     if not args.target_prompt:
         raise ValueError(f"selector {selector.name!r} compares prompts: give --target-prompt FILE")
-    targets = [load_prompt(f, allow_zero=False) for f in args.target_prompt]
+    targets = [load_prompt(_local(f), allow_zero=False) for f in args.target_prompt]
     shapes = {t.shape for t in targets}
     if len(shapes) > 1:
         raise PromptFileError(f"target prompts differ in shape: {sorted(shapes)}")
     return PromptPair(prompts, np.stack(targets))
+
+
+def _local(path: str) -> str | Path:
+    """A prompt file to read: a local path as it is, a store URI as a node-local copy."""
+    if "://" not in str(path):
+        return path
+    from itsel_ray.runs.stored_results import local_file
+
+    return local_file(str(path))
 
 
 def _size_value(text: str, where: str) -> int:
@@ -311,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         inp = selection_input(args, selector, opts, sources, prompts, notes)
         scores = selector.scores(inp, opts)
         order = rank_from_scores(scores, sources)
-    except (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, UnknownNameError, InputError, PromptFileError, ValueError, FileNotFoundError,
+            StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     rows = [(rank, sources[i], float(scores[i])) for rank, i in enumerate(order[: args.top], start=1)]

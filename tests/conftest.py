@@ -39,3 +39,19 @@ def tiny_trial(**overrides) -> TrialConfig:
 @pytest.fixture
 def trial_cfg():
     return tiny_trial
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server (moto) on a free loopback port for the whole session; this process's AWS_* environment
+    points at it (fake credentials), as a user's would at AWS."""
+    pytest.importorskip("moto")
+    from tests.s3_server import S3Server, apply_env, restore_env
+
+    server = S3Server().start()
+    old = apply_env(server)
+    try:
+        yield server
+    finally:
+        restore_env(old)
+        server.stop()

@@ -16,6 +16,7 @@ from itsel_ray.analysis.inputs import (
     load_prompts,
     load_results,
     resolve_path,
+    results_folder,
 )
 from itsel_ray.analysis.meta import PAPER_SOURCES, PAPER_TARGETS, TaskMeta, resolve_metadata
 from itsel_ray.analysis.study import Study
@@ -81,8 +82,9 @@ def _load_source_prompts(folder: Path, results: pd.DataFrame, prompts: pd.DataFr
 
 
 def source_library_from_sweep(folder: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
-    """(source names, [S, P, H] best prompts) of every source with a finished tune run in a results folder."""
-    folder = Path(folder)
+    """(source names, [S, P, H] best prompts) of every source with a finished tune run in a results folder (a path,
+    or a store URI)."""
+    folder = results_folder(folder)
     results = load_results(folder)
     tune = results[(results["stage"] == "tune") & (results["role"] == "source") & (results["status"] == "done")]
     sources = order_tasks(tune["task"], PAPER_SOURCES)
@@ -135,12 +137,12 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
 
     Args:
         folder: holds results.parquet|csv and prompts.parquet|csv, and optionally probe.parquet|csv and
-            logme.parquet|csv.
+            logme.parquet|csv; a path, or a store URI (s3://BUCKET/.../results, read through a local copy).
         metadata: task -> TaskMeta; default: the tasks registry, else the paper's table.
         with_prompts: read the prompt files (False: a study for the prompt-free selectors only).
         steps: target checkpoint steps to load (default: every saved step above 0; step 0 is the initial prompt).
     """
-    folder = Path(folder)
+    folder = results_folder(folder)
     results = load_results(folder)
     path = results.attrs["path"]
     transfer_rows = results[results["stage"] == "transfer"]

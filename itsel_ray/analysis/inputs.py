@@ -223,6 +223,16 @@ def load_probe(folder: str | Path) -> pd.DataFrame | None:
     return load_pair_table(folder, PROBE_STEM)
 
 
+def results_folder(location: str | Path) -> Path:
+    """A results folder to read: a local path as it is; a store URI (s3://BUCKET/.../results) as a managed
+    node-local copy of its tables and the prompt files they name (itsel_ray.runs.stored_results)."""
+    if "://" in str(location):
+        from itsel_ray.runs.stored_results import local_results
+
+        return local_results(str(location))
+    return Path(location)
+
+
 def resolve_path(folder: str | Path, path: str) -> Path:
     """A path from a table: absolute as is, relative to the results folder otherwise."""
     p = Path(path)

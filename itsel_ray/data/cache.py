@@ -48,9 +48,12 @@ CODE = ("tasks/*.py", "numbers.py", "examples.py", "data/encoded.py")
 
 
 def cache_root_for(cache_dir: str | os.PathLike | None) -> Path | None:
-    """The cache root: the argument, else $ITSEL_RAY_DATA_CACHE, else None (trials load and tokenise themselves)."""
-    value = cache_dir or os.environ.get(CACHE_ENV)
-    return Path(value).expanduser() if value else None
+    """The cache root: the argument, else $ITSEL_RAY_DATA_CACHE, else None (trials load and tokenise themselves).
+    A URI (an object store) is not a folder: the sweep puts the node-local copy of it in $ITSEL_RAY_DATA_CACHE."""
+    for value in (cache_dir, os.environ.get(CACHE_ENV)):
+        if value and "://" not in str(value):
+            return Path(value).expanduser()
+    return None
 
 
 def carve_part(size: int, seed: int) -> str:

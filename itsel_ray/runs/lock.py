@@ -3,7 +3,10 @@
 Taken with an exclusive create, so of two drivers started at once exactly one wins; the other is refused with the
 running one named. A lock whose driver is gone does not stay stuck: on the same host a dead pid frees it at once,
 from another host a heartbeat older than STALE_S does. `status` reads the same file to tell a live driver from a
-dead one. Object stores have no exclusive create; there the lock is advisory (written, then read back). No Ray.
+dead one. On S3 the lock object is created with a conditional write (If-None-Match: *), a dead driver's lock is
+replaced only if it is still the one read (If-Match: its ETag), and each heartbeat rewrites it only if it is still
+this driver's; so exclusion rests on S3's conditional writes, as it rests on link(2) for a folder. Where a store
+offers no conditional writes (other URI schemes, or no boto3), the lock is advisory: written, then read back. No Ray.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from itsel_ray.runs import object_store
 from itsel_ray.runs.storage import Storage
 
 LOCK = "driver.lock"
@@ -53,6 +57,17 @@ def _process_started(pid: int) -> float | None:
 def holder(storage: Storage) -> Holder | None:
     """The recorded driver, if the lock file exists and is readable."""
     data, _ = storage.read_json_checked(LOCK)
+    return _from_dict(data)
+
+
+def _parse(raw: bytes) -> Holder | None:
+    try:
+        return _from_dict(json.loads(raw))
+    except ValueError:
+        return None
+
+
+def _from_dict(data) -> Holder | None:
     try:
         return Holder(host=str(data["host"]), pid=int(data["pid"]), started=float(data["started"]),
                       heartbeat=float(data["heartbeat"]), command=str(data.get("command", "")))
@@ -79,6 +94,9 @@ class DriverLock:
         self.started = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._etag: str | None = None  # object stores with conditional writes: the lock object's ETag as we wrote it
+        self.mode = "exclusive"  # "conditional" (S3), "advisory" (a store without conditional writes)
+        self.lost = False  # a heartbeat found the lock replaced by another driver
 
     def _record(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid(), "started": self.started,
@@ -90,9 +108,7 @@ class DriverLock:
             raise LockedError(f"another driver is running this sweep at {self.storage.root}: {current.describe()}. "
                               "Wait for it, or stop it; a second driver would train the same trials twice")
         if self.storage.remote:
-            self.storage.write_json(LOCK, self._record())
-            if not self._is_me(holder(self.storage)):
-                raise LockedError(f"another driver took the lock at {self.storage.root} at the same moment")
+            self._acquire_object()
         else:
             self._create_exclusive()
         self._thread = threading.Thread(target=self._beat, name="itsel-ray-lock", daemon=True)
@@ -115,6 +131,32 @@ class DriverLock:
                               f"{other.describe() if other else 'unreadable lock'}") from None
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _acquire_object(self) -> None:
+        """Object stores: create the lock object only if absent, or replace a dead driver's only if unchanged."""
+        uri = self.storage.path(LOCK)
+        data = json.dumps(self._record()).encode()
+        if not object_store.conditional_writes(uri):
+            self.mode = "advisory"
+            self.storage.write_bytes(LOCK, data)
+            if not self._is_me(holder(self.storage)):
+                raise LockedError(f"another driver took the lock at {self.storage.root} at the same moment")
+            return
+        self.mode = "conditional"
+        found = object_store.read_with_etag(uri)
+        if found is None:
+            self._etag = object_store.create_if_absent(uri, data)
+        else:
+            current = _parse(found[0])
+            if is_alive(current) and not self._is_me(current):
+                raise LockedError(f"another driver is running this sweep at {self.storage.root}: "
+                                  f"{current.describe()}. Wait for it, or stop it; a second driver would train the "
+                                  "same trials twice")
+            self._etag = object_store.replace_if_unchanged(uri, data, found[1])
+        if self._etag is None:
+            other = holder(self.storage)
+            raise LockedError(f"another driver took the lock at {self.storage.root} at the same moment: "
+                              f"{other.describe() if other else 'unreadable lock'}")
 
     def _take_over(self, path) -> None:
         """Move a dead driver's lock aside; if what was moved turns out to be live (another driver replaced the
@@ -146,17 +188,32 @@ class DriverLock:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             try:
-                if self._is_me(holder(self.storage)):
-                    self.storage.write_json(LOCK, self._record())
+                if not self.beat():
+                    return
             except OSError:
                 pass  # storage hiccup: the next beat tries again; the work itself reports real failures
+
+    def beat(self) -> bool:
+        """Refresh the heartbeat if the lock is still this driver's; False once it is not (another driver took it
+        over, so this one's lock is lost)."""
+        if self._etag is not None:  # only if the object is still the one this driver wrote
+            etag = object_store.replace_if_unchanged(self.storage.path(LOCK), json.dumps(self._record()).encode(),
+                                                     self._etag)
+            self.lost, self._etag = etag is None, etag
+            return not self.lost
+        if self._is_me(holder(self.storage)):
+            self.storage.write_json(LOCK, self._record())
+            return True
+        return True
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            if self._is_me(holder(self.storage)):
+            if self._etag is not None:
+                object_store.delete_if_unchanged(self.storage.path(LOCK), self._etag)
+            elif not self.lost and self._is_me(holder(self.storage)):
                 self.storage.remove(LOCK)
         except OSError:
             pass

@@ -56,6 +56,13 @@ class ProgressLog:
         self._buffer.append(line)
         if kind in ("run", "end") or time.time() - self._last_flush >= 1.0:
             self.flush()
+        if kind == "end":
+            self._compact()
+
+    def flush_due(self) -> None:
+        """Put the buffered lines if the last put is a second old (called often; cheap when there is nothing)."""
+        if self._buffer and time.time() - self._last_flush >= 1.0:
+            self.flush()
 
     def flush(self) -> None:
         if self.storage.remote and self._buffer:
@@ -66,13 +73,37 @@ class ProgressLog:
         self._last_flush = time.time()
 
 
+    def _compact(self) -> None:
+        """Object stores: an ended run's batches become one object (`<run>.jsonl`, put before the batches are
+        deleted), so `status` reads one object per past run, not one per second of it."""
+        folder = f"{PROGRESS_DIR}/{self.stage}.d"
+        batches = [k for k in self.storage.list_files(folder) if k.rsplit("/", 1)[-1].startswith(f"{self.run}-")]
+        if len(batches) < 2:
+            return
+        self.storage.write_bytes(f"{folder}/{self.run}.jsonl", b"".join(self.storage.read_bytes(k) or b""
+                                                                         for k in batches))
+        for key in batches:
+            self.storage.remove(key)
+
+
 def read_lines(storage: Storage, stage: str) -> list[dict]:
-    """Every readable line of the stage's log, oldest first."""
+    """Every readable line of the stage's log, oldest first (a line read twice, as after a compaction that was
+    interrupted before it deleted the batches, counts once)."""
     chunks = [storage.read_bytes(log_key(stage)) or b""]
-    chunks += [storage.read_bytes(k) or b"" for k in storage.list_files(f"{PROGRESS_DIR}/{stage}.d")]
+    keys = storage.list_files(f"{PROGRESS_DIR}/{stage}.d")
+    if keys:  # object stores: one GET per object, several at a time
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(16, len(keys))) as pool:
+            chunks += [c or b"" for c in pool.map(storage.read_bytes, keys)]
+    seen: set[str] = set()
     lines = []
     for chunk in chunks:
         for raw in chunk.decode("utf-8", errors="replace").splitlines():
+            if keys:
+                if raw in seen:
+                    continue
+                seen.add(raw)
             try:
                 item = json.loads(raw)
             except ValueError:

@@ -108,12 +108,29 @@ def analysis_status(storage: Storage, *, driver_live: bool) -> str:
 def check_storage_base(storage_base: str) -> None:
     """`status` on a storage that is not there is an error, not an empty sweep."""
     if is_uri(storage_base):
-        return
+        return _check_stored_base(storage_base)
     p = Path(storage_base).expanduser()
     if not p.exists():
         raise StorageError(f"storage {p} does not exist (pass the --storage the sweep ran with)")
     if not p.is_dir():
         raise StorageError(f"storage {p} is a file, not a folder")
+
+
+def _check_stored_base(uri: str) -> None:
+    """An object store location: its bucket must exist and answer (a prefix with nothing under it is fine)."""
+    import pyarrow.fs
+
+    from itsel_ray.runs.object_store import endpoint
+
+    st = Storage(uri)
+    where = uri + (f" (endpoint {endpoint()})" if endpoint() else "")
+    bucket = st.fs[1].split("/", 1)[0]
+    try:
+        missing = st.fs[0].get_file_info(bucket).type == pyarrow.fs.FileType.NotFound
+    except OSError as err:
+        raise StorageError(f"storage {where} cannot be reached: {str(err).strip().splitlines()[0]}") from None
+    if missing:
+        raise StorageError(f"storage {where}: bucket {bucket!r} does not exist (pass the --storage the sweep ran with)")
 
 
 def format_status(sweep, storage: Storage, *, now: float | None = None) -> str:
@@ -147,8 +164,9 @@ def format_status(sweep, storage: Storage, *, now: float | None = None) -> str:
 def sweeps_in(storage_base: str) -> list[str]:
     """Sweep names under a storage path (folders holding tune/ or transfer/ trial folders)."""
     st = Storage(storage_base)
-    if st.remote:
-        return []
+    if st.remote:  # one listing of the base, then one of each folder in it
+        return [name for name in st.list_folders() if {"tune", "transfer"} & set(st.list_folders(name))
+                or st.exists(f"{name}/sweep.yaml")]
     root = st.local()
     if not root.is_dir():
         return []

@@ -41,6 +41,10 @@ class Storage:
     def __init__(self, root: str | os.PathLike):
         root = str(root)
         self.remote = is_uri(root)
+        if self.remote:
+            from itsel_ray.runs.object_store import check_uri
+
+            check_uri(root)
         self.root = root.rstrip("/") if self.remote else str(Path(root).expanduser().resolve())
         self._fs = None
 
@@ -70,7 +74,7 @@ class Storage:
         if self._fs is None:
             import pyarrow.fs
 
-            self._fs = pyarrow.fs.FileSystem.from_uri(self.root)
+            self._fs = pyarrow.fs.FileSystem.from_uri(self.root + _uri_options(self.root))
         return self._fs
 
     def _fs_path(self, key: str) -> str:
@@ -133,13 +137,35 @@ class Storage:
         return sorted(f"{key}/{PurePosixPath(i.path).name}" for i in self.fs[0].get_file_info(sel)
                       if i.type == pyarrow.fs.FileType.File)
 
+    def list_tree(self, key: str) -> dict[str, tuple[int, int]]:
+        """Remote: {key: (size, mtime_ns)} of every file below folder `key`, in one recursive listing (a LIST
+        request per 1,000 objects on S3); empty when it does not exist."""
+        import pyarrow.fs
+
+        sel = pyarrow.fs.FileSelector(self._fs_path(key), allow_not_found=True, recursive=True)
+        base, prefix = self._fs_path(key).rstrip("/") + "/", f"{key}/" if key else ""
+        return {f"{prefix}{i.path[len(base):]}": (int(i.size or 0), int(i.mtime_ns or 0))
+                for i in self.fs[0].get_file_info(sel) if i.type == pyarrow.fs.FileType.File}
+
+    def list_folders(self, key: str = "") -> list[str]:
+        """Names of the folders directly inside folder `key` (sorted); empty when it does not exist."""
+        if not self.remote:
+            folder = self.local(key) if key else Path(self.root)
+            return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        import pyarrow.fs
+
+        sel = pyarrow.fs.FileSelector(self._fs_path(key), allow_not_found=True)
+        return sorted(PurePosixPath(i.path).name for i in self.fs[0].get_file_info(sel)
+                      if i.type == pyarrow.fs.FileType.Directory)
+
     # ------------------------------------------------------------------ writing
     def write_bytes(self, key: str, data: bytes) -> str:
         if not self.remote:
             atomic_write_bytes(self.local(key), data)
         else:
             fs, _ = self.fs
-            fs.create_dir(str(PurePosixPath(self._fs_path(key)).parent), recursive=True)
+            if not _object_store(fs):  # an object store has no folders to make (pyarrow would put marker objects)
+                fs.create_dir(str(PurePosixPath(self._fs_path(key)).parent), recursive=True)
             with fs.open_output_stream(self._fs_path(key)) as f:
                 f.write(data)
         return self.path(key)
@@ -184,6 +210,15 @@ class Storage:
         """Put one local file at `key` (remote backends: a trial's changed files as it trains)."""
         self.write_bytes(key, Path(local_file).read_bytes())
 
+    def download_file(self, key: str, dest: str | os.PathLike) -> bool:
+        """Copy file `key` to the local path `dest` (through a temporary file renamed into place); False when
+        `key` does not exist."""
+        data = self.read_bytes(key)
+        if data is None:
+            return False
+        atomic_write_bytes(dest, data)
+        return True
+
     def download_dir(self, key: str, local_dir: str | os.PathLike) -> bool:
         """Copy folder `key` to a local folder; False when it does not exist."""
         import pyarrow.fs
@@ -198,8 +233,10 @@ class Storage:
     # ------------------------------------------------------------------ checks
     def check_usable(self, *, min_free_bytes: int = 256 * 1024**2) -> None:
         """Refuse a root that is a file, cannot be created or written, or has too little free space."""
-        if self.remote:
-            return  # object stores report neither permissions nor free space up front
+        if self.remote:  # the bucket, the endpoint and a write; object stores report no free space
+            from itsel_ray.runs.object_store import check_store
+
+            return check_store(self)
         root = Path(self.root)
         for parent in [root, *root.parents]:
             if parent.exists():
@@ -218,6 +255,17 @@ class Storage:
         if free < min_free_bytes:
             raise StorageError(f"storage {root} has {free / 1024**2:.0f} MiB free; the sweep needs at least "
                                f"{min_free_bytes / 1024**2:.0f} MiB (free space or pick another --storage)")
+
+
+def _uri_options(uri: str) -> str:
+    """S3: open output streams lazily, so a file smaller than a multipart part is one PutObject (pyarrow otherwise
+    starts a multipart upload for every file: three requests for a 1 KiB JSON). Larger files stay multipart uploads,
+    which S3 also shows only once complete."""
+    return "?allow_delayed_open=true" if uri.startswith("s3://") and "?" not in uri else ""
+
+
+def _object_store(fs) -> bool:
+    return type(fs).__name__ in ("S3FileSystem", "GcsFileSystem")
 
 
 def sweep_root(storage_base: str, name: str) -> Storage:

@@ -2,7 +2,8 @@
 engine has one (PROBE), then hand the results folder to the analysis package.
 
 The analysis reads <sweep>/results/ and writes its tables, figures and report to <sweep>/analysis/ (swapped in
-whole, so a killed analysis leaves the previous complete report). Its cells fan out as Ray tasks
+whole, so a killed analysis leaves the previous complete report). On an object store it reads a node-local copy of
+the tables and the prompts they name, and puts its outputs back one object per file, the report last. Its cells fan out as Ray tasks
 (itsel_ray/sweep/parallel.py); the model tables run one Ray task per target, on a GPU share when there is one.
 The stage's start and end go to progress/analyze.jsonl, so `status` can show it.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 from itsel_ray.runs.model_tables import MODEL_TABLES, write_model_table
 from itsel_ray.runs.progress import ProgressLog
@@ -24,7 +26,7 @@ ANALYSIS_DIR = "analysis"
 
 
 class AnalysisUnavailable(RuntimeError):
-    """The analysis cannot run here (remote storage, no finished transfers); the tables are still written."""
+    """The analysis cannot run here (no finished transfers); the tables are still written."""
 
 
 def run_analyze(sweep: Sweep, storage: Storage, *, console, recover=None, use_ray: bool = True) -> str:
@@ -44,9 +46,6 @@ def run_analyze(sweep: Sweep, storage: Storage, *, console, recover=None, use_ra
 def _analyze(sweep: Sweep, storage: Storage, *, console, recover, use_ray: bool) -> str:
     results, _ = write_tables(sweep, storage, recover=recover)
     console.info(f"[analyze] results tables: {storage.path(RESULTS_DIR)}")
-    if storage.remote:
-        raise AnalysisUnavailable(f"the analysis reads prompt files from local paths; copy {storage.path(RESULTS_DIR)} "
-                                  "and the trial folders to a local or NFS path and run analyze there")
     if not (results["stage"].eq("transfer") & results["status"].eq("done")).any():
         raise AnalysisUnavailable("no finished transfer trial yet: run `transfer` first")
     from itsel_ray.analysis import analyze_folder, load_analysis_config
@@ -72,7 +71,17 @@ def _analyze(sweep: Sweep, storage: Storage, *, console, recover, use_ray: bool)
             console.info(f"[analyze] {name}: {len(table)} (source, target) pairs -> "
                          f"{storage.path(RESULTS_DIR)}/{name}.csv")
     cfg = load_analysis_config(analysis_config_path(sweep))
-    result = analyze_folder(storage.local(RESULTS_DIR), storage.local(ANALYSIS_DIR), cfg, map_fn)
+    if not storage.remote:
+        result = analyze_folder(storage.local(RESULTS_DIR), storage.local(ANALYSIS_DIR), cfg, map_fn)
+        report = str(result.report)
+    else:  # a node-local copy of the tables and the prompts they name in, the outputs back out, report last
+        from itsel_ray.runs import node_cache
+        from itsel_ray.runs.stored_results import local_results, upload_folder
+
+        out = node_cache.location(storage.root, "analysis") / ANALYSIS_DIR
+        result = analyze_folder(local_results(storage.path(RESULTS_DIR)), out, cfg, map_fn)
+        upload_folder(out, storage, ANALYSIS_DIR, last=Path(result.report).name)
+        report = storage.path(f"{ANALYSIS_DIR}/{Path(result.report).name}")
     for message in result.messages:
         console.info(f"[analyze] {message}")
-    return str(result.report)
+    return report

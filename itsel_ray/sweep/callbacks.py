@@ -76,6 +76,7 @@ class StageProgress(tune.Callback):
 
     def on_step_end(self, iteration, trials, **info):
         self._update(trials)
+        self.log.flush_due()  # object stores: buffered lines reach `status` within a second, not at the next event
 
     def on_experiment_end(self, trials, **info):
         self._update(trials, force=True)

@@ -141,10 +141,23 @@ def _status(args, storage_base: str) -> int:
         print(f"no sweeps under {storage_base}; pass --sweep NAME (and --storage PATH) to check one")
         return exit_codes.OK
     for name in names:
-        stored = sweep_root(storage_base, name).local("sweep.yaml")
-        sweep = load_sweep(str(stored) if stored.is_file() else name, check_engine=False)
-        print(format_status(sweep, sweep_root(storage_base, name)) + "\n")
+        root = sweep_root(storage_base, name)
+        sweep = load_sweep(_stored_definition(root) or name, check_engine=False)
+        print(format_status(sweep, root) + "\n")
     return exit_codes.OK
+
+
+def _stored_definition(root: Storage) -> str | None:
+    """The path of the sweep.yaml a sweep ran with (a store's: a node-local copy), or None."""
+    if not root.remote:
+        stored = root.local("sweep.yaml")
+        return str(stored) if stored.is_file() else None
+    from itsel_ray.runs.stored_results import local_file
+
+    try:
+        return str(local_file(root.path("sweep.yaml")))
+    except FileNotFoundError:
+        return None
 
 
 def _dry_run(args, storage_base: str) -> int:

@@ -47,7 +47,7 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
     storage = lock = watchdog = None
     try:
         storage, lock = _claim(sweep, storage_base, args.stage)
-        console.keep_log(storage.local("logs"), args.stage) if not storage.remote else None
+        _keep_log(console, storage, lock, args.stage)
         if owns_ray:
             if not args.address:  # the private instance must not outlive this process, however it ends
                 watchdog = reaper.spawn()
@@ -71,7 +71,8 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
         code = _run_stages(args, sweep, storage, info, console)
         console.summary(f"finished in {time.time() - started:.1f}s; results in {storage.path('results')}")
         if console.log_path:
-            console.summary(f"full log: {console.log_path}")
+            console.summary(f"full log: {console.log_path}" + (
+                f" (stored as {storage.path('logs/' + console.log_path.name)})" if storage.remote else ""))
         return code
     except (cl.ClusterError, LockedError, ResourceError, StorageError) as err:
         console.error(str(err))
@@ -90,6 +91,7 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
             cl.shutdown()
             reaper.finish(watchdog)
         if lock is not None:
+            _upload_log(console, storage)
             lock.release()
 
 
@@ -104,6 +106,28 @@ def _claim(sweep, storage_base: str, command: str):
     storage = sweep_root(storage_base, sweep.name)
     storage.check_usable()
     return storage, DriverLock(storage, command).acquire()
+
+
+def _keep_log(console: Console, storage, lock, command: str) -> None:
+    """The full log: in <sweep>/logs/ on a folder; on an object store in a node-local file put there at the end."""
+    if not storage.remote:
+        console.keep_log(storage.local("logs"), command)
+        return
+    from itsel_ray.runs import node_cache
+
+    console.keep_log(node_cache.location(storage.root, "logs"), command)
+    if lock.mode == "advisory":
+        console.warning(f"{storage.root} offers no conditional writes here (boto3 missing, or not s3://): the "
+                        "driver lock is advisory, so start one driver at a time")
+
+
+def _upload_log(console: Console, storage) -> None:
+    if storage is None or not storage.remote or console.log_path is None:
+        return
+    try:
+        storage.upload_file(console.log_path, f"logs/{console.log_path.name}")
+    except OSError as err:
+        console.warning(f"could not store the log {console.log_path}: {err}")
 
 
 def _recover(sweep):
@@ -166,8 +190,7 @@ def _prepare(sweep, storage, console: Console) -> bool:
     started = time.time()
     reports, root = prepare_sweep(sweep, storage, make_ray_map(num_cpus=1, chunksize=1))
     if root is None:
-        console.info("[prepare] nothing to prepare (the stand-in engine reads no data, or the storage is an object "
-                     "store without data.cache_dir): trials load their own data")
+        console.info("[prepare] nothing to prepare (the stand-in engine reads no data)")
         return True
     console.debug(describe(reports))
     bad = problems(reports)

@@ -20,7 +20,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
 from itsel_ray.runs.plan import param_space, plan_stage, trial_from_config
-from itsel_ray.runs.prepared import cache_root
+from itsel_ray.runs.prepared import trial_data
 from itsel_ray.runs.resources import ClusterInfo, resource_plan
 from itsel_ray.runs.source_prompts import persist_source_prompts, source_index
 from itsel_ray.runs.storage import Storage
@@ -125,9 +125,8 @@ def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_
     if stage == "transfer":
         prompts, index = persist_source_prompts(sweep, storage)
         extra["prompts"] = {source: ray.put(p) for source, p in prompts.items()}  # one put per source prompt
-    root = cache_root(sweep, storage)
     ctx = StageContext(sweep=sweep, stage=stage, storage_root=storage.root, source_index=index,
-                       data_cache=str(root) if root is not None and root.is_dir() else None)
+                       **trial_data(sweep, storage))
     trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx, **extra), _Requests(sweep, stage, plan))
     cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
     run = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"

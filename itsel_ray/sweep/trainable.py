@@ -5,11 +5,13 @@ The trial folder on storage is the unit of resume, so Tune keeps no checkpoints:
 its folder, whichever node runs it. A damaged file is mended before the engine starts (the marker and result.json
 from the other files); a resume state that cannot be read at all is set aside under _stale/ and the trial starts
 over, with the reason in the trial's events. On remote storage (s3://...) the trial trains in a node-local scratch
-folder, downloaded from storage on resume, and uploads each file that changed after every evaluation.
+folder, downloaded from storage on resume, and uploads each file that changed after every evaluation; it reads the
+prepared data from a node-local copy fetched once per node.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import platform
@@ -28,9 +30,26 @@ from itsel_ray.data.cache import CACHE_ENV
 from itsel_ray.engine import get_engine
 from itsel_ray.runs.attempts import record_attempt
 from itsel_ray.runs.plan import PlannedTrial, trial_from_config
+from itsel_ray.runs.prepared import local_cache
 from itsel_ray.runs.storage import Storage, scratch_dir
 from itsel_ray.runs.sweep_spec import Sweep
 from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, marker_record, read_record, trial_config
+
+
+def keep_credentials_out_of_ray() -> None:
+    """Ray Tune copies the driver's AWS_* credentials into every trial actor's runtime env, which Ray logs in plain
+    text (runtime_env_agent.log, on every node) and shows on the dashboard's Actors page. Trials take credentials
+    the way every other process of their node does instead: inherited from the driver on a local instance, the
+    node's own (an instance profile) on a cluster."""
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:
+        return
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(
+        v for v in class_cache.ENV_VARS_TO_PROPAGATE if not v.startswith("AWS_"))
+
+
+keep_credentials_out_of_ray()
 
 
 class InjectedFailure(RuntimeError):
@@ -45,7 +64,8 @@ class StageContext:
     stage: str
     storage_root: str
     source_index: dict = field(default_factory=dict)  # transfer: {source: {seed, step, score, sha256, ...}}
-    data_cache: str | None = None  # the prepared data the engine memory-maps (runs/prepared.py)
+    data_cache: str | None = None  # the prepared data the engine memory-maps: a folder or a store URI
+    prepared: dict = field(default_factory=dict)  # store: {task: {stored folder: version}} (runs/prepared.py)
 
 
 def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None) -> None:
@@ -64,19 +84,18 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         tune.report(_final_metrics(trial, record.result))
         return
 
-    work = scratch_dir(ctx.sweep.name, trial.key) if storage.remote else storage.local(trial.key)
+    work = _scratch(ctx, trial) if storage.remote else storage.local(trial.key)
     stale = _set_aside_stale(storage, trial, work, expected, why="another config")
-    if storage.remote:
-        _download(storage, trial, work, expected)
+    stored = _download(storage, trial, work, expected) if storage.remote else {}
     if (work / MARKER).is_file() and _unreadable(work / TrialFiles.CONFIG):  # the marker proves the config
         write_json(work / TrialFiles.CONFIG, {"config": cfg.to_dict(), "rebuilt": "from the trial's marker"})
         record_attempt(storage, trial, "repair", note=f"{TrialFiles.CONFIG} was damaged; rewritten from the config")
     write_json(work / MARKER, marker_record(trial, expected, ctx.source_index.get(trial.source)
                                             if trial.source else None))
-    if ctx.data_cache:
-        os.environ[CACHE_ENV] = ctx.data_cache  # where the engine finds the prepared data
+    if ctx.data_cache:  # where the engine finds the prepared data (a store's: this node's copy, fetched once)
+        os.environ[CACHE_ENV] = local_cache(ctx.data_cache, ctx.prepared.get(cfg.task, {}))
     init = ray.get(prompts[trial.source]) if trial.stage == "transfer" else None
-    reporter = _Reporter(ctx, trial, storage, work)
+    reporter = _Reporter(ctx, trial, storage, work, stored)
     record_attempt(storage, trial, "start", resumed_from_step=_resume_step(work), host=socket.gethostname(),
                    node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
                    omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale)
@@ -96,6 +115,15 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         raise
     reporter.upload()
     record_attempt(storage, trial, "end", steps=reporter.last_step)
+    if storage.remote:  # everything is stored: the node keeps no copy of a finished trial
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _scratch(ctx: StageContext, trial: PlannedTrial) -> Path:
+    """The node-local folder of a trial on remote storage, one per storage location (two sweeps of one name on two
+    buckets never share one)."""
+    digest = hashlib.sha256(ctx.storage_root.encode()).hexdigest()[:12]
+    return scratch_dir(f"{ctx.sweep.name}-{digest}", trial.key)
 
 
 def _unreadable(path: Path) -> bool:
@@ -140,24 +168,29 @@ def _set_aside_stale(storage: Storage, trial: PlannedTrial, work: Path, expected
     return storage.relative(str(dest))
 
 
-def _download(storage: Storage, trial: PlannedTrial, work: Path, expected: str | None) -> None:
-    """Remote storage: bring this config's stored folder into scratch unless scratch already holds it."""
-    try:
-        if read_json(work / MARKER).get("fingerprint") == expected:
-            return
-    except (OSError, ValueError, AttributeError):
-        pass
+def _download(storage: Storage, trial: PlannedTrial, work: Path, expected: str | None) -> dict:
+    """Remote storage: scratch becomes this config's stored folder (or empty). What scratch held is never trusted:
+    the trial may have gone on on another node since, and the stored folder is what the last checkpoint put.
+    Returns the stamps of the files fetched, which need no upload until they change."""
     shutil.rmtree(work, ignore_errors=True)
     stored = storage.read_json(f"{trial.key}/{MARKER}") or {}
     if stored.get("fingerprint") == expected:
         storage.download_dir(trial.key, work)
     work.mkdir(parents=True, exist_ok=True)
+    return _stamps(work)
+
+
+def _stamps(work: Path) -> dict[str, tuple[int, int]]:
+    """{relative path: (mtime, size)} of the folder's files: what the store holds right after a download."""
+    return {p.relative_to(work).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in work.rglob("*") if p.is_file() and not p.name.startswith(".")}
 
 
 class _Reporter:
     """The engine's report callback: forwards metrics to tune.report (no Tune checkpoint: the folder is the state)."""
 
-    def __init__(self, ctx: StageContext, trial: PlannedTrial, storage: Storage, work: Path):
+    def __init__(self, ctx: StageContext, trial: PlannedTrial, storage: Storage, work: Path,
+                 stored: dict | None = None):
         self.trial, self.storage, self.work = trial, storage, work
         testing = ctx.sweep.spec.testing
         self.fail_at = testing.fail_once_at_step
@@ -165,7 +198,7 @@ class _Reporter:
             self.fail_at = None
         self.delay = testing.report_delay_s
         self.last_step: int | None = None
-        self._uploaded: dict[str, tuple[int, int]] = {}
+        self._uploaded: dict[str, tuple[int, int]] = dict(stored or {})  # what the store already holds
 
     def __call__(self, metrics: dict, checkpointed: bool) -> None:
         self.last_step = int(metrics.get("step", 0))
