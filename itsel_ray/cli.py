@@ -3,9 +3,10 @@
     itsel-ray tune | transfer | analyze | all | status | prepare ...   the sweep stages (python -m itsel_ray.sweep)
     itsel-ray analyze --results DIR | --ground-truth CSV ...          the analysis alone (python -m itsel_ray.analyze)
     itsel-ray rank --library DIR --target-prompt FILE ...             rank source prompts (python -m itsel_ray.rank)
+    itsel-ray list tasks | selectors | metrics | ...                  what is declared (python -m itsel_ray.listing)
 
-`analyze` is the sweep's analysis stage unless it is given --results or --ground-truth; `itsel-ray COMMAND --help`
-explains each command with an example.
+`analyze` is the sweep's analysis stage unless it is given --results or --ground-truth (`itsel-ray analyze --help`
+explains both forms); `itsel-ray COMMAND --help` explains each command with an example.
 """
 
 from __future__ import annotations
@@ -28,12 +29,18 @@ sweep stages (a local Ray instance, or --address auto on a cluster):
 on their own:
   analyze --results DIR | --ground-truth CSV   the analysis of a results folder or a transfer matrix
   rank       rank a library of source prompts for a target (MAX, FEATURE, SEMB, PROBE, LOGME, ...)
+  list       tasks, selectors, metrics, formatters, sweeps, analyses: one line each (list tasks --check: the
+             task contract on a few rows of each)
+
+your own study: a sweep file's `plugins:` and `tasks:` (or --include PATH) load your modules and task files in
+every process, on every node (README: "Your own task")
 
 examples:
   itsel-ray transfer                                  the offline demo, end to end, on this machine
   itsel-ray transfer --sweep paper --dry-run          the paper's plan, settings and GPU memory per task
   itsel-ray status --sweep paper --storage /mnt/shared/itsel-ray
   itsel-ray analyze --ground-truth table7.csv --out /tmp/t7
+  itsel-ray list tasks --include my_tasks.yaml --check
   itsel-ray rank --library runs/demo --target-prompt runs/demo/tune/syn_and01/seed=28/best.safetensors
 """
 
@@ -48,11 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         from itsel_ray.rank import main as rank
 
         return rank(rest)
-    standalone = any(a.split("=", 1)[0] in ("--results", "--ground-truth") for a in rest)
-    if command == "analyze" and standalone:
+    if command == "analyze":
         from itsel_ray.analyze import main as analyze
 
-        return analyze(rest)
+        return analyze(rest, prog="itsel-ray analyze")
+    if command == "list":
+        from itsel_ray.listing import main as listing
+
+        return listing(rest, prog="itsel-ray list")
     from itsel_ray.sweep.cli import STAGES, main as sweep
 
     if command in STAGES:

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", nargs="+", default=[], metavar="TASK=N",
                    help="size: training-set sizes of sources the project does not declare (or to override)")
     p.add_argument("--sizes", metavar="CSV", help="size: a CSV with columns task,size")
+    p.add_argument("--include", action="append", default=[], metavar="PATH",
+                   help="load a plugin (.py file, package folder, module name: your selectors) or a task file "
+                        "(.yaml: your target task) first (repeatable)")
     p.add_argument("--top", type=_positive, metavar="N", help="print only the first N sources (N >= 1)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="table (default; notes first), csv or json (notes on stderr)")
@@ -319,6 +322,9 @@ def render(rows: list[tuple[int, str, float]], *, target: str | None, label: str
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from itsel_ray.plugins import load_plugins, resolve, split_includes
+
+        load_plugins(*split_includes(resolve(args.include, Path.cwd())))
         selector = SELECTORS.get(args.selector)
         if selector.uniform:
             raise ValueError(f"{args.selector!r} ranks every ordering equally; use 'random-draw' for one seeded draw")

@@ -33,6 +33,13 @@ class Registry(Generic[T]):
 
         return deco
 
+    def remove(self, name: str) -> T:
+        """Take `name` out again (a task file loaded a second time after an edit re-declares its tasks)."""
+        try:
+            return self._items.pop(name.lower())
+        except (KeyError, AttributeError):
+            raise UnknownNameError(self.kind, name, self.names()) from None
+
     def get(self, name: str) -> T:
         try:
             return self._items[name.lower()]

@@ -3,7 +3,7 @@
 import pytest
 
 from itsel_ray.runs.resources import ClusterInfo, ResourceError, concurrency, trial_resources
-from itsel_ray.runs.sweep_file import default_sweep
+from itsel_ray.runs.sweep_file import pick_sweep
 from itsel_ray.runs.sweep_spec import Resources
 
 CPU_BOX = ClusterInfo(total={"CPU": 2.0}, nodes=[{"CPU": 2.0}])
@@ -39,9 +39,10 @@ def test_a_trial_bigger_than_any_node_fails():
         trial_resources(Resources(gpu_per_trial=2), GPU_CLUSTER)
 
 
-def test_default_sweep_follows_the_gpus():
-    assert default_sweep(0)[0] == "demo" and default_sweep(4)[0] == "paper"
-    assert "no GPU" in default_sweep(0)[1]
+def test_the_default_sweep_is_the_offline_demo_on_any_machine():
+    sweep, why = pick_sweep(None)  # no GPU count is even asked for: the paper's sweep is always named
+    assert sweep.name == "demo" and "--sweep paper" in why
+    assert pick_sweep("paper")[0].name == "paper" and pick_sweep("paper")[1] == ""
 
 
 # ------------------------------------------------------------------------------------------------ GPU memory

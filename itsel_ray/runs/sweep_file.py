@@ -17,6 +17,7 @@ import yaml
 
 from itsel_ray.definitions import definitions_dir, shipped
 from itsel_ray.engine import get_engine
+from itsel_ray.plugins import PluginSet, load_plugins, resolve, split_includes
 from itsel_ray.runs.plan import check_testing_keys
 from itsel_ray.runs.sweep_spec import NAME_PATTERN, ROLES, Sweep, SweepFile, TrialSettings
 from itsel_ray.schema import ConfigError, from_dict, merge, read_yaml
@@ -63,8 +64,13 @@ def parse_overrides(items: Iterable[str]) -> dict:
 
 
 def load_sweep(name_or_path: str, *, overrides: Iterable[str] = (), check_tasks: bool = True,
-               check_engine: bool = True) -> Sweep:
-    """Parse defaults.yaml, the sweep file over it and `overrides` over both; errors name the key and the file."""
+               check_engine: bool = True, include: Iterable[str] = ()) -> Sweep:
+    """Parse defaults.yaml, the sweep file over it and `overrides` over both; errors name the key and the file.
+
+    The sweep's plugins and task files (plus `include`: paths from the command line, .yaml ones being task files)
+    are imported first, so everything they declare is checked like the package's own. Their paths are made
+    absolute: relative to the sweep file when it names them, to the current folder on the command line.
+    """
     path = resolve_sweep_path(name_or_path)
     defaults_path = sweeps_dir() / "defaults.yaml"
     defaults = read_yaml(defaults_path, what="sweep defaults layer") if defaults_path.is_file() else {}
@@ -76,7 +82,15 @@ def load_sweep(name_or_path: str, *, overrides: Iterable[str] = (), check_tasks:
         raise ConfigError(f"{defaults_path}: 'name' and the grid's tasks belong in a sweep file, not the defaults")
     overrides = list(overrides)
     where = str(path) + (f" (with --set {' '.join(overrides)})" if overrides else "")
-    raw = merge(merge(defaults, read_yaml(path, what="sweep file")), parse_overrides(overrides))
+    layer = _absolute_includes(read_yaml(path, what="sweep file"), path.parent, where=str(path))
+    raw = merge(merge(defaults, layer), _absolute_includes(parse_overrides(overrides), Path.cwd(), where=where))
+    extra_plugins, extra_tasks = split_includes(resolve(include, Path.cwd()))
+    for key, extra in (("plugins", extra_plugins), ("tasks", extra_tasks)):
+        raw[key] = list(dict.fromkeys([*(raw.get(key) or []), *extra]))
+    try:  # before the tasks, the engine and the analysis are checked: they may name what a plugin declares
+        load_plugins(raw.get("plugins") or [], raw.get("tasks") or [])
+    except ConfigError as err:
+        raise ConfigError(f"{err} (named by {where})") from None
     spec, settings = _resolve(raw, where=where)
     name = spec.name or path.stem
     sweep = Sweep(name=name, path=str(path), spec=spec, settings=settings, raw={**raw, "name": name})
@@ -90,6 +104,32 @@ def load_sweep(name_or_path: str, *, overrides: Iterable[str] = (), check_tasks:
     if check_engine:
         check_engine_options(sweep)
     return sweep
+
+
+def _absolute_includes(layer: Mapping, base: Path, *, where: str) -> dict:
+    """The layer with its `plugins` and `tasks` paths, and an analysis definition given as a path, made absolute
+    against `base`: the copy stored beside the results (`status` reads it) then names the same files."""
+    layer = dict(layer)
+    analysis = layer.get("analysis")
+    if isinstance(analysis, str) and (analysis.endswith((".yaml", ".yml")) or os.sep in analysis):
+        path = Path(analysis).expanduser()
+        layer["analysis"] = str(path if path.is_absolute() else (base / path).resolve())
+    for key in ("plugins", "tasks"):
+        if layer.get(key) is None:
+            continue
+        if not isinstance(layer[key], list):
+            raise ConfigError(f"{key} must be a list of paths or module names, got "
+                              f"{type(layer[key]).__name__} in {where}")
+        try:
+            layer[key] = resolve(layer[key], base)
+        except ConfigError as err:
+            raise ConfigError(f"{key}: {err} in {where}") from None
+    return layer
+
+
+def sweep_plugins(sweep: Sweep) -> PluginSet:
+    """The sweep's plugins and task files, as loaded in this process (what the workers are sent)."""
+    return load_plugins(sweep.spec.plugins, sweep.spec.tasks)
 
 
 def _resolve(data: Mapping, *, where: str) -> tuple[SweepFile, dict[str, TrialSettings]]:
@@ -168,16 +208,14 @@ def check_engine_options(sweep: Sweep) -> None:
             raise ConfigError(f"{sweep.path}: stage {role!r}, task {task!r}: {err}") from None
 
 
-def default_sweep(gpus: float) -> tuple[str, str]:
-    """The sweep to run when none is named: the paper's on GPUs, the offline demo otherwise; and why."""
-    if gpus > 0:
-        return "paper", f"the cluster has {gpus:g} GPU(s)"
-    return "demo", "the cluster has no GPU (the paper sweep needs GPUs; the demo runs offline on CPUs)"
+DEFAULT_SWEEP = "demo"
 
 
-def pick_sweep(name_or_path: str | None, *, overrides: Iterable[str] = (), gpus: float = 0.0) -> tuple[Sweep, str]:
-    """The named sweep, or the default for a cluster with `gpus` GPUs; and a line saying which and why."""
+def pick_sweep(name_or_path: str | None, *, overrides: Iterable[str] = (), include: Iterable[str] = ()
+               ) -> tuple[Sweep, str]:
+    """The named sweep, or the offline demo on any machine (the paper's sweep is always asked for by name: it
+    needs GPUs and the datasets); and a line saying which, when it was not named."""
     if name_or_path:
-        return load_sweep(name_or_path, overrides=overrides), ""
-    name, why = default_sweep(gpus)
-    return load_sweep(name, overrides=overrides), f"sweep: {name} (no --sweep given and {why})"
+        return load_sweep(name_or_path, overrides=overrides, include=include), ""
+    why = f"sweep: {DEFAULT_SWEEP} (no --sweep given; the paper's study is --sweep paper, on GPUs)"
+    return load_sweep(DEFAULT_SWEEP, overrides=overrides, include=include), why

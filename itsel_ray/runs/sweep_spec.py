@@ -152,10 +152,13 @@ class Testing:
 
 @dataclass(frozen=True)
 class SweepFile:
-    """The raw shape of a sweep file (after merging over defaults.yaml)."""
+    """The raw shape of a sweep file (after merging over defaults.yaml). plugins / tasks: the user's modules and
+    task files (itsel_ray/plugins.py), absolute once loaded; they are imported before the rest is checked."""
 
     name: str | None = None
     description: str = ""
+    plugins: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
     engine: str = "t5"
     analysis: str = "paper"
     grid: Grid = field(default_factory=Grid)

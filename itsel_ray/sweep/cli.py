@@ -57,11 +57,14 @@ def build_parser(prog: str = "python -m itsel_ray.sweep") -> argparse.ArgumentPa
         epilog=STAGE_HELP.format(prog=prog))
     p.add_argument("stage", choices=STAGES, metavar="STAGE", help=" | ".join(STAGES) + " (see below)")
     p.add_argument("--sweep", metavar="NAME|PATH",
-                   help="a shipped sweep (demo, paper, smoke) or a YAML file (default: 'paper' when the cluster has "
-                        "GPUs, else 'demo')")
+                   help="a shipped sweep (demo, paper, smoke) or a YAML file (default: demo, the offline demo; the "
+                        "paper's study is --sweep paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting of the sweep file, by its dotted key (repeatable), checked like the "
                         "file: e.g. --set trial.train.max_steps=2000 --set grid.target_seeds=[28]")
+    p.add_argument("--include", action="append", default=[], metavar="PATH",
+                   help="also load a plugin (.py file, package folder or module name) or a task file or folder "
+                        "(.yaml), as the sweep's `plugins:` / `tasks:` do; shipped to every worker (repeatable)")
     p.add_argument("--address", metavar="ADDR",
                    help="Ray cluster to join: 'auto' on a cluster node or under `ray job submit`, or HOST:PORT "
                         "(token auth). Default: start a private local Ray instance (loopback only, auth off) and "
@@ -103,6 +106,10 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m itsel_ray.swee
             return fail(exit_codes.BAD_INPUT, f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.quiet:
         args.log_level = "WARNING"
+    if not args.address:
+        from itsel_ray.sweep.cluster import loopback_first
+
+        loopback_first()
     storage_base = args.storage or os.environ.get(STORAGE_ENV) or "runs"
     try:
         if args.stage == "status":
@@ -126,7 +133,7 @@ def _status(args, storage_base: str) -> int:
     except StorageError as err:
         return fail(exit_codes.BAD_INPUT, str(err))
     if args.sweep:
-        sweep = load_sweep(args.sweep, overrides=args.overrides, check_engine=False)
+        sweep = load_sweep(args.sweep, overrides=args.overrides, check_engine=False, include=args.include)
         print(format_status(sweep, sweep_root(storage_base, sweep.name)))
         return exit_codes.OK
     names = sweeps_in(storage_base)
@@ -165,7 +172,7 @@ def _dry_run(args, storage_base: str) -> int:
             cl.shutdown()
     else:
         info = local_resources(args.num_cpus)
-    sweep, why = pick_sweep(args.sweep, overrides=args.overrides, gpus=info.gpus)
+    sweep, why = pick_sweep(args.sweep, overrides=args.overrides, include=args.include)
     if why:
         print(why)
     storage = sweep_root(storage_base, sweep.name)

@@ -13,11 +13,14 @@ Ray's C++ abort or a minute of retries.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import sys
 from pathlib import Path
 
+from itsel_ray.plugin_env import runtime_env
+from itsel_ray.plugins import PluginSet
 from itsel_ray.runs.resources import ClusterInfo
 
 MiB = 1024**2
@@ -99,8 +102,51 @@ def check_cluster(address: str, *, timeout_s: float = 5.0) -> None:
 # ------------------------------------------------------------------------------------------------ starting
 
 
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by `ray job submit` for its driver: the job's runtime_env
+OVERRIDE_JOB_ENV = "RAY_OVERRIDE_JOB_RUNTIME_ENV"
+
+
+def job_runtime_env() -> dict:
+    """The runtime_env `ray job submit` gave this driver's job (--working-dir, --runtime-env-json), else {}."""
+    try:
+        return dict(json.loads(os.environ.get(JOB_CONFIG_ENV, "{}")).get("runtime_env") or {})
+    except (TypeError, ValueError, AttributeError):
+        return {}
+
+
+def plugin_runtime_env(plugins: PluginSet | None) -> dict:
+    """The runtime_env that ships `plugins` to every worker, extending a submitted job's own ({} without plugins)."""
+    return runtime_env(plugins, job_runtime_env()) if plugins else {}
+
+
+def _init(runtime_env: dict | None, **kwargs):
+    """ray.init with `runtime_env`. Ray refuses a key that both the job and ray.init set (per key, env vars per
+    variable) unless told to let the driver's win; ours already holds the job's py_modules and env vars, so letting
+    it win loses nothing of the job's (its working_dir, for one, is kept)."""
+    import ray
+
+    if not runtime_env:
+        return ray.init(**kwargs)
+    override = JOB_CONFIG_ENV in os.environ and os.environ.get(OVERRIDE_JOB_ENV) is None
+    if override:
+        os.environ[OVERRIDE_JOB_ENV] = "1"
+    try:
+        return ray.init(runtime_env=runtime_env, **kwargs)
+    finally:
+        if override:
+            os.environ.pop(OVERRIDE_JOB_ENV, None)
+
+
+def loopback_first() -> None:
+    """Set the loopback-only environment before anything can import Ray (a user's plugin may): Ray reads it at
+    import, so setting it later, in `start_local`, would come too late."""
+    for key, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_driver: bool = False,
-                object_store_memory: int | None = None, num_gpus: float | None = None) -> str | None:
+                object_store_memory: int | None = None, num_gpus: float | None = None,
+                runtime_env: dict | None = None) -> str | None:
     """Start the private loopback-only instance; returns the dashboard URL (None without a dashboard)."""
     for key, value in LOOPBACK_ENV.items():
         os.environ.setdefault(key, value)
@@ -108,9 +154,9 @@ def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_
     import ray
 
     kwargs = {} if num_gpus is None else {"num_gpus": num_gpus}
-    ctx = ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
-                   dashboard_host="127.0.0.1", object_store_memory=object_store_memory or object_store_bytes(),
-                   log_to_driver=log_to_driver, **kwargs)
+    ctx = _init(runtime_env, address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
+                dashboard_host="127.0.0.1", object_store_memory=object_store_memory or object_store_bytes(),
+                log_to_driver=log_to_driver, **kwargs)
     node_ip = ray.util.get_node_ip_address()
     if not ipaddress.ip_address(node_ip).is_loopback:
         ray.shutdown()
@@ -121,16 +167,17 @@ def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, dashboard: bool = True,
-            log_to_driver: bool = False) -> ClusterInfo:
+            log_to_driver: bool = False, plugins: PluginSet | None = None) -> ClusterInfo:
+    """Start or join Ray; the job's runtime_env ships `plugins` to every worker of every node."""
+    runtime_env = plugin_runtime_env(plugins)
     if address is None:
         return cluster_info(None, dashboard_url=start_local(num_cpus, dashboard=dashboard,
-                                                            log_to_driver=log_to_driver))
+                                                            log_to_driver=log_to_driver, runtime_env=runtime_env))
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # a shared cluster: every client authenticates
     check_cluster(address)
-    import ray
 
     try:
-        ctx = ray.init(address=address, log_to_driver=log_to_driver)
+        ctx = _init(runtime_env, address=address, log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ClusterError(f"--address {address}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") \
             from None
@@ -161,6 +208,21 @@ def gpu_memory(timeout_s: float = 120.0) -> int | None:
         return ray.get(read.remote(), timeout=timeout_s)
     except Exception:  # no GPU node can take the task in time: unknown, and the plan says so
         return None
+
+
+def check_job_ships(plugins: PluginSet | None) -> None:
+    """In a process that joined Ray before the sweep started (a notebook, a test), the job's runtime_env is fixed:
+    refuse plugins it does not ship, rather than fail in the workers with an unknown task or selector."""
+    if not plugins:
+        return
+    import ray
+
+    from itsel_ray.plugin_env import current_job_has
+
+    if not current_job_has(plugins, ray.get_runtime_context().runtime_env):
+        raise ClusterError("this process joined Ray before the sweep could ship its plugins and task files to the "
+                           "workers: run the command in a fresh process, or start Ray with "
+                           "ray.init(runtime_env=itsel_ray.sweep.cluster.plugin_runtime_env(plugins))")
 
 
 def is_initialized() -> bool:

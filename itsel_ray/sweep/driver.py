@@ -16,10 +16,10 @@ import yaml
 
 from itsel_ray.engine import get_engine
 from itsel_ray.runs.lock import DriverLock, LockedError
-from itsel_ray.runs.resources import ResourceError, local_resources, resource_plan
+from itsel_ray.runs.resources import ResourceError, resource_plan
 from itsel_ray.runs.source_prompts import MissingSourcesError
 from itsel_ray.runs.storage import StorageError, sweep_root
-from itsel_ray.runs.sweep_file import pick_sweep
+from itsel_ray.runs.sweep_file import pick_sweep, sweep_plugins
 from itsel_ray.runs.tables import write_tables
 from itsel_ray.sweep import cluster as cl
 from itsel_ray.sweep import exit_codes, reaper
@@ -41,28 +41,28 @@ def run_command(args, storage_base: str, *, explicit_storage: bool = True) -> in
 def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> int:
     started = time.time()
     owns_ray = not cl.is_initialized()
-    sweep = info = None
-    if args.sweep or (owns_ray and not args.address):  # everything that can be checked without Ray, first
-        sweep = _pick(args, local_resources(args.num_cpus).gpus if not args.sweep else 0.0, console)
+    info = None
+    sweep = _pick(args, console)  # everything that can be checked without Ray, first (plugins imported here)
+    plugins = sweep_plugins(sweep)
     storage = lock = watchdog = None
     try:
-        if sweep is not None:
-            storage, lock = _claim(sweep, storage_base, args.stage)
-            _keep_log(console, storage, lock, args.stage)
+        storage, lock = _claim(sweep, storage_base, args.stage)
+        _keep_log(console, storage, lock, args.stage)
         if owns_ray:
             if not args.address:  # the private instance must not outlive this process, however it ends
                 watchdog = reaper.spawn()
-            info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard)
+            info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard,
+                              plugins=plugins)
         else:
+            cl.check_job_ships(plugins)
             info = cl.cluster_info(args.address)
         console.quiet_ray(args.verbose)
         if info.dashboard_url:
             console.info(f"Ray dashboard: {info.dashboard_url}")
         console.info(f"Ray: {info.describe()}")
-        if sweep is None:
-            sweep = _pick(args, info.gpus, console)
-            storage, lock = _claim(sweep, storage_base, args.stage)
-            _keep_log(console, storage, lock, args.stage)
+        if plugins:
+            console.info(f"plugins shipped to every worker: {', '.join(m.name for m in plugins.modules) or '-'}; "
+                         f"tasks from files: {', '.join(plugins.task_names) or '-'}")
         if runs_trials(args.stage):  # fail fast (GPUs, GPU memory per task), before writing anything; the
             resource_plan(sweep, info)  # analysis and `prepare` need no trial resources (a GPU sweep on a laptop)
         if args.address and not storage.remote and not explicit_storage:
@@ -96,8 +96,8 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
             lock.release()
 
 
-def _pick(args, gpus: float, console: Console):
-    sweep, why = pick_sweep(args.sweep, overrides=args.overrides, gpus=gpus)
+def _pick(args, console: Console):
+    sweep, why = pick_sweep(args.sweep, overrides=args.overrides, include=getattr(args, "include", None) or ())
     if why:
         console.info(why)
     return sweep

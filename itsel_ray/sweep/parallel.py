@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import ray
 
-from itsel_ray.sweep.cluster import start_local
+from itsel_ray.sweep.cluster import check_job_ships, plugin_runtime_env, start_local
 
 
 @ray.remote
@@ -57,15 +57,18 @@ def make_ray_map(**options: Any) -> Callable[[Callable, Iterable], list]:
 
 
 @contextlib.contextmanager
-def local_ray(num_cpus: int | None = None, *, object_store_memory: int = 256 * 1024**2) -> Iterator[None]:
-    """Start the private local Ray instance (loopback only, no dashboard) and always shut it down.
+def local_ray(num_cpus: int | None = None, *, object_store_memory: int = 256 * 1024**2,
+              plugins=None) -> Iterator[None]:
+    """Start the private local Ray instance (loopback only, no dashboard) and always shut it down; its workers
+    load `plugins` (an `itsel_ray.plugins.PluginSet`).
 
     Reuses an instance that is already initialised in this process and leaves it running.
     """
     if ray.is_initialized():
+        check_job_ships(plugins)
         yield
         return
-    start_local(num_cpus, object_store_memory=object_store_memory)
+    start_local(num_cpus, object_store_memory=object_store_memory, runtime_env=plugin_runtime_env(plugins))
     try:
         yield
     finally:

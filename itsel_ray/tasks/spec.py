@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -37,9 +37,12 @@ class DataSource:
     """Where a task's rows come from.
 
     kind: `hub` (`datasets.load_dataset(path, name, revision=...)`), `json` (local JSON-lines files named in
-    `splits`, read from the data folder) or `generated` (a function registered in `GENERATORS` under `path`,
-    called with the split name and `options`). splits maps our split names to the dataset's. carve_validation: the
-    validation split is that many rows carved from train under the trial seed (ReCoRD, as the authors).
+    `splits`, read from the data folder), `local` (JSON-lines files in the folder `path` relative to the task file
+    that declares the task, shipped with it to every node) or `generated` (a function registered in `GENERATORS`
+    under `path`, called with the split name and `options`). splits maps our split names to the dataset's.
+    carve_validation: the validation split is that many rows carved from train under the trial seed (ReCoRD, as
+    the authors). mirror: a folder holding a local copy of the Hub dataset (relative to the task file), read
+    instead of the Hub unless the sweep names a folder for the task itself (data.task_mirrors).
     """
 
     kind: str
@@ -49,6 +52,7 @@ class DataSource:
     revision: str | None = None
     carve_validation: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    mirror: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ class TaskSpec:
     parameters (e.g. which columns become "name: value" fields), so one formatter serves many tasks. labels: the
     closed label set, None for free-text targets. metrics: `TASK_METRICS` names, x100; select_metric: one of them, or
     "average" (their mean), picks the best checkpoint. train_size: rows in the training split (SIZE uses it).
+    origin: the task file that declared the task ("" for one declared in Python); `local` data and a declared
+    mirror are found relative to it. It is not part of what the task *is* (the prepared-data key leaves it out),
+    since the same file lies at a different path on every node it is shipped to.
     """
 
     name: str
@@ -135,12 +142,19 @@ class TaskSpec:
     role: str = "source"
     description: str = ""
     format_options: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = ""
 
     def __post_init__(self):
         if self.category not in CATEGORIES:
             raise ValueError(f"task {self.name}: category {self.category!r} not in {CATEGORIES}")
         if self.select_metric != "average" and self.select_metric not in self.metrics:
             raise ValueError(f"task {self.name}: select_metric {self.select_metric!r} is not one of {self.metrics}")
+
+    def relative_path(self, path: str) -> Path:
+        """`path` as declared: absolute, or relative to the folder of the declaring task file (else the current
+        folder)."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or not self.origin else Path(self.origin).parent / p
 
     # ------------------------------------------------------------------ labels
     def label_words(self, label_style: str = "text") -> tuple[str, ...] | None:
@@ -336,7 +350,7 @@ def split_source(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Spli
     (hub tasks), the local file (json tasks), else the Hub or the generator. A missing mirror file raises here."""
     if split not in spec.data.splits:
         raise TaskDataError(f"task {spec.name}: no {split!r} split declared (declared: {', '.join(spec.data.splits)})")
-    name, mirror = spec.data.splits[split], Mirror.of(mirror)
+    name, mirror = spec.data.splits[split], mirror_for(spec, mirror)
     if spec.data.kind == "hub" and mirror.folder(spec.name, spec.data.path) is not None:
         folder = mirror.folder(spec.name, spec.data.path)
         try:
@@ -348,11 +362,28 @@ def split_source(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Spli
     if spec.data.kind == "json":
         path = data_dir_for(data_dir, mirror) / spec.data.path / name
         return SplitSource("json", str(path), (path,) if path.is_file() else ())
+    if spec.data.kind == "local":
+        path = local_file(spec, name)
+        return SplitSource("local", str(path), (path,) if path.is_file() else ())
     if spec.data.kind == "hub":
         config = f" ({spec.data.name})" if spec.data.name else ""
         revision = f" @ {spec.data.revision}" if spec.data.revision else ""
         return SplitSource("hub", f"Hub {spec.data.path}{config}{revision}, split {name}")
     return SplitSource(spec.data.kind, f"{spec.data.kind} {spec.data.path}, split {name}")
+
+
+def mirror_for(spec: TaskSpec, mirror=None) -> Mirror:
+    """The mirror to read `spec` from: the sweep's (a folder named for the task wins), else the task's declared
+    folder over the sweep's root (a user's dataset is rarely in a shared mirror of the paper's datasets)."""
+    mirror = Mirror.of(mirror)
+    if spec.data.mirror and spec.name not in mirror.tasks:
+        return Mirror(mirror.root, {**mirror.tasks, spec.name: str(spec.relative_path(spec.data.mirror))})
+    return mirror
+
+
+def local_file(spec: TaskSpec, name: str) -> Path:
+    """The JSON-lines file `name` of a `local` task: in its folder `data.path`, relative to its task file."""
+    return spec.relative_path(spec.data.path) / name
 
 
 def read_split(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Rows:
@@ -370,7 +401,7 @@ def read_split(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Rows:
 
 def fetch_rows(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> tuple[list[dict], list[str]]:
     """Rows of `split` as plain dicts plus the column names, cached per process (reused Ray actors share it)."""
-    mirror = Mirror.of(mirror)
+    mirror = mirror_for(spec, mirror)
     if spec.data.kind == "json":
         where = str(data_dir_for(data_dir, mirror))
     elif spec.data.kind == "hub" and mirror.folder(spec.name, spec.data.path) is not None:
@@ -443,6 +474,17 @@ def _load_json(spec: TaskSpec, split: str, data_dir: str | None):
             rows.append(row)
             columns.update(dict.fromkeys(row))
     return RowTable(rows, list(columns))
+
+
+@LOADERS.register("local")
+def _load_local(spec: TaskSpec, split: str, data_dir: str | None):
+    """A JSON-lines file beside the task file (`data.path` relative to it), read like a `json` task's file; the
+    data folder plays no part."""
+    path = local_file(spec, split)
+    if not path.is_file():
+        where = f" (declared in {spec.origin})" if spec.origin else ""
+        raise TaskDataError(f"task {spec.name}: local data file {path} not found{where}")
+    return _load_json(replace(spec, data=replace(spec.data, path=str(path.parent))), path.name, None)
 
 
 @LOADERS.register("generated")

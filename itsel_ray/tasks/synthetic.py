@@ -16,16 +16,8 @@ import random
 from typing import Callable
 
 from itsel_ray.registry import Registry
-from itsel_ray.tasks.spec import (
-    FORMATTERS,
-    GENERATORS,
-    DataSource,
-    Example,
-    FormatContext,
-    Labels,
-    TaskSpec,
-    register_task,
-)
+from itsel_ray.tasks.declare import declare_task
+from itsel_ray.tasks.spec import FORMATTERS, GENERATORS, Example, FormatContext, Labels, TaskSpec
 
 N_GROUPS = 8
 GROUP_SIZE = 10
@@ -99,6 +91,7 @@ def generate(split: str, *, rule: str, train_rows: int, eval_rows: int = EVAL_RO
 
 @FORMATTERS.register("synthetic")
 def format_synthetic(row, spec: TaskSpec, ctx: FormatContext) -> list[Example]:
+    """The row's text as it is -> its verbalised label (the synthetic keyword tasks)."""
     target, label = spec.label_target(row["label"], ctx)
     return [Example(input=row["text"], target=target, label=label)]
 
@@ -116,25 +109,15 @@ VOCABULARIES.add("synthetic", vocabulary)
 
 
 def _declare(rule: str, role: str, train_rows: int, description: str) -> TaskSpec:
-    return register_task(
-        TaskSpec(
-            name=f"syn_{rule}",
-            category="classification",
-            task_type="synthetic keyword rule",
-            prefix="",
-            data=DataSource(kind="generated", path="synthetic", options={"rule": rule, "train_rows": train_rows}),
-            columns=("text", "label"),
-            formatter="synthetic",
-            metrics=("accuracy",),
-            select_metric="accuracy",
-            train_size=train_rows,
-            labels=LABELS,
-            max_source_length=64,
-            max_target_length=4,
-            role=role,
-            description=description,
-        )
-    )
+    """One synthetic task, through the declaration function every task file uses."""
+    return declare_task({
+        "name": f"syn_{rule}", "role": role, "description": description, "task_type": "synthetic keyword rule",
+        "prefix": "", "data": {"kind": "generated", "path": "synthetic",
+                               "options": {"rule": rule, "train_rows": train_rows}},
+        "columns": ["text", "label"], "formatter": "synthetic",
+        "labels": {"words": list(LABELS.words), "abstract": list(LABELS.abstract)}, "metrics": ["accuracy"],
+        "train_size": train_rows, "max_source_length": 64, "max_target_length": 4,
+    }, where=__file__)
 
 
 SYNTHETIC_SOURCES = tuple(
