@@ -7,6 +7,12 @@ maximum log evidence per row. Classification targets are one one-hot column per 
 a regression target (STS-B-like) is the number itself. Everything is computed in the basis of the SVD of F, so one
 decomposition serves every class and every iteration costs O(rank).
 
+The evidence is exact also with fewer rows than feature dimensions (N < D, the usual case: 256 rows of 768-wide
+features): log|A| counts the D - k null directions of F, which the public implementations (thuml/LogME,
+hf-dataset-selector) leave out, and where the maximum lies on the boundary of (alpha, beta) (a noise-free fit, which
+N < D allows, or no signal at all) its closed-form limit is taken instead of iterating towards it
+(`benchmarks/bench_logme_public.py` measures both against a direct maximisation).
+
 The features come from the engine (`itsel_ray.engine.features.logme_prompts`); the selector only reads the
 precomputed scores, like PROBE. A source without a score stays NaN (a missing score, never 0).
 """
@@ -44,59 +50,110 @@ class SvdBasis:
 
 @dataclass(frozen=True)
 class Evidence:
-    """The maximised evidence of one target column: log p(y | F, alpha, beta) / N and the maximiser."""
+    """The maximised evidence of one target column: log p(y | F, alpha, beta) / N and the maximiser.
+
+    limit: "" for an interior maximum (the fixed point converged), else the boundary where the supremum lies:
+    "noise-free" (beta -> infinity; only when the rows of F are linearly independent, k = N, so that F w can fit
+    any y exactly) or "no-signal" (alpha -> infinity, w = 0: y is pure noise). There the value is the limit in
+    closed form and the infinite parameter is reported as math.inf."""
 
     per_row: float
     alpha: float
     beta: float
     iterations: int
+    limit: str = ""
 
 
-def _terms(basis: SvdBasis, z: np.ndarray, outside: float, alpha: float, beta: float):
-    """(gamma, |m|^2, |y - F m|^2, log evidence) at (alpha, beta), m the posterior mean of the weights.
+def _at_ratio(basis: SvdBasis, z: np.ndarray, outside: float, t: float) -> tuple[float, float, float, float]:
+    """(gamma, N - gamma, |m|^2, |y - F m|^2) at t = alpha / beta (they depend on the ratio alone), m the posterior
+    mean of the weights. z = U^T y; outside = |y|^2 - |z|^2, the part of y no weight vector can reach.
 
-    z = U^T y; outside = |y|^2 - |z|^2, the part of y no weight vector can reach."""
+    N - gamma and the residual are summed from their own non-negative terms, t / (t + sigma) per direction, never
+    formed as differences: with no more rows than feature dimensions (k = N) and a close fit, gamma rounds to N,
+    and N - gamma computed as a difference becomes 0 (the division by zero of earlier versions)."""
     sigma = basis.s ** 2
-    denom = alpha + beta * sigma
-    coef = beta * basis.s * z / denom  # m in the basis of the right singular vectors
-    m2 = float(coef @ coef)
-    resid = float(((z - basis.s * coef) ** 2).sum()) + outside
-    gamma = float((beta * sigma / denom).sum())
+    shrink = t / (t + sigma)  # [k] how far the prior pulls each direction's fit back to 0
+    gamma = float((sigma / (t + sigma)).sum())
+    rest = float(shrink.sum()) + (basis.n - basis.s.size)
+    m2 = float(((basis.s * z / (t + sigma)) ** 2).sum())
+    resid = float(((z * shrink) ** 2).sum()) + outside  # y - F m = z * t / (t + sigma) in U's basis, plus outside
+    return gamma, rest, m2, resid
+
+
+def _log_evidence(basis: SvdBasis, z: np.ndarray, outside: float, alpha: float, beta: float) -> float:
+    _, _, m2, resid = _at_ratio(basis, z, outside, alpha / beta)
     # log|A|, A = alpha I + beta F^T F [D, D]: the k non-zero directions, plus D - k directions with eigenvalue alpha.
-    logdet = float(np.log(denom).sum()) + (basis.d - basis.s.size) * math.log(alpha)
+    logdet = float(np.log(alpha + beta * basis.s ** 2).sum()) + (basis.d - basis.s.size) * math.log(alpha)
     n, d = basis.n, basis.d
-    log_ev = (0.5 * d * math.log(alpha) + 0.5 * n * math.log(beta) - 0.5 * beta * resid - 0.5 * alpha * m2
-              - 0.5 * logdet - 0.5 * n * math.log(2.0 * math.pi))
-    return gamma, m2, resid, log_ev
+    return (0.5 * d * math.log(alpha) + 0.5 * n * math.log(beta) - 0.5 * beta * resid - 0.5 * alpha * m2
+            - 0.5 * logdet - 0.5 * n * math.log(2.0 * math.pi))
+
+
+def _projection(basis: SvdBasis, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """(z = U^T y, |y|^2 - |z|^2): with k = N the columns of U span every y, so the outside part is exactly 0."""
+    z = basis.u.T @ y
+    outside = 0.0 if basis.s.size == basis.n else max(float(y @ y) - float(z @ z), 0.0)
+    return z, outside
 
 
 def log_evidence(basis: SvdBasis, y: np.ndarray, alpha: float, beta: float) -> float:
     """log p(y | F, alpha, beta) of the Bayesian linear model (not divided by N)."""
     y = np.asarray(y, dtype=np.float64)
-    z = basis.u.T @ y
-    return _terms(basis, z, max(float(y @ y) - float(z @ z), 0.0), alpha, beta)[3]
+    return _log_evidence(basis, *_projection(basis, y), alpha, beta)
+
+
+def _limits(basis: SvdBasis, y: np.ndarray, z: np.ndarray) -> list[Evidence]:
+    """The evidence's suprema on the boundary, in closed form, each maximised over the remaining parameter.
+
+    no-signal (alpha -> inf): y ~ N(0, I / beta), best at beta = N / |y|^2. noise-free (beta -> inf, k = N only):
+    y ~ N(0, F F^T / alpha), log|F F^T / alpha| = sum log sigma - N log alpha, best at alpha = N / q with
+    q = y^T (F F^T)^-1 y = sum z^2 / sigma."""
+    n, out = basis.n, []
+    yy = float(y @ y)
+    if yy > 0:
+        out.append(Evidence((-0.5 * n * math.log(2.0 * math.pi * yy / n) - 0.5 * n) / n, math.inf, n / yy, 0,
+                            "no-signal"))
+    if basis.s.size == n:
+        q = float((z ** 2 / basis.s ** 2).sum())
+        if q > 0:
+            alpha = n / q
+            log_ev = (-0.5 * n * math.log(2.0 * math.pi) - float(np.log(basis.s).sum()) + 0.5 * n * math.log(alpha)
+                      - 0.5 * n)
+            out.append(Evidence(log_ev / n, alpha, math.inf, 0, "noise-free"))
+    return out
 
 
 def maximise_evidence(basis: SvdBasis, y: np.ndarray, *, max_iter: int = 200, tol: float = 1e-8) -> Evidence:
-    """MacKay's fixed point from alpha = beta = 1 (the paper's start): gamma = sum beta sigma / (alpha + beta sigma),
-    alpha = gamma / |m|^2, beta = (N - gamma) / |y - F m|^2, until alpha / beta changes by less than `tol`
-    (relative)."""
+    """The maximum of log p(y | F, alpha, beta) / N over alpha, beta > 0.
+
+    MacKay's fixed point from alpha = beta = 1 (the paper's start): gamma = sum sigma / (t + sigma) with
+    t = alpha / beta, alpha = gamma / |m|^2, beta = (N - gamma) / |y - F m|^2, until t changes by less than `tol`
+    (relative). Where the supremum lies on the boundary (see `Evidence.limit`) the iteration only drifts towards
+    it (t -> 0 or t -> inf), so the closed-form boundary values are candidates too, and the largest value wins.
+    """
     y = np.asarray(y, dtype=np.float64)
     if y.shape != (basis.n,) or not np.isfinite(y).all():
         raise ValueError(f"LogME target must be [{basis.n}] finite values, got shape {y.shape}")
-    z = basis.u.T @ y
-    outside = max(float(y @ y) - float(z @ z), 0.0)
-    tiny = np.finfo(np.float64).tiny
+    z, outside = _projection(basis, y)
+    candidates = _limits(basis, y, z)
     alpha = beta = 1.0
     for it in range(1, max_iter + 1):
-        gamma, m2, resid, _ = _terms(basis, z, outside, alpha, beta)
-        new_alpha = gamma / max(m2, tiny)
-        new_beta = (basis.n - gamma) / max(resid, tiny)
+        gamma, rest, m2, resid = _at_ratio(basis, z, outside, alpha / beta)
+        if not (m2 > 0 and resid > 0 and rest > 0):  # at a boundary in floating point: the limits cover it
+            break
+        new_alpha, new_beta = gamma / m2, rest / resid
+        if not (0 < new_alpha < math.inf and 0 < new_beta < math.inf):
+            break
         done = abs(new_alpha / new_beta - alpha / beta) <= tol * (alpha / beta)
-        alpha, beta = min(max(new_alpha, tiny), 1e300), min(max(new_beta, tiny), 1e300)
+        alpha, beta = new_alpha, new_beta
         if done:
             break
-    return Evidence(_terms(basis, z, outside, alpha, beta)[3] / basis.n, alpha, beta, it)
+    value = _log_evidence(basis, z, outside, alpha, beta) / basis.n
+    if math.isfinite(value):
+        candidates.append(Evidence(value, alpha, beta, it))
+    if not candidates:  # y = 0: every model explains it equally; no evidence either way
+        raise ValueError("LogME target is all zeros")
+    return max(candidates, key=lambda e: e.per_row)
 
 
 def logme(features: np.ndarray, labels: np.ndarray, *, regression: bool = False) -> float:
