@@ -126,6 +126,11 @@ def _load_pair_scores(folder: Path, stem: str, targets: tuple[str, ...], sources
     if n_missing:
         notes.append(f"{n_missing} of {scores.size} {stem} scores are missing ({path}); {stem.upper()} treats a "
                      "missing score like a missing transfer score (ranking.missing)")
+    if "error" in table.columns:  # the reason a target could not be scored, as the sweep recorded it
+        errors = table[known & table["error"].fillna("").astype(str).ne("")]
+        for target, part in errors.groupby("target", sort=False):
+            notes.append(f"{stem.upper()} has no score for target {target} ({len(part)} sources): "
+                         f"{part['error'].iloc[0]}")
     return scores
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from itsel_ray.analysis import figures, tables
 from itsel_ray.analysis import tables_uncertainty as tu
-from itsel_ray.analysis.cells import CellContext
+from itsel_ray.analysis.cells import ALL, CellContext
 from itsel_ray.analysis.analysis_file import AnalysisConfig
 from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
 from itsel_ray.analysis.study import Study, seed_label
@@ -103,6 +103,7 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
                                      "status", *metric_labels])
     files["selector_metrics"] = _csv(tidy, out_dir / "selector_metrics.csv")
     files["scores"] = _csv(scores, out_dir / "selector_scores.csv")
+    messages.extend(failure_notes(tidy))
     summary = tables.selector_summary(tidy, metric_labels, headline)
     files["summary"] = _csv(summary, out_dir / "summary.csv")
     files["summary_by_step"] = _csv(_step_summary(tidy, metric_labels), out_dir / "summary_by_step.csv")
@@ -173,6 +174,19 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
 
 
 _ALL = "all sources, mean ± std over the target's scored seeds"
+
+
+def failure_notes(tidy: pd.DataFrame) -> list[str]:
+    """One note per selector that raised on some cells: how many cells (of all steps) and the first reason."""
+    if "error" not in tidy.columns:
+        return []
+    failed = tidy[(tidy["status"] == "failed") & (tidy["group"] == ALL)]
+    notes = []
+    for label, part in failed.groupby("selector", sort=False):
+        reasons = part["error"].drop_duplicates().tolist()
+        more = f" and {len(reasons) - 1} other reasons" if len(reasons) > 1 else ""
+        notes.append(f"{label} failed on {len(part)} cells, which are unscored: {reasons[0]}{more}")
+    return notes
 
 
 def _reference_label(cfg: AnalysisConfig, ctx: CellContext, labels: list[str], messages: list[str]) -> str | None:

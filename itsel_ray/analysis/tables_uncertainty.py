@@ -100,11 +100,12 @@ def per_target(tidy: pd.DataFrame, *, selectors: Sequence[str], targets: Sequenc
 
 
 def cell_counts(summary: pd.DataFrame, selectors: Sequence[str], groups: Sequence[str]) -> pd.DataFrame:
-    """Rows: selectors; columns "<GROUP> scored|undefined|missing" (cells at the headline step)."""
+    """Rows: selectors; columns "<GROUP> scored|undefined|missing|failed" (cells at the headline step)."""
     out = pd.DataFrame(index=pd.Index(list(selectors), name="selector"))
     for group in groups:
         part = summary[summary["group"] == group].set_index("selector").reindex(out.index)
-        for name, column in (("scored", "n_cells"), ("undefined", "n_undefined"), ("missing", "n_missing")):
+        for name, column in (("scored", "n_cells"), ("undefined", "n_undefined"), ("missing", "n_missing"),
+                             ("failed", "n_failed")):
             out[f"{group_label(group)} {name}"] = part[column].astype("Int64")
     return out
 

@@ -41,7 +41,7 @@ class ScoreTarget:
         fn = getattr(importlib.import_module(module), name)
         try:
             scores, n = fn(cfg, self.prompts, max_examples=self.max_examples)
-        except (ValueError, RuntimeError) as err:  # e.g. LogME on free-text targets
+        except Exception as err:  # e.g. LogME on free-text targets: this target unscored, with the reason
             return [{"target": cfg.task, "source": s, "score": float("nan"), "examples": 0, "loss": cfg.train.loss,
                      "error": f"{type(err).__name__}: {err}"} for s in self.prompts]
         return [{"target": cfg.task, "source": s, "score": v, "examples": n, "loss": cfg.train.loss, "error": ""}
