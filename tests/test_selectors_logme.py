@@ -26,7 +26,7 @@ def test_evidence_at_alpha_beta_one_by_hand():
 def test_fixed_point_solves_the_hand_derived_equations():
     # sigma = (4, 1), z = U^T y = (1, 0), the part of y outside F's column space: |y|^2 - |z|^2 = 1. With t = a / b:
     # m = (2 / (t + 4), 0), gamma = 4 / (t + 4) + 1 / (t + 1), |y - F m|^2 = (t / (t + 4))^2 + 1.
-    ev = maximise_evidence(SvdBasis.of(F4), Y4, tol=1e-12)
+    ev = maximise_evidence(SvdBasis.of(F4), Y4)
     a, b = ev.alpha, ev.beta
     t = a / b
     gamma = 4 / (t + 4) + 1 / (t + 1)
@@ -74,7 +74,7 @@ def test_agrees_with_direct_and_numerical_maximisation(n, d):
     rng = np.random.default_rng(n * d)
     f = rng.normal(size=(n, d))
     y = f[:, 0] * 0.7 + rng.normal(scale=0.5, size=n)
-    ev = maximise_evidence(SvdBasis.of(f), y, tol=1e-12, max_iter=2000)
+    ev = maximise_evidence(SvdBasis.of(f), y)
     ref, alpha, beta = direct_fixed_point(f, y, iters=2000)
     assert ev.per_row == pytest.approx(ref, rel=1e-7)
     assert (ev.alpha, ev.beta) == pytest.approx((alpha, beta), rel=1e-5)

@@ -2,7 +2,8 @@
 target's labels (You et al. 2021, "LogME: Practical Assessment of Pre-trained Models for Transfer Learning").
 
 LogME fits a Bayesian linear model y = F w + noise, w ~ N(0, alpha^-1 I), noise ~ N(0, beta^-1 I), picks alpha
-and beta by maximising the evidence p(y | F, alpha, beta) with MacKay's fixed-point updates, and reports the
+and beta by maximising the evidence p(y | F, alpha, beta) (at the point MacKay's fixed-point updates converge to,
+found more robustly, see `maximise_evidence`), and reports the
 maximum log evidence per row. Classification targets are one one-hot column per class (the mean over classes);
 a regression target (STS-B-like) is the number itself. Everything is computed in the basis of the SVD of F, so one
 decomposition serves every class and every iteration costs O(rank).
@@ -52,7 +53,7 @@ class SvdBasis:
 class Evidence:
     """The maximised evidence of one target column: log p(y | F, alpha, beta) / N and the maximiser.
 
-    limit: "" for an interior maximum (the fixed point converged), else the boundary where the supremum lies:
+    limit: "" for an interior maximum, else the boundary where the supremum lies:
     "noise-free" (beta -> infinity; only when the rows of F are linearly independent, k = N, so that F w can fit
     any y exactly) or "no-signal" (alpha -> infinity, w = 0: y is pure noise). There the value is the limit in
     closed form and the infinite parameter is reported as math.inf."""
@@ -60,30 +61,19 @@ class Evidence:
     per_row: float
     alpha: float
     beta: float
-    iterations: int
+    evaluations: int
     limit: str = ""
 
 
-def _at_ratio(basis: SvdBasis, z: np.ndarray, outside: float, t: float) -> tuple[float, float, float, float]:
-    """(gamma, N - gamma, |m|^2, |y - F m|^2) at t = alpha / beta (they depend on the ratio alone), m the posterior
-    mean of the weights. z = U^T y; outside = |y|^2 - |z|^2, the part of y no weight vector can reach.
-
-    N - gamma and the residual are summed from their own non-negative terms, t / (t + sigma) per direction, never
-    formed as differences: with no more rows than feature dimensions (k = N) and a close fit, gamma rounds to N,
-    and N - gamma computed as a difference becomes 0 (the division by zero of earlier versions)."""
-    sigma = basis.s ** 2
-    shrink = t / (t + sigma)  # [k] how far the prior pulls each direction's fit back to 0
-    gamma = float((sigma / (t + sigma)).sum())
-    rest = float(shrink.sum()) + (basis.n - basis.s.size)
-    m2 = float(((basis.s * z / (t + sigma)) ** 2).sum())
-    resid = float(((z * shrink) ** 2).sum()) + outside  # y - F m = z * t / (t + sigma) in U's basis, plus outside
-    return gamma, rest, m2, resid
-
-
 def _log_evidence(basis: SvdBasis, z: np.ndarray, outside: float, alpha: float, beta: float) -> float:
-    _, _, m2, resid = _at_ratio(basis, z, outside, alpha / beta)
+    """log p(y | F, alpha, beta) from z = U^T y and outside = |y|^2 - |z|^2 (the part of y no weight vector
+    reaches), with m the posterior mean of the weights; every term a sum of non-negative parts."""
+    sigma = basis.s ** 2
+    t = alpha / beta
+    m2 = float(((basis.s * z / (t + sigma)) ** 2).sum())  # |m|^2
+    resid = float(((z * (t / (t + sigma))) ** 2).sum()) + outside  # |y - F m|^2
     # log|A|, A = alpha I + beta F^T F [D, D]: the k non-zero directions, plus D - k directions with eigenvalue alpha.
-    logdet = float(np.log(alpha + beta * basis.s ** 2).sum()) + (basis.d - basis.s.size) * math.log(alpha)
+    logdet = float(np.log(alpha + beta * sigma).sum()) + (basis.d - basis.s.size) * math.log(alpha)
     n, d = basis.n, basis.d
     return (0.5 * d * math.log(alpha) + 0.5 * n * math.log(beta) - 0.5 * beta * resid - 0.5 * alpha * m2
             - 0.5 * logdet - 0.5 * n * math.log(2.0 * math.pi))
@@ -123,37 +113,77 @@ def _limits(basis: SvdBasis, y: np.ndarray, z: np.ndarray) -> list[Evidence]:
     return out
 
 
-def maximise_evidence(basis: SvdBasis, y: np.ndarray, *, max_iter: int = 200, tol: float = 1e-8) -> Evidence:
+def _profile(basis: SvdBasis, z: np.ndarray, outside: float, u: float) -> tuple[float, float]:
+    """(log evidence maximised over beta at t = alpha / beta = e^u, that beta). With t fixed,
+    y ~ N(0, (I + F F^T / t) / beta): q = y^T (I + F F^T / t)^-1 y = sum z^2 t / (t + sigma) + outside, the best
+    beta is N / q, and log p = -N/2 log(2 pi q / N) - N/2 - 1/2 sum log(1 + sigma / t)."""
+    t = math.exp(u)
+    sigma = basis.s ** 2
+    q = float((z ** 2 * (t / (t + sigma))).sum()) + outside
+    n = basis.n
+    if not q > 0:
+        return -math.inf, math.nan
+    return (-0.5 * n * math.log(2.0 * math.pi * q / n) - 0.5 * n - 0.5 * float(np.log1p(sigma / t).sum()),
+            n / q)
+
+
+def _slope(basis: SvdBasis, z: np.ndarray, outside: float, u: float) -> float:
+    """d/du of `_profile` at t = e^u: (gamma - N t q'(t) / q) / 2, gamma = sum sigma / (t + sigma),
+    q'(t) = sum z^2 sigma / (t + sigma)^2. Zero where MacKay's fixed-point equations hold."""
+    t = math.exp(u)
+    sigma = basis.s ** 2
+    share = sigma / (t + sigma)
+    q = float((z ** 2 * (t / (t + sigma))).sum()) + outside
+    return 0.5 * float(share.sum()) - 0.5 * basis.n * float((z ** 2 * share * (t / (t + sigma))).sum()) / q
+
+
+def _bisect(fn, lo: float, hi: float) -> float:
+    """A root of `fn` in [lo, hi], where fn(lo) > 0 > fn(hi), to the last bit of the argument."""
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if not lo < mid < hi:
+            break
+        if fn(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+def maximise_evidence(basis: SvdBasis, y: np.ndarray, *, grid: int = 241) -> Evidence:
     """The maximum of log p(y | F, alpha, beta) / N over alpha, beta > 0.
 
-    MacKay's fixed point from alpha = beta = 1 (the paper's start): gamma = sum sigma / (t + sigma) with
-    t = alpha / beta, alpha = gamma / |m|^2, beta = (N - gamma) / |y - F m|^2, until t changes by less than `tol`
-    (relative). Where the supremum lies on the boundary (see `Evidence.limit`) the iteration only drifts towards
-    it (t -> 0 or t -> inf), so the closed-form boundary values are candidates too, and the largest value wins.
-    """
+    beta is maximised in closed form for each ratio t = alpha / beta (`_profile`), and t by a grid over log t
+    that spans the singular values' range by e^30 on either side, refined by bisection on the slope between the
+    best grid point's neighbours. The boundaries, where the supremum may lie (see `Evidence.limit`), are taken in closed form.
+    At an interior maximum this is the fixed point of MacKay's updates (gamma = sum sigma / (t + sigma),
+    alpha = gamma / |m|^2, beta = (N - gamma) / |y - F m|^2), the LogME paper's algorithm; the search reaches it
+    without the iteration's failure modes: no convergence within its iterations near a boundary, a slow drift
+    towards one, and a division by zero when N - gamma rounds to 0."""
     y = np.asarray(y, dtype=np.float64)
     if y.shape != (basis.n,) or not np.isfinite(y).all():
         raise ValueError(f"LogME target must be [{basis.n}] finite values, got shape {y.shape}")
     z, outside = _projection(basis, y)
-    candidates = _limits(basis, y, z)
-    alpha = beta = 1.0
-    for it in range(1, max_iter + 1):
-        gamma, rest, m2, resid = _at_ratio(basis, z, outside, alpha / beta)
-        if not (m2 > 0 and resid > 0 and rest > 0):  # at a boundary in floating point: the limits cover it
-            break
-        new_alpha, new_beta = gamma / m2, rest / resid
-        if not (0 < new_alpha < math.inf and 0 < new_beta < math.inf):
-            break
-        done = abs(new_alpha / new_beta - alpha / beta) <= tol * (alpha / beta)
-        alpha, beta = new_alpha, new_beta
-        if done:
-            break
-    value = _log_evidence(basis, z, outside, alpha, beta) / basis.n
-    if math.isfinite(value):
-        candidates.append(Evidence(value, alpha, beta, it))
-    if not candidates:  # y = 0: every model explains it equally; no evidence either way
+    best = max(_limits(basis, y, z), key=lambda e: e.per_row, default=None)
+    if basis.s.size:
+        sigma = basis.s ** 2
+        us = np.linspace(math.log(sigma.min()) - 30.0, math.log(sigma.max()) + 30.0, grid)
+        t = np.exp(us)[:, None]  # the profile at every grid point at once, as in `_profile`
+        q = (z ** 2 * (t / (t + sigma))).sum(axis=1) + outside
+        with np.errstate(divide="ignore"):
+            values = -0.5 * basis.n * np.log(q) - 0.5 * np.log1p(sigma / t).sum(axis=1)
+        i = int(np.argmax(values))
+        lo, hi = float(us[max(i - 1, 0)]), float(us[min(i + 1, grid - 1)])
+        slope = lambda v: _slope(basis, z, outside, v)  # noqa: E731
+        u = _bisect(slope, lo, hi) if slope(lo) > 0 > slope(hi) else float(us[i])
+        value, beta = _profile(basis, z, outside, u)
+        # The limit wins ties within rounding: a maximum at the edge of the grid is the boundary's value.
+        if math.isfinite(value) and (best is None or value / basis.n > best.per_row + 1e-12 * max(
+                1.0, abs(best.per_row))):
+            best = Evidence(value / basis.n, math.exp(u) * beta, beta, grid)
+    if best is None:  # y = 0: every model explains it equally; no evidence either way
         raise ValueError("LogME target is all zeros")
-    return max(candidates, key=lambda e: e.per_row)
+    return best
 
 
 def logme(features: np.ndarray, labels: np.ndarray, *, regression: bool = False) -> float:
