@@ -129,13 +129,19 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     t7 = tables.table7(study)
     t8 = tables.table8(study, cfg.top_n)
     ref = reference_label or cfg.uncertainty.reference
+    no_tests = tu.unreachable_note(unc, cfg.uncertainty, len(study.targets))
+    correction = " (Holm-adjusted)" if cfg.uncertainty.correction == "holm" else ""
+    tests_md = [no_tests] if no_tests else [f"Paired p-values{correction} (vs RANDOM / vs {ref}):", "",
+                                            tu.table3_tests_md(unc, labels)]
+    expectations = [e.label for e in ctx.entries if e.selector.uniform]
     md = {
-        "table3": "\n".join([tu.table3_md(unc, labels), "", f"Paired p-values (vs RANDOM / vs {ref}):", "",
-                             tu.table3_tests_md(unc, labels)]),
+        "table3": "\n".join([tu.table3_md(unc, labels), "", *tests_md]),
         "table3_all_metrics": frame_to_md(t3c, digits=3), "table4": _table4_md(t4),
         "table7": _table7_md(t7, study), "table8": _table8_md(t8, cfg.top_n),
-        "per_target": "\n".join([f"nDCG x100, {_ALL}:", "", tu.per_target_md(pt, "ndcg", labels, study.targets), "",
-                                 f"Regret@1, {_ALL}:", "", tu.per_target_md(pt, "regret@1", labels, study.targets)]),
+        "per_target": "\n".join([f"nDCG x100, {_ALL}:", "",
+                                 tu.per_target_md(pt, "ndcg", labels, study.targets, expectations=expectations), "",
+                                 f"Regret@1, {_ALL}:", "",
+                                 tu.per_target_md(pt, "regret@1", labels, study.targets, expectations=expectations)]),
         "cell_counts": frame_to_md(counts),
     }
     for name, df, index in (("table3", t3, True), ("table3_all_metrics", t3c, True), ("table4", t4, False),
@@ -199,6 +205,36 @@ def _reference_label(cfg: AnalysisConfig, ctx: CellContext, labels: list[str], m
     return found[0]
 
 
+def _how_to_read(u, ref: str, n_targets: int) -> list[str]:
+    """The paragraph under Table 3 that says what its brackets and p-values mean, for the configured methods."""
+    interval = {
+        "bootstrap-t": "a studentized bootstrap over the targets (each target's mean over its seeds; targets drawn "
+                       "with replacement)",
+        "bootstrap": "a two-stage percentile bootstrap (targets, then seeds within them; too narrow with few "
+                     "targets)",
+    }.get(u.interval, u.interval)
+    test = {
+        "cluster-sign-flip": "a paired sign-flip test with the target as the unit (each target's summed "
+                             "difference flips sign as a whole)",
+        "sign-flip": "a paired sign-flip test per cell (too many false positives when a target's seeds move "
+                     "together)",
+    }.get(u.test, u.test)
+    correction = (f"Holm-adjusted within each {'Table 3 column' if u.family == 'column' else 'table'} (all "
+                  "comparisons with RANDOM and with the reference together), so a p-value below "
+                  f"{u.alpha:g} holds for the whole family" if u.correction == "holm"
+                  else "per comparison, not corrected for the many in the table")
+    return [
+        f"How to read the brackets and p-values: the targets are the sampled unit (the seeds of one target move "
+        f"together). The brackets are a {u.level:.0%} interval of the mean from {interval}, {u.resamples} "
+        f"resamples: where the selector's mean over other targets of the same kind would fall; with "
+        f"{n_targets} targets it is wide, and it is cut at the metric's range (nDCG at 100, Regret at 0). Each "
+        f"p-value is from {test} over the cells both selectors score: the chance of a mean difference at least "
+        "this large if the two were equally good (small = a real difference). The first compares with RANDOM's "
+        f"exact expectation, the second with {ref}; the p-values are {correction}. Overlapping intervals do not "
+        "mean two selectors are alike (the paired test removes the targets' shared difficulty).",
+    ]
+
+
 def _rel(path: Path, out_dir: Path) -> str:
     return path.relative_to(out_dir).as_posix()
 
@@ -239,15 +275,7 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
         "Mean Regret@k (lower is better) and nDCG x100 (higher is better) over (target, seed) cells; each group "
         "ranks only the sources of that Table 6 category, ALL ranks every source. "
         f"CSV: {link('table3')}.", "",
-        f"How to read the brackets and p-values: the brackets are a {unc_cfg.level:.0%} bootstrap interval of the "
-        f"mean: over {unc_cfg.resamples} resamples of the targets (and of the seeds within each drawn target) the "
-        f"mean stays in this range {unc_cfg.level:.0%} of the time, roughly where the selector's mean over other "
-        "targets and seeds of the same kind would fall; a wide interval means the mean rests on a few targets. "
-        f"Each p-value is a paired {unc_cfg.test} test over the cells both selectors score: the chance of a mean "
-        "difference at least this large if the two were equally good (small = a real difference; 1 = no "
-        f"difference). The first compares with RANDOM's exact expectation, the second with {ref}. Overlapping "
-        "intervals do not mean two selectors are alike (the paired test is sharper), and p-values are per "
-        "comparison, not corrected for the many in the table.", "", md["table3"], "",
+        *_how_to_read(unc_cfg, ref, len(study.targets)), "", md["table3"], "",
         f"Every metric over ALL sources, with Spearman and Kendall rank correlations and the number of scored and "
         f"missing cells ({link('table3_all_metrics')}):", "", md["table3_all_metrics"], "",
         "## Per target", "",
