@@ -85,3 +85,35 @@ def test_ray_and_plain_give_identical_numbers(tmp_path):
     pd.testing.assert_frame_equal(plain.tidy, parallel.tidy, check_exact=True)
     for name in (*TABLES, "selector_scores", "summary"):
         assert (tmp_path / "plain" / f"{name}.csv").read_text() == (tmp_path / "ray" / f"{name}.csv").read_text()
+
+
+def test_the_report_says_which_environments_the_trials_ran_in(tmp_path):
+    import json
+
+    from itsel_ray.analysis import analysis_config_from_dict, run_analysis, study_from_sweep
+    from itsel_ray.analysis.synthetic import synthetic_study, write_sweep_folder
+
+    study = synthetic_study(n_sources=3, n_targets=2, seeds=(28, 52), steps=(10,), tokens=2, dim=3)
+    folder = write_sweep_folder(study, tmp_path / "results")
+    results = pd.read_csv(folder / "results.csv")
+    done = results.index[results.status == "done"]
+    results["environment"] = ""
+    results.loc[done[:-2], "environment"] = "aaaaaaaaaaaa"
+    results.loc[done[-2:-1], "environment"] = "bbbbbbbbbbbb"  # one trial from another machine, one unrecorded
+    results.to_csv(folder / "results.csv", index=False)
+    (folder / "environments.json").write_text(json.dumps({
+        "aaaaaaaaaaaa": {"summary": "AMD EPYC (avx2, fma) x2 | torch 2.13.0 AVX2, 1 thread, mkl",
+                         "trials": len(done) - 2},
+        "bbbbbbbbbbbb": {"summary": "Intel Xeon (avx512f, avx2) x8 | torch 2.13.0 AVX512", "trials": 1}}))
+    read = study_from_sweep(folder)
+    assert [e["fingerprint"] for e in read.environments] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", ""]
+    assert read.environments[2]["trials"] == 1
+    cfg = analysis_config_from_dict({"selectors": ["random", "size"], "metrics": ["ndcg"], "step_selectors": [],
+                                     "table4_selectors": [], "groups": [], "uncertainty": {"resamples": 200,
+                                                                                          "reference": "size"}})
+    text = run_analysis(read, cfg, tmp_path / "out").report.read_text()
+    section = text[text.index("## Where these numbers came from"):text.index("## Table 3")]
+    assert f"- {len(done) - 2} finished trials, environment `aaaaaaaaaaaa`: AMD EPYC (avx2, fma) x2" in section
+    assert "- 1 finished trials, environment unrecorded" in section
+    assert "**The trials ran in more than one environment.**" in section
+    assert "this analysis ran on: " in section

@@ -227,7 +227,7 @@ def test_table3_has_intervals_and_tests(analysed):
     np.testing.assert_allclose(np.concatenate([unc.p_random, unc.p_reference]), holm(raw), equal_nan=True)
     assert (unc.min_p == 2 / 2 ** 6).all()  # 6 targets, exact per-target sign flips
     md = (out / "table3.md").read_text()
-    assert "Paired p-values (Holm-adjusted) (vs RANDOM / vs FEATURE)" in md
+    assert "Paired p-values, Holm-adjusted (vs RANDOM / vs FEATURE)" in md
     row = next(line for line in md.splitlines() if line.startswith("| FEATURE |"))
     assert f"{t3.loc['FEATURE', 'ALL nDCG']:.2f} [{t3.loc['FEATURE', 'ALL nDCG low']:.2f}, " in row
     report = result.report.read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -187,5 +189,23 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
     return Study(
         sources=sources, targets=targets, seeds=seeds, transfer=transfer, baseline=baseline, meta=meta,
         source_prompts=source_prompts, target_prompts=target_prompts, probe=probe, logme=logme,
-        origin=f"sweep results {folder}", notes=tuple(notes),
+        origin=f"sweep results {folder}", notes=tuple(notes), environments=_environments(folder, results),
     )
+
+
+def _environments(folder: Path, results) -> tuple[dict, ...]:
+    """The environments the finished trials ran in (environments.json beside the results, written by the sweep):
+    ({fingerprint, summary, trials}, ...), most trials first, plus one entry with fingerprint "" for finished
+    trials that recorded none (a sweep from before the record existed)."""
+    try:
+        described = json.loads((folder / "environments.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        described = {}
+    out = [{"fingerprint": fp, "summary": str(e.get("summary", "")), "trials": int(e.get("trials", 0))}
+           for fp, e in (described.items() if isinstance(described, dict) else []) if isinstance(e, dict)]
+    done = results[results["status"] == "done"]
+    column = done["environment"] if "environment" in done.columns else None
+    unrecorded = len(done) if column is None else int((column.fillna("").astype(str) == "").sum())
+    if unrecorded:
+        out.append({"fingerprint": "", "summary": "not recorded", "trials": unrecorded})
+    return tuple(out)

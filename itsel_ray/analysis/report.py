@@ -19,6 +19,7 @@ from itsel_ray.analysis.analysis_file import AnalysisConfig
 from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
 from itsel_ray.analysis.study import Study, seed_label
 from itsel_ray.artifacts import atomic_write_text, write_json
+from itsel_ray.environment import describe, summary
 
 
 @dataclass
@@ -130,7 +131,7 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     t8 = tables.table8(study, cfg.top_n)
     ref = reference_label or cfg.uncertainty.reference
     no_tests = tu.unreachable_note(unc, cfg.uncertainty, len(study.targets))
-    correction = " (Holm-adjusted)" if cfg.uncertainty.correction == "holm" else ""
+    correction = ", Holm-adjusted" if cfg.uncertainty.correction == "holm" else ""
     tests_md = [no_tests] if no_tests else [f"Paired p-values{correction} (vs RANDOM / vs {ref}):", "",
                                             tu.table3_tests_md(unc, labels)]
     expectations = [e.label for e in ctx.entries if e.selector.uniform]
@@ -205,6 +206,26 @@ def _reference_label(cfg: AnalysisConfig, ctx: CellContext, labels: list[str], m
     return found[0]
 
 
+def _provenance(study: Study) -> list[str]:
+    """Where the numbers came from: the environments the trials ran in (CPU and vector extensions, torch's
+    kernels, threads and BLAS, library versions), a warning when they are mixed, and where this analysis ran."""
+    lines = ["## Where these numbers came from", ""]
+    envs = list(study.environments)
+    recorded = [e for e in envs if e["fingerprint"]]
+    if not envs:
+        lines.append("- the input records no environment (a ground-truth table, not a sweep's results)")
+    for e in envs:
+        name = f"`{e['fingerprint']}`" if e["fingerprint"] else "unrecorded"
+        lines.append(f"- {e['trials']} finished trials, environment {name}: {e['summary']}")
+    if len(recorded) > 1 or (recorded and len(envs) > len(recorded)):
+        lines += ["", "**The trials ran in more than one environment.** Another CPU (its vector extensions and "
+                  "BLAS kernels), another thread count or other library versions round differently, and training "
+                  "carries that into other scores: on the offline demo a few nDCG points (README). Compare "
+                  "selectors on trials of one environment where it matters, or read the intervals as covering it."]
+    lines += ["", f"- this analysis ran on: {summary(describe())}", ""]
+    return lines
+
+
 def _how_to_read(u, ref: str, n_targets: int) -> list[str]:
     """The paragraph under Table 3 that says what its brackets and p-values mean, for the configured methods."""
     interval = {
@@ -213,12 +234,13 @@ def _how_to_read(u, ref: str, n_targets: int) -> list[str]:
         "bootstrap": "a two-stage percentile bootstrap (targets, then seeds within them; too narrow with few "
                      "targets)",
     }.get(u.interval, u.interval)
-    test = {
-        "cluster-sign-flip": "a paired sign-flip test with the target as the unit (each target's summed "
-                             "difference flips sign as a whole)",
+    tests = {
+        "cluster-sign-flip": "a paired sign-flip test with the target as the unit (each target's difference "
+                             "flips sign as a whole)",
+        "cluster-bootstrap-t": "a studentized bootstrap test over the targets (the interval's method, inverted)",
         "sign-flip": "a paired sign-flip test per cell (too many false positives when a target's seeds move "
                      "together)",
-    }.get(u.test, u.test)
+    }
     correction = (f"Holm-adjusted within each {'Table 3 column' if u.family == 'column' else 'table'} (all "
                   "comparisons with RANDOM and with the reference together), so a p-value below "
                   f"{u.alpha:g} holds for the whole family" if u.correction == "holm"
@@ -227,11 +249,12 @@ def _how_to_read(u, ref: str, n_targets: int) -> list[str]:
         f"How to read the brackets and p-values: the targets are the sampled unit (the seeds of one target move "
         f"together). The brackets are a {u.level:.0%} interval of the mean from {interval}, {u.resamples} "
         f"resamples: where the selector's mean over other targets of the same kind would fall; with "
-        f"{n_targets} targets it is wide, and it is cut at the metric's range (nDCG at 100, Regret at 0). Each "
-        f"p-value is from {test} over the cells both selectors score: the chance of a mean difference at least "
-        "this large if the two were equally good (small = a real difference). The first compares with RANDOM's "
-        f"exact expectation, the second with {ref}; the p-values are {correction}. Overlapping intervals do not "
-        "mean two selectors are alike (the paired test removes the targets' shared difficulty).",
+        f"{n_targets} targets it is wide, and it is cut at the metric's range (nDCG at 100, Regret at 0). A "
+        "p-value is the chance of a mean difference at least this large over the cells both selectors score if "
+        "the two were equally good (small = a real difference). The first compares with RANDOM's exact "
+        f"expectation, by {tests.get(u.random_test, u.random_test)}; the second with {ref}, by "
+        f"{tests.get(u.test, u.test)}. The p-values are {correction}. Overlapping intervals do not mean two "
+        "selectors are alike (the paired test removes the targets' shared difficulty).",
     ]
 
 
@@ -270,6 +293,7 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
     ]
     if messages:
         lines += ["## Notes", "", *[f"- {m}" for m in messages], ""]
+    lines += _provenance(study)
     lines += [
         "## Table 3: selector quality by source group", "",
         "Mean Regret@k (lower is better) and nDCG x100 (higher is better) over (target, seed) cells; each group "

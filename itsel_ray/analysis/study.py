@@ -36,6 +36,8 @@ class Study:
         score for that pair), or None when the study has no probe table (a ground-truth CSV, a stand-in engine).
     logme: [T, S] LogME score of source s's prompt's features on target t (the LOGME selector's input), like probe.
     origin: where the study came from (for the report). notes: what was missing or skipped while building it.
+    environments: where the trials ran ({fingerprint, summary, trials} per environment, `itsel_ray.environment`;
+        fingerprint "" for trials that recorded none); empty for a study without that record (a ground-truth CSV).
     """
 
     sources: tuple[str, ...]
@@ -52,6 +54,7 @@ class Study:
     logme: np.ndarray | None = None
     origin: str = ""
     notes: tuple[str, ...] = ()
+    environments: tuple[dict, ...] = ()
 
     def __post_init__(self):
         s, t, r = len(self.sources), len(self.targets), len(self.seeds)
