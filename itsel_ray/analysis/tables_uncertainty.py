@@ -96,6 +96,11 @@ def adjust_p_values(unc: pd.DataFrame, cfg: UncertaintyConfig) -> pd.DataFrame:
             adjusted = holm(stacked)
             unc.loc[part.index, "p_random"] = adjusted[: len(part)]
             unc.loc[part.index, "p_reference"] = adjusted[len(part):]
+    if cfg.correction == "holm":  # the smallest p after Holm: the family's size times the smallest raw p
+        sizes = (unc[["p_random_raw", "p_reference_raw"]].notna().sum(axis=1)
+                 .groupby([unc["group"], unc["metric"]] if cfg.family == "column" else np.zeros(len(unc)))
+                 .transform("sum"))
+        unc["min_p"] = np.minimum(1.0, unc["min_p"] * sizes.clip(lower=1))
     unreachable = ~(unc["min_p"] <= cfg.alpha)
     unc.loc[unreachable, list(P_COLUMNS)] = np.nan
     return unc
@@ -106,11 +111,14 @@ def unreachable_note(unc: pd.DataFrame, cfg: UncertaintyConfig, n_targets: int) 
     smallest = unc["min_p"].dropna()
     if smallest.empty or (smallest <= cfg.alpha).any():
         return None
+    holm = (f" and Holm's correction multiplies it by the number of comparisons in its "
+            f"{'column' if cfg.family == 'column' else 'table'}" if cfg.correction == "holm" else "")
     return (f"No p-values: with {n_targets} targets, the smallest p-value a per-target test can give is "
-            f"{smallest.min():.3g} (each of the 2^{n_targets} sign patterns of the targets' differences is as "
-            f"likely under the null), above alpha = {cfg.alpha:g}, so no difference in this table can be shown "
-            f"significant. More targets are needed ({_targets_needed(cfg)} for a per-target test to reach p < "
-            f"{cfg.alpha:g}); the intervals still show how far each mean may move.")
+            f"{2.0 / 2 ** n_targets:.3g} (each of the 2^{n_targets} sign patterns of the targets' differences is "
+            f"as likely under the null){holm}: {smallest.min():.3g} at best, above alpha = {cfg.alpha:g}, so no "
+            f"difference in this table can be shown significant. More targets are needed "
+            f"({_targets_needed(cfg)} for a single per-target test to reach p < {cfg.alpha:g}); the intervals "
+            "still show how far each mean may move.")
 
 
 def _targets_needed(cfg: UncertaintyConfig) -> int:
