@@ -26,7 +26,8 @@ def small_study():
 def small_config():
     # The demo's definition on paper-named tasks: the paper's Table 6 groups and targets.
     data = dataclasses.asdict(load_analysis_config(builtin_config("demo")))
-    data.update(tsne_targets=["cola", "copa"], groups=["classification", "multiple_choice", "qa"])
+    data.update(tsne_targets=["cola", "copa"], groups=["classification", "multiple_choice", "qa"],
+                tsne_min_tokens=1)  # 6-token prompts: drawn here to test the figure; the default leaves it out
     return analysis_config_from_dict(data)
 
 
@@ -117,3 +118,15 @@ def test_the_report_says_which_environments_the_trials_ran_in(tmp_path):
     assert "- 1 finished trials, environment unrecorded" in section
     assert "**The trials ran in more than one environment.**" in section
     assert "this analysis ran on: " in section
+
+
+def test_figure4_is_left_out_for_short_prompts_and_carries_a_caveat_otherwise(tmp_path):
+    study = small_study()
+    data = dataclasses.asdict(small_config())
+    short = run_analysis(study, analysis_config_from_dict({**data, "tsne_min_tokens": 25}), tmp_path / "a",
+                         text_embeddings=fake_text_embeddings(study))
+    assert not list((tmp_path / "a" / "figures").glob("fig4_*"))
+    assert any("Figure 4: no t-SNE: 6 tokens per prompt (4 x 6 points)" in m for m in short.messages)
+    text = run_analysis(study, small_config(), tmp_path / "b", text_embeddings=fake_text_embeddings(study)
+                        ).report.read_text()
+    assert "t-SNE keeps near neighbours, not distances or cluster sizes" in text

@@ -98,8 +98,10 @@ class AnalysisConfig:
     prompt selectors in Tables 3 and 4 (null = the last evaluated step). seed_average: score each (target, seed)
     cell with the target's prompts of all seeds at that step, averaging the similarity. step_selectors: the lines
     of Figures 5 and 7. table4_selectors / table4_ks: the rows of Table 4. top_n: the sources per cell in Table 8.
-    tsne_targets: the targets of Figure 4. step_selectors and table4_selectors may name registered selectors
-    that are not in `selectors`; those are left out.
+    tsne_targets: the targets of Figure 4; tsne_min_tokens: the prompt length below which Figure 4 is left out (4
+    prompts of 10 tokens are 40 points: t-SNE then shows its own layout more than any structure).
+    step_selectors and table4_selectors may name registered selectors that are not in `selectors`; those are
+    left out.
     """
 
     name: str = "analysis"
@@ -122,6 +124,7 @@ class AnalysisConfig:
     top_n: int = 3
     tsne_targets: tuple[str, ...] = ("copa", "cb")
     tsne_seed: int = 0
+    tsne_min_tokens: int = 25
 
     def __post_init__(self):
         GAINS.get(self.ranking.gain)

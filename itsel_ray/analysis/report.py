@@ -18,6 +18,7 @@ from itsel_ray.analysis.cells import ALL, CellContext
 from itsel_ray.analysis.analysis_file import AnalysisConfig
 from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
 from itsel_ray.analysis.study import Study, seed_label
+from itsel_ray.analysis.uncertainty import INTERVALS
 from itsel_ray.artifacts import atomic_write_text, write_json
 from itsel_ray.environment import describe, summary
 
@@ -158,10 +159,23 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     prompt_labels = [e.label for e in ctx.entries if e.uses_prompts and e.label in step_labels]
     if prompt_labels and tidy["step"].notna().any():
         refs = [e.label for e in ctx.entries if not e.uses_prompts]
-        figs["fig5"] = figures.fig5_ndcg_by_step(tidy, prompt_labels, refs, fig_dir / "fig5_ndcg_by_step.png")
-        figs["fig7"] = figures.fig7_ndcg_by_step_per_target(tidy, prompt_labels, study.targets,
-                                                            fig_dir / "fig7_ndcg_by_step_per_target.png")
-    if study.has_prompts and headline is not None:
+        u = cfg.uncertainty
+        interval = INTERVALS.get(u.interval)
+        def band(values):
+            ci = interval(values, level=u.level, resamples=u.resamples, seed=u.seed, bounds=(-np.inf, 1.0))
+            return ci.low, ci.high
+
+        figs["fig5"] = figures.fig5_ndcg_by_step(tidy, prompt_labels, refs, fig_dir / "fig5_ndcg_by_step.png",
+                                                 band=band, level=u.level)
+        ordered = [study.targets[i] for i in figures.targets_by_size(study)]  # as in Figure 3
+        figs["fig7"] = figures.fig7_ndcg_by_step_per_target(
+            tidy, prompt_labels, ordered, fig_dir / "fig7_ndcg_by_step_per_target.png",
+            rows_of={t: study.meta[t].train_size for t in study.targets})
+    tokens = study.source_prompts.shape[1] if study.source_prompts is not None else 0
+    if study.has_prompts and headline is not None and cfg.tsne_targets and tokens < cfg.tsne_min_tokens:
+        messages.append(f"Figure 4: no t-SNE: {tokens} tokens per prompt (4 x {tokens} points) are too few for "
+                        f"t-SNE to show more than its own layout (tsne_min_tokens: {cfg.tsne_min_tokens})")
+    elif study.has_prompts and headline is not None:
         for target in cfg.tsne_targets:
             key = (target, study.seeds[0], headline)
             if target not in study.targets or key not in study.target_prompts or len(study.sources) < 3:
@@ -325,13 +339,19 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
         "fig3": "Figure 3: relative transfer of every (source, seed) run per target, targets by training-set size.",
         "fig6": "Figure 6: relative transfer against the target's training-set size, with the mean trend.",
         "heatmap": "Transfer matrix heatmap: relative gain of the seed-mean transfer over the seed-mean baseline.",
-        "fig5": "Figure 5: mean nDCG of the prompt selectors against the target checkpoint step (horizontal "
-                "lines: selectors that read no target prompt, hence no step).",
-        "fig7": "Figure 7: the same per target.",
+        "fig5": "Figure 5: mean nDCG of the prompt selectors against the target checkpoint step, each shaded with "
+                f"the {cfg.uncertainty.level:.0%} interval of its mean over the targets (the Table 3 method); "
+                "horizontal lines: selectors that read no target prompt, hence no step. Where two bands overlap, "
+                "the step-to-step order of those lines is not established.",
+        "fig7": "Figure 7: the same per target (ordered as in Figure 3, largest training set first; one y-axis): "
+                "the mean over the target's seeds, shaded from its lowest to its highest seed.",
     }
     for key, path in figs.items():
         caption = captions.get(key) or (f"Figure 4: t-SNE of the prompt tokens of the best, second-best and "
-                                        f"worst source and of the target ({key.split('_', 1)[1]}).")
+                                        f"worst source and of the target ({key.split('_', 1)[1]}). A caveat: "
+                                        "t-SNE keeps near neighbours, not distances or cluster sizes, and one "
+                                        "seed's layout is one of many; read it as a picture, not as evidence "
+                                        "for MAX (Table 3 is).")
         lines += [caption, "", f"![{key}]({_rel(path, out_dir)})", ""]
     lines += [
         "## Files", "",
