@@ -6,8 +6,9 @@ over its sources), scaled by the target's spread; a transfer score per seed adds
     score[t, r, s] = 70 + spread_t * z[t, s] + noise_t * e[t, r, s]
 At the paper's shape (10 x 3 x 13) the spreads follow the paper's Table 7: the seed-mean scores of one target
 spread by 0.14-2.5 points over its sources (sd), seeds by 0.1-2 points, so spread_t is log-uniform on [0.2, 2.5]
-and noise_t = spread_t x U(0.5, 1.5). At the demo's shape (4 x 3 x 6) the sources differ by tens of accuracy
-points and seeds by a few: spread_t on [4, 12], noise_t = spread_t x U(0.2, 0.4).
+and noise_t = spread_t x U(0.5, 1.5). At the demo's shapes (4 x 3 x 6 as it was, 8 x 2 x 6 as sweeps/demo.yaml
+runs it now) the sources differ by tens of accuracy points and seeds by a few: spread_t on [4, 12],
+noise_t = spread_t x U(0.2, 0.4).
 
 A selector scores each source as lambda * z[t, s] + u, u standard normal noise that is
     per-target:  the same for every seed of a target (SIZE, SEMB, PROBE, LOGME read no target prompt),
@@ -27,7 +28,7 @@ is its mean nDCG over 50,000 simulated targets (150,000 cells), which depends on
 With fewer targets than a per-target test needs to reach alpha (the demo's 4: smallest p 0.125), the analysis
 prints no p-values, and neither does this table.
 
-    python benchmarks/bench_calibration.py [--studies 2000] [--shapes paper demo] [--seed 0]
+    python benchmarks/bench_calibration.py [--studies 2000] [--shapes paper demo-4x3 demo] [--seed 0]
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class Shape:
 
 SHAPES = {
     "paper": Shape("paper", 10, 3, 13, (0.2, 2.5), (0.5, 1.5)),
-    "demo": Shape("demo", 4, 3, 6, (4.0, 12.0), (0.2, 0.4)),
-    "demo8": Shape("demo8", 8, 3, 6, (4.0, 12.0), (0.2, 0.4)),
+    "demo-4x3": Shape("demo-4x3", 4, 3, 6, (4.0, 12.0), (0.2, 0.4)),  # the demo before it had 8 targets
+    "demo": Shape("demo", 8, 2, 6, (4.0, 12.0), (0.2, 0.4)),  # sweeps/demo.yaml
 }
 
 
@@ -201,7 +202,7 @@ def run_shape(shape: Shape, studies: int, seed: int, cfg: UncertaintyConfig) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--studies", type=int, default=2000, help="simulated studies per shape and selector kind")
-    p.add_argument("--shapes", nargs="+", default=["paper", "demo"], choices=sorted(SHAPES))
+    p.add_argument("--shapes", nargs="+", default=["paper", "demo-4x3", "demo"], choices=sorted(SHAPES))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     cfg = UncertaintyConfig()
