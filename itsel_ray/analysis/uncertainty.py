@@ -208,8 +208,8 @@ def cluster_bootstrap_t(a: np.ndarray, b: np.ndarray, *, permutations: int, seed
 
 
 def smallest_p(test: str, a: np.ndarray, b: np.ndarray, *, permutations: int) -> float:
-    """The smallest p-value `test` can give on these cells. A per-cell sign flip: 2 / 2^cells when exact (the
-    observed pattern and its negation), 1 / (1 + permutations) when it samples patterns. A per-target test:
+    """The smallest p-value `test` can give on these cells. A sign flip: 2 / 2^units when exact (the observed
+    pattern and its negation), 1 / (1 + permutations) when it samples patterns. A per-target test, any kind:
     2 / 2^targets, the limit of any test that assumes no more than each target's difference being as likely
     negated, and the level below which the report shows no p-values (with 4 targets 0.125; 6 targets are needed
     for 0.05). A bootstrap over so few targets is no better founded: it resamples 4 values."""
@@ -219,7 +219,7 @@ def smallest_p(test: str, a: np.ndarray, b: np.ndarray, *, permutations: int) ->
     if units == 0:
         return float("nan")
     exact = 2.0 / 2 ** units
-    return exact if 2 ** units <= permutations or unit == "target" else 1.0 / (1 + permutations)
+    return exact if 2 ** units <= permutations else max(exact, 1.0 / (1 + permutations))  # sampled patterns
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
