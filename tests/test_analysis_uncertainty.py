@@ -121,17 +121,25 @@ def test_target_means_weigh_each_target_by_its_scored_seeds():
 def test_bootstrap_t_by_hand():
     # Three targets of one seed, means 0, 0 and 3: estimate 1, se = sd / sqrt(3) = 1. A resample holds k copies
     # of the 3 (k = 0..3, probabilities 8, 12, 6, 1 of 27): estimate k and, for k = 1 or 2, se* = 1, so t* is
-    # 0 or 1; k = 0 and k = 3 have se* = 0 and t* = -inf and +inf. The 5 % and 95 % quantiles of t* are -inf
-    # (8/27 > 5 %) and 1 (26/27 > 95 %): the interval [1 - 1 * 1, 1 + inf] = [0, inf].
+    # 0 or 1; k = 0 and k = 3 have se* = 0, floored at se / 3, so t* = -3 and +6. The 5 % and 95 % quantiles of
+    # t* are -3 (8/27 > 5 %) and 1 (26/27 > 95 %): the interval [1 - 1 * 1, 1 + 3 * 1] = [0, 4].
     values = np.array([[0.0], [0.0], [3.0]])
     ci = bootstrap_t(values, level=0.9, resamples=4000, seed=1)
-    assert (ci.low, ci.high) == (0.0, np.inf)
+    assert (ci.low, ci.high) == (0.0, 4.0)
     # the metric's range cuts it
     cut = bootstrap_t(values, level=0.9, resamples=4000, seed=1, bounds=(-5.0, 2.0))
     assert (cut.low, cut.high) == (0.0, 2.0)
     # 2.5 % / 97.5 % of a symmetric sample: t* spread both ways, the interval around the mean
     sym = bootstrap_t(np.array([[0.0], [1.0], [2.0], [3.0], [4.0]]), level=0.95, resamples=4000, seed=0)
     assert sym.low < 2.0 < sym.high and sym.high - 2.0 == pytest.approx(2.0 - sym.low, rel=0.25)
+
+
+def test_bootstrap_t_stays_finite_when_most_targets_sit_at_the_bound():
+    # the demo's PROBE: nDCG 1 on 7 of 8 targets; a resample of only those has se* = 0, which without the floor
+    # sent the lower end to -2.7e6
+    values = np.array([[0.647, 0.636]] + [[1.0, 1.0]] * 6 + [[1.0, 0.969]])
+    ci = bootstrap_t(values, level=0.95, resamples=2000, seed=0, bounds=(-np.inf, 1.0))
+    assert 0.75 < ci.low < cell_mean(values) and ci.high == 1.0
 
 
 def test_bootstrap_t_edge_cases():
