@@ -191,7 +191,7 @@ def cluster_bootstrap_t(a: np.ndarray, b: np.ndarray, *, permutations: int, seed
     """Two-sided p-value of "a and b have the same mean" from the studentized bootstrap over targets (the
     interval's method, inverted): t = estimate / se of the paired differences' mean (targets weighted by their
     paired cells), p = (1 + #{|t*| >= |t|}) / (1 + B) over B = `permutations` resamples of the targets, with
-    t* = (estimate* - estimate) / se*. Used against RANDOM's exact expectation, where a target's difference is
+    t* = (estimate* - estimate) / se*, se* floored as in `bootstrap_t`. Used against RANDOM's exact expectation, where a target's difference is
     not symmetric about 0 (a random order's nDCG is high only when the best source happens to come first), so
     a sign-flip test rejects a true null too often (5.7-6.9 % at alpha 0.05 with 10 targets, simulated); this
     one stays below 5 %. NaN when no cell is paired; 1 for no difference at all."""
@@ -204,8 +204,7 @@ def cluster_bootstrap_t(a: np.ndarray, b: np.ndarray, *, permutations: int, seed
         return 1.0 if est == 0 else 1.0 / (1 + permutations)
     drawn = np.random.default_rng(seed).integers(0, means.size, size=(permutations, means.size))
     est_b, se_b = _weighted(means[drawn], weights[drawn])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_b = np.where(se_b > 0, (est_b - est) / se_b, np.where(est_b == est, 0.0, np.inf))
+    t_b = (est_b - est) / np.maximum(se_b, SE_FLOOR * se)  # as in the interval
     hits = int((np.abs(t_b) >= abs(est / se) * (1 - 1e-12)).sum())
     return (1 + hits) / (1 + permutations)
 
