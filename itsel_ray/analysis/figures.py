@@ -277,10 +277,11 @@ def fig7_ndcg_by_step_per_target(tidy: pd.DataFrame, labels: Sequence[str], targ
         ax.grid(True, alpha=0.3)
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
+        axes[(k - cols) // cols][k % cols].xaxis.set_tick_params(labelbottom=True)  # no panel below it
     handles, names = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8)
-    fig.supxlabel("target prompt checkpoint step", fontsize=9, y=0.06)
+    fig.supxlabel("target prompt checkpoint step", fontsize=9, y=0.07)
     fig.supylabel("nDCG (x100)", fontsize=9)
     fig.suptitle("nDCG against target checkpoint step, per target (line: mean over seeds; shaded: lowest to "
                  "highest seed)", fontsize=10)
