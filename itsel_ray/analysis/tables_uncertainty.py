@@ -1,10 +1,10 @@
 """Table 3 with its uncertainty, and the per-target view behind it (pure; `report.py` writes them).
 
 `table3_uncertainty`: for every selector, group and Table 3 metric, the mean over scored cells, its interval, and
-paired p-values against RANDOM's exact expectation and against a reference selector (targets as the unit; Holm's
-correction within a family of comparisons; none where too few targets let no test reach the level).
+paired p-values against RANDOM's exact expectation and against a reference selector (targets as the unit; optionally
+Holm-adjusted within a family of comparisons; none where too few targets let no test reach the level).
 `per_target`: each target's seed mean and spread of nDCG and Regret@1 per selector. `cell_counts`: scored,
-undefined and missing cells per selector and group.
+undefined, missing and failed cells per selector and group.
 """
 
 from __future__ import annotations
@@ -111,11 +111,11 @@ def unreachable_note(unc: pd.DataFrame, cfg: UncertaintyConfig, n_targets: int) 
     smallest = unc["min_p"].dropna()
     if smallest.empty or (smallest <= cfg.alpha).any():
         return None
-    holm = (f" and Holm's correction multiplies it by the number of comparisons in its "
-            f"{'column' if cfg.family == 'column' else 'table'}" if cfg.correction == "holm" else "")
+    holm_text = (f" and Holm's correction multiplies it by the number of comparisons in its "
+                 f"{'column' if cfg.family == 'column' else 'table'}" if cfg.correction == "holm" else "")
     return (f"No p-values: with {n_targets} targets, the smallest p-value a per-target test can give is "
             f"{2.0 / 2 ** n_targets:.3g} (each of the 2^{n_targets} sign patterns of the targets' differences is "
-            f"as likely under the null){holm}: {smallest.min():.3g} at best, above alpha = {cfg.alpha:g}, so no "
+            f"as likely under the null){holm_text}: {smallest.min():.3g} at best, above alpha = {cfg.alpha:g}, so no "
             f"difference in this table can be shown significant. More targets are needed "
             f"({_targets_needed(cfg)} for a single per-target test to reach p < {cfg.alpha:g}); the intervals "
             "still show how far each mean may move.")
