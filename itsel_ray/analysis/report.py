@@ -321,7 +321,8 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
         f"scored seeds, and \"(k of n)\" where some seeds are unscored. CSV: {link('per_target')}.", "",
         md["per_target"], "",
         "Scored cells per selector and group; an undefined cell (a metric without a value there, e.g. a best "
-        "transfer score of 0) and a missing one (a missing score) are in no mean. "
+        "transfer score of 0), a missing one (a missing score) and a failed one (the selector raised there; the "
+        "notes say why) are in no mean. "
         f"CSV: {link('cell_counts')}.", "", md["cell_counts"], "",
         "## Table 4: transfer gain of the selected sources", "",
         "The best transfer score among each selector's top-k sources, against no transfer (rel. gain = mean "
