@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from itsel_ray.tasks.synthetic import RELATED
+from itsel_ray.tasks.synthetic import ANTI_RELATED, RELATED
 
 
 def total_pss_bytes() -> int:
@@ -66,9 +66,9 @@ def run_demo(storage: Path, extra: list[str]) -> dict:
 def transfer_gap(results: pd.DataFrame) -> dict:
     tr = results[(results.stage == "transfer") & (results.status == "done")]
     related = tr[[s in RELATED[t] for s, t in zip(tr.source, tr.target)]]
-    # more34 reads group 4 with a negative sign: has4 is neither related nor a fair "unrelated" there
-    unrelated = tr[[s not in RELATED[t] and not (t == "syn_more34" and s == "syn_has4")
-                    for s, t in zip(tr.source, tr.target)]]
+    # a "more" rule reads its second group with a negative sign: that source is neither related nor a fair
+    # "unrelated" there
+    unrelated = tr[[s not in RELATED[t] and s not in ANTI_RELATED[t] for s, t in zip(tr.source, tr.target)]]
     base = results[(results.stage == "tune") & (results.role == "target") & (results.status == "done")]
     return {"related": related.score.mean(), "unrelated": unrelated.score.mean(), "no_transfer": base.score.mean(),
             "gap": related.score.mean() - unrelated.score.mean(),
@@ -79,7 +79,7 @@ def _best_related_wins(tr: pd.DataFrame) -> str:
     wins = cells = 0
     for (target, seed), cell in tr.groupby(["target", "seed"]):
         rel = cell[cell.source.isin(RELATED[target])].score.max()
-        unrel = cell[~cell.source.isin(RELATED[target])].score.max()
+        unrel = cell[~cell.source.isin([*RELATED[target], *ANTI_RELATED[target]])].score.max()
         wins, cells = wins + int(rel > unrel), cells + 1
     return f"{wins}/{cells}"
 
@@ -94,7 +94,7 @@ def selector_auc(scores: pd.DataFrame, step: float | None) -> pd.Series:
         for (target, seed), cell in rows.groupby(["target", "seed"]):
             related = set(RELATED.get(target, ()))
             s = dict(zip(cell.source, cell.score))
-            excluded = {"syn_has4"} if target == "syn_more34" else set()
+            excluded = set(ANTI_RELATED.get(target, ()))
             for r in related & set(s):
                 for u in set(s) - related - excluded:
                     pairs.append(1.0 if s[r] > s[u] else 0.5 if s[r] == s[u] else 0.0)
@@ -121,13 +121,40 @@ def main(argv=None) -> None:
           f"best related source beats best unrelated in {gap['best_related_beats_best_unrelated']} cells")
     metrics = pd.read_csv(root / "analysis" / "table3_all_metrics.csv").set_index("selector")
     auc = selector_auc(pd.read_csv(root / "analysis" / "selector_scores.csv"), None)
-    table = metrics[["nDCG", "R@1", "R@3", "cells"]].join(auc)
+    table = metrics[["nDCG", "Spearman", "R@1", "R@3", "cells"]].join(auc)
     rnd = metrics.loc["RANDOM"]
-    print(f"RANDOM (exact expectation): nDCG {rnd['nDCG']:.1f}, R@1 {rnd['R@1']:.2f}, AUC 0.50")
+    print(f"RANDOM (exact expectation): nDCG {rnd['nDCG']:.1f}, R@1 {rnd['R@1']:.2f}, Spearman 0, AUC 0.50")
     print(table.round(3).to_string())
     better = [s for s in table.index if table.loc[s, "nDCG"] > rnd["nDCG"] and table.loc[s, "R@1"] < rnd["R@1"]
               and s not in ("RANDOM", "RANDOM (draw)")]
     print("beat RANDOM on both nDCG and Regret@1:", ", ".join(better) or "none")
+    print(uncertainty_table(root).to_string())
+
+
+def uncertainty_table(root: Path) -> pd.DataFrame:
+    """Per selector at the headline step: nDCG x100 and Spearman, each with the analysis' 95 % interval over
+    targets (itsel_ray.analysis.uncertainty.bootstrap_t) and the per-target bootstrap-t p-value against RANDOM's
+    exact expectation (Spearman's is 0)."""
+    from itsel_ray.analysis.uncertainty import bootstrap_t, cluster_bootstrap_t
+
+    tidy = pd.read_csv(root / "analysis" / "selector_metrics.csv")
+    tidy = tidy[(tidy.group == "all") & (tidy.status == "ok")]
+    last = tidy.step.max()
+    tidy = tidy[tidy.step.isna() | (tidy.step == last)]
+    grid = lambda rows, m: rows.pivot_table(index="target", columns="seed", values=m).to_numpy()  # noqa: E731
+    random_ndcg = grid(tidy[tidy.selector == "RANDOM"], "ndcg")
+    out = {}
+    for selector, rows in tidy.groupby("selector", sort=False):
+        row = {}
+        for m, scale, null in (("ndcg", 100, random_ndcg), ("spearman", 1, None)):
+            v = grid(rows, m)
+            ci = bootstrap_t(v, level=0.95, resamples=2000, seed=0, bounds=(-1.0, 1.0))
+            null = np.zeros_like(v) if null is None else null
+            p = cluster_bootstrap_t(v, null, permutations=10000, seed=0) if selector != "RANDOM" else np.nan
+            row[m] = f"{np.nanmean(v) * scale:.2f} [{ci.low * scale:.2f}, {ci.high * scale:.2f}]"
+            row[f"p {m}"] = "-" if np.isnan(p) else f"{p:.4f}"
+        out[selector] = row
+    return pd.DataFrame(out).T
 
 
 if __name__ == "__main__":

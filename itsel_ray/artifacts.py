@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,14 +89,26 @@ def prompt_to_bytes(prompt: np.ndarray, *, fmt: str = "safetensors", metadata: d
     if prompt.ndim != 2:
         raise PromptFileError(f"a prompt must be 2-D [tokens, d_model], got shape {prompt.shape}")
     if fmt == "safetensors":
-        from safetensors.numpy import save
-
-        return save({PROMPT_KEY: prompt}, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        return _safetensors_bytes(prompt, {str(k): str(v) for k, v in (metadata or {}).items()})
     if fmt == "npy":
         buf = io.BytesIO()
         np.save(buf, prompt, allow_pickle=False)
         return buf.getvalue()
     raise PromptFileError(f"unknown prompt format {fmt!r}; valid: npy, safetensors")
+
+
+def _safetensors_bytes(prompt: np.ndarray, metadata: dict[str, str]) -> bytes:
+    """The safetensors file of one float32 tensor, byte for byte reproducible: the metadata keys sorted.
+
+    The format: an 8-byte little-endian header length, the JSON header (space-padded to a multiple of 8 bytes),
+    then the raw little-endian data. The safetensors library passes metadata through a hash map whose order
+    changes from process to process, so the same prompt saved twice gave different bytes (and checksums); this
+    writes the header the library writes, in one fixed order, and the library reads it back unchanged."""
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    header[PROMPT_KEY] = {"dtype": "F32", "shape": list(prompt.shape), "data_offsets": [0, prompt.nbytes]}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + prompt.astype("<f4", copy=False).tobytes()
 
 
 def save_prompt(path: str | os.PathLike, prompt: np.ndarray, *, metadata: dict[str, str] | None = None) -> Path:

@@ -22,6 +22,12 @@ TINY_MODEL = {
 }
 
 
+# Torch threads of the engine tests' trials. 1 by default (fast and quiet on a shared 2-core machine); the numerical
+# tests must also hold with more, since the reduction order changes with the thread count: check with
+# `ITSEL_RAY_TEST_THREADS=2 python -m pytest` (and the SIMD paths with ATEN_CPU_CAPABILITY=default, see README).
+TEST_THREADS = int(os.environ.get("ITSEL_RAY_TEST_THREADS", "1"))
+
+
 def tiny_trial(**overrides) -> TrialConfig:
     """A trial on a synthetic task with a tiny random frozen T5; nested overrides merge into the defaults."""
     base = {
@@ -31,7 +37,7 @@ def tiny_trial(**overrides) -> TrialConfig:
         "prompt": {"length": 10, "init": "vocab_sample", "population": 300},
         "optim": {"name": "adam", "lr": 0.3, "weight_decay": 0.0, "schedule": "constant", "max_grad_norm": None},
         "train": {"max_steps": 20, "batch_size": 16, "eval_every": 10, "save_every": 10, "loss": "label",
-                  "eval_mode": "rank", "max_eval_examples": 64, "threads": 1},
+                  "eval_mode": "rank", "max_eval_examples": 64, "threads": TEST_THREADS},
     }
     return TrialConfig.from_dict(merge(base, overrides))
 

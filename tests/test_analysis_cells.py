@@ -1,9 +1,11 @@
 """Per-cell evaluation: source groups, missing transfer scores (skipped or ranked over present sources), and
 the headline-step summary."""
 
+import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from itsel_ray.analysis import PAPER_TASKS, Study, analysis_config_from_dict
@@ -82,3 +84,33 @@ def test_report_for_prompt_free_selectors_with_default_table_lists(tmp_path):
     t4 = result.files["table4"].read_text()
     assert "SIZE" in t4 and "RANDOM" in t4 and "FEATURE" not in t4
     assert not (tmp_path / "figures" / "fig5_ndcg_by_step.png").exists()  # no prompt selectors, no Fig. 5
+
+
+def test_a_selector_that_raises_on_a_cell_leaves_it_failed_and_the_rest_scored(tmp_path, monkeypatch):
+    from itsel_ray.analysis import analysis_config_from_dict, run_analysis
+    from itsel_ray.analysis.synthetic import synthetic_study
+    from itsel_ray.selection import SELECTORS
+
+    study = synthetic_study(n_sources=4, n_targets=3, seeds=(28, 52), steps=(10,), tokens=2, dim=3)
+    size = SELECTORS.get("size")
+    original = size.fn
+
+    def flaky(inp, opts):
+        if inp.target == study.targets[1]:
+            raise FloatingPointError("no sizes for this one")
+        return original(inp, opts)
+
+    monkeypatch.setitem(SELECTORS._items, "size", dataclasses.replace(size, fn=flaky))
+    cfg = analysis_config_from_dict({"selectors": ["random", "size"], "metrics": ["ndcg", "regret@1"],
+                                     "step_selectors": [], "table4_selectors": [], "groups": [],
+                                     "uncertainty": {"resamples": 200, "reference": "size"}})
+    result = run_analysis(study, cfg, tmp_path)
+    rows = result.tidy[result.tidy.selector == "SIZE"]
+    failed = rows[rows.status == "failed"]
+    assert set(failed.target) == {study.targets[1]} and len(failed) == 2
+    assert (failed.error == "FloatingPointError: no sizes for this one").all() and failed.ndcg.isna().all()
+    assert (rows[rows.target != study.targets[1]].status == "ok").all()
+    assert (result.tidy[result.tidy.selector == "RANDOM"].status == "ok").all()
+    counts = pd.read_csv(tmp_path / "cell_counts.csv", index_col=0)
+    assert (counts.loc["SIZE", "ALL scored"], counts.loc["SIZE", "ALL failed"]) == (4, 2)
+    assert "SIZE failed on 2 cells, which are unscored: FloatingPointError: no sizes" in result.report.read_text()

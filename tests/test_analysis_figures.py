@@ -84,3 +84,53 @@ def test_coinciding_fig5_lines_share_one_legend_entry_and_the_rest_differ(captur
     lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 2 or line.get_marker() not in ("None", "")]
     assert len({(line.get_marker(), line.get_linestyle()) for line in lines}) == len(lines)
     assert all(line.get_markerfacecolor() == "none" for line in lines)
+
+
+def _tidy_by_step(rng):
+    rows = []
+    for selector, level in (("MAX", 0.8), ("FEATURE", 0.6)):
+        for target in ("a", "b", "c", "d", "e", "f"):
+            for seed in (1, 2, 3):
+                for step in (10, 20, 30):
+                    rows.append({"selector": selector, "group": "all", "status": "ok", "step": step, "target": target,
+                                 "seed": seed, "ndcg": min(1.0, level + step / 300 + rng.normal(0, 0.05))})
+    tidy = pd.DataFrame(rows)
+    tidy["step"] = tidy["step"].astype("Int64")
+    return tidy
+
+
+def test_fig5_shades_each_line_with_its_interval(captured, tmp_path):
+    from itsel_ray.analysis.uncertainty import bootstrap_t
+
+    tidy = _tidy_by_step(np.random.default_rng(0))
+    def band(v):
+        ci = bootstrap_t(v, level=0.95, resamples=500, seed=0, bounds=(-np.inf, 1.0))
+        return ci.low, ci.high
+
+    figures.fig5_ndcg_by_step(tidy, ["MAX", "FEATURE"], [], tmp_path / "5.png", band=band)
+    ax = captured[0].axes[0]
+    assert len(ax.collections) == 2  # one band per line
+    bands = figures.step_bands(tidy, ["MAX", "FEATURE"], band)
+    at = bands[(bands.selector == "MAX") & (bands.step == 20)].iloc[0]
+    cells = tidy[(tidy.selector == "MAX") & (tidy.step == 20)].pivot(index="target", columns="seed", values="ndcg")
+    assert (at.low, at.high) == tuple(band(cells.to_numpy()))
+    assert at.low < cells.to_numpy().mean() < at.high
+    assert "interval of each mean over 6 targets" in ax.get_title()
+
+
+def test_fig7_shares_its_y_axis_labels_its_axes_and_shades_the_seed_spread(captured, tmp_path):
+    tidy = _tidy_by_step(np.random.default_rng(1))
+    order = ["c", "a", "b", "f", "e", "d"]
+    figures.fig7_ndcg_by_step_per_target(tidy, ["MAX", "FEATURE"], order, tmp_path / "7.png",
+                                         rows_of={t: 100 for t in order})
+    fig = captured[0]
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert [ax.get_title().split(") ")[1] for ax in panels] == [f"{t} (100 rows)" for t in order]
+    assert len({ax.get_ylim() for ax in panels}) == 1  # one y-axis for all
+    assert fig.get_supxlabel() == "target prompt checkpoint step" and fig.get_supylabel() == "nDCG (x100)"
+    first = panels[0]
+    assert len(first.collections) == 2  # a seed-spread band per selector
+    edge = first.collections[0].get_paths()[0].vertices[:, 1]
+    for step in (10, 20, 30):
+        seeds = tidy[(tidy.selector == "MAX") & (tidy.target == "c") & (tidy.step == step)].ndcg * 100
+        assert np.isclose(edge, seeds.min()).any() and np.isclose(edge, seeds.max()).any()

@@ -46,3 +46,46 @@ def test_a_bad_logme_table_names_the_file_and_column(folder, tmp_path):
     table.to_csv(copy / "logme.csv", index=False)
     with pytest.raises(InputError, match=r"logme\.csv: column 'score' must hold numbers; row 1 has 'high'"):
         study_from_sweep(copy)
+
+
+def test_a_target_the_scorer_failed_on_is_unscored_with_its_reason(folder, tmp_path):
+    import shutil
+
+    study, path = folder
+    copy = shutil.copytree(path, tmp_path / "results")
+    table = pd.read_csv(copy / "logme.csv")
+    failed = table["target"] == study.targets[1]
+    table.loc[failed, "score"] = np.nan
+    table["error"] = np.where(failed, "ZeroDivisionError: float division by zero", "")
+    table.to_csv(copy / "logme.csv", index=False)
+    read = study_from_sweep(copy)
+    assert np.isnan(read.logme[1]).all() and np.isfinite(read.logme[0]).all()
+    assert any(f"LOGME has no score for target {study.targets[1]} (4 sources): ZeroDivisionError" in n
+               for n in read.notes)
+    cfg = analysis_config_from_dict({"selectors": ["random", "logme"], "metrics": ["ndcg"], "step_selectors": [],
+                                     "table4_selectors": [], "groups": [], "uncertainty": {"resamples": 200}})
+    result = run_analysis(read, cfg, tmp_path / "out")
+    logme_rows = result.tidy[result.tidy.selector == "LOGME"]
+    assert (logme_rows.status == "ok").sum() == 2 and (logme_rows.status == "missing").sum() == 2
+    assert "ZeroDivisionError" in result.report.read_text()
+
+
+def test_the_model_table_leaves_a_failing_target_unscored_and_goes_on(monkeypatch):
+    import types
+
+    from itsel_ray.runs import model_tables
+
+    def scorer(cfg, prompts, *, max_examples):
+        if cfg.task == "bad":
+            return {s: 1.0 / 0.0 for s in prompts}
+        return {s: float(i) for i, s in enumerate(prompts)}, max_examples
+
+    module = types.ModuleType("fake_scorer")
+    module.score = scorer
+    monkeypatch.setitem(__import__("sys").modules, "fake_scorer", module)
+    fn = model_tables.ScoreTarget("fake_scorer:score", {"a": np.zeros((2, 2)), "b": np.zeros((2, 2))}, 16)
+    cfg = lambda task: types.SimpleNamespace(task=task, train=types.SimpleNamespace(loss="label"))  # noqa: E731
+    rows = [row for task in ("good", "bad") for row in fn(cfg(task))]
+    bad = [r for r in rows if r["target"] == "bad"]
+    assert [r["score"] for r in rows if r["target"] == "good"] == [0.0, 1.0]
+    assert all(np.isnan(r["score"]) and r["error"] == "ZeroDivisionError: float division by zero" for r in bad)

@@ -26,7 +26,8 @@ def small_study():
 def small_config():
     # The demo's definition on paper-named tasks: the paper's Table 6 groups and targets.
     data = dataclasses.asdict(load_analysis_config(builtin_config("demo")))
-    data.update(tsne_targets=["cola", "copa"], groups=["classification", "multiple_choice", "qa"])
+    data.update(tsne_targets=["cola", "copa"], groups=["classification", "multiple_choice", "qa"],
+                tsne_min_tokens=1)  # 6-token prompts: drawn here to test the figure; the default leaves it out
     return analysis_config_from_dict(data)
 
 
@@ -85,3 +86,47 @@ def test_ray_and_plain_give_identical_numbers(tmp_path):
     pd.testing.assert_frame_equal(plain.tidy, parallel.tidy, check_exact=True)
     for name in (*TABLES, "selector_scores", "summary"):
         assert (tmp_path / "plain" / f"{name}.csv").read_text() == (tmp_path / "ray" / f"{name}.csv").read_text()
+
+
+def test_the_report_says_which_environments_the_trials_ran_in(tmp_path):
+    import json
+
+    from itsel_ray.analysis import analysis_config_from_dict, run_analysis, study_from_sweep
+    from itsel_ray.analysis.synthetic import synthetic_study, write_sweep_folder
+
+    study = synthetic_study(n_sources=3, n_targets=2, seeds=(28, 52), steps=(10,), tokens=2, dim=3)
+    folder = write_sweep_folder(study, tmp_path / "results")
+    results = pd.read_csv(folder / "results.csv")
+    done = results.index[results.status == "done"]
+    results["environment"] = ""
+    results.loc[done[:-2], "environment"] = "aaaaaaaaaaaa"
+    results.loc[done[-2:-1], "environment"] = "bbbbbbbbbbbb"  # one trial from another machine, one unrecorded
+    results.to_csv(folder / "results.csv", index=False)
+    (folder / "environments.json").write_text(json.dumps({
+        "aaaaaaaaaaaa": {"summary": "AMD EPYC (avx2, fma) x2 | torch 2.13.0 AVX2, 1 thread, mkl",
+                         "trials": len(done) - 2},
+        "bbbbbbbbbbbb": {"summary": "Intel Xeon (avx512f, avx2) x8 | torch 2.13.0 AVX512", "trials": 1}}))
+    read = study_from_sweep(folder)
+    assert [e["fingerprint"] for e in read.environments] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", ""]
+    assert read.environments[2]["trials"] == 1
+    cfg = analysis_config_from_dict({"selectors": ["random", "size"], "metrics": ["ndcg"], "step_selectors": [],
+                                     "table4_selectors": [], "groups": [], "uncertainty": {"resamples": 200,
+                                                                                          "reference": "size"}})
+    text = run_analysis(read, cfg, tmp_path / "out").report.read_text()
+    section = text[text.index("## Where these numbers came from"):text.index("## Table 3")]
+    assert f"- {len(done) - 2} finished trials, environment `aaaaaaaaaaaa`: AMD EPYC (avx2, fma) x2" in section
+    assert "- 1 finished trials, environment unrecorded" in section
+    assert "**The trials ran in more than one environment.**" in section
+    assert "this analysis ran on: " in section
+
+
+def test_figure4_is_left_out_for_short_prompts_and_carries_a_caveat_otherwise(tmp_path):
+    study = small_study()
+    data = dataclasses.asdict(small_config())
+    short = run_analysis(study, analysis_config_from_dict({**data, "tsne_min_tokens": 25}), tmp_path / "a",
+                         text_embeddings=fake_text_embeddings(study))
+    assert not list((tmp_path / "a" / "figures").glob("fig4_*"))
+    assert any("Figure 4: no t-SNE: 6 tokens per prompt (4 x 6 points)" in m for m in short.messages)
+    text = run_analysis(study, small_config(), tmp_path / "b", text_embeddings=fake_text_embeddings(study)
+                        ).report.read_text()
+    assert "t-SNE keeps near neighbours, not distances or cluster sizes" in text

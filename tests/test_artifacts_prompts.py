@@ -109,3 +109,34 @@ def test_shape_checks_still_name_the_file(tmp_path):
     np.save(tmp_path / "flat.npy", PROMPT.ravel())
     with pytest.raises(PromptFileError, match=r"flat\.npy: a prompt must be 2-D"):
         load_prompt(tmp_path / "flat.npy")
+
+
+def test_a_safetensors_prompt_file_is_byte_reproducible_and_reads_back(tmp_path):
+    import hashlib
+    import subprocess
+    import sys
+
+    from safetensors import safe_open
+    from safetensors.numpy import load
+
+
+    # The safetensors library orders metadata by a per-process hash seed: the same call gave other bytes in
+    # another process. Three processes, one file.
+    code = ("import hashlib, numpy as np; from itsel_ray.artifacts import prompt_to_bytes; "
+            "p = np.arange(12, dtype=np.float32).reshape(3, 4) / 7; "
+            "print(hashlib.sha256(prompt_to_bytes(p, metadata={'step': 5, 'score': 81.25, 'source': 'mnli', "
+            "'seed': 42})).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+               for _ in range(3)}
+    prompt = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    data = prompt_to_bytes(prompt, metadata={"step": 5, "score": 81.25, "source": "mnli", "seed": 42})
+    assert digests == {hashlib.sha256(data).hexdigest() + "\n"}
+    # the header is the library's, keys in one order: a golden value that holds on any machine
+    assert data[8:].startswith(b'{"__metadata__":{"score":"81.25","seed":"42","source":"mnli","step":"5"},')
+    assert hashlib.sha256(data).hexdigest()[:16] == "04f8f5134f044a6e"
+    np.testing.assert_array_equal(load(data)["prompt"], prompt)
+    path = tmp_path / "p.safetensors"
+    path.write_bytes(data)
+    with safe_open(str(path), framework="numpy") as f:
+        assert f.metadata() == {"score": "81.25", "seed": "42", "source": "mnli", "step": "5"}
+    np.testing.assert_array_equal(load_prompt(path), prompt)

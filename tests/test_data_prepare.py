@@ -21,6 +21,7 @@ from itsel_ray.tasks import spec as spec_module
 from itsel_ray.tasks.spec import clear_row_cache
 from itsel_ray.trial_config import DataConfig, ModelConfig, TrialConfig
 from itsel_ray.engine.t5 import T5
+from tests.conftest import TEST_THREADS
 from tests.mirrors import PAPER_TASKS, TOKENIZER, fixture, split_path, write_mirror, write_parquet, write_task
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "uds-lsv_intermediate-task-selection" / "seq2seq"
@@ -175,7 +176,7 @@ def test_run_trial_trains_from_the_prepared_cache(mirror, tmp_path, monkeypatch)
         "task": "rte", "seed": 1, "model": {"config": TINY, "tokenizer": TOKENIZER}, "prompt": {"length": 2},
         "optim": {"name": "adam", "lr": 0.1}, "data": {"cache_dir": str(tmp_path / "cache")},
         "train": {"max_steps": 2, "batch_size": 2, "eval_every": 2, "save_every": 2, "loss": "label",
-                  "eval_mode": "rank", "threads": 1}})
+                  "eval_mode": "rank", "threads": TEST_THREADS}})
     result = T5.run_trial(cfg, tmp_path / "trial")
     assert result.status == "done" and result.steps == 2 and np.isfinite(result.best_score)
 

@@ -50,12 +50,18 @@ def test_micro_batches_give_the_full_batch_updates(loss, variable_targets, tmp_p
     # differences flip the tiny components.
     optim = {"name": "adafactor", "lr": 0.5, "schedule": "linear", "weight_decay": 1e-5, "max_grad_norm": 1.0}
     full = _prompt_after(tiny_trial(train=steps, optim=optim), tmp_path / "full", 4)
+    start = load_prompt(TrialFiles(tmp_path / "full").snapshot(0))
+    moved = np.abs(full - start).max()
+    assert moved > 1e-2  # the prompt moved: the comparison is not between unchanged prompts
     for micro in (4, 5):  # 5 leaves an uneven last micro-batch (5, 5, 5, 1)
         part = _prompt_after(tiny_trial(train={**steps, "micro_batch_size": micro}, optim=optim),
                              tmp_path / f"m{micro}", 4)
-        np.testing.assert_allclose(part, full, rtol=1e-4, atol=1e-5)
-    start = load_prompt(TrialFiles(tmp_path / "full").snapshot(0))
-    assert np.abs(full - start).max() > 1e-2  # the prompt moved: the comparison is not between unchanged prompts
+        # The two sum the same float32 terms in another order, and four optimiser steps carry the rounding on;
+        # how far depends on the CPU's kernels (AVX2, 1 or 2 threads: 1e-6 of a 2.4 move; an AVX-512 machine:
+        # ~1e-5). An element-wise relative tolerance fails on the components near 0, so the bound is relative to
+        # how far the prompt moved: 1e-4 of it, 100x the AVX2 spread, still 1,000x below what dropping the
+        # per-micro-batch weights costs (the gradient test below).
+        assert np.abs(part - full).max() <= 1e-4 * moved
 
 
 def _setup(cfg):
@@ -84,8 +90,11 @@ def test_unit_weights_make_the_accumulated_gradient_exact_and_equal_weights_do_n
     units = [loss.units(b, 0) for b in parts]
     weighted = _grad(model, loss, parts, data, [n / sum(units) for n in units])
     naive = _grad(model, loss, parts, data, [1 / len(parts)] * len(parts))
-    torch.testing.assert_close(weighted, full, rtol=1e-4, atol=1e-6)
-    assert not torch.allclose(naive, full, rtol=1e-2, atol=1e-4)
+    scale = full.abs().max()
+    # float32 rounding of one backward pass: 2e-7 to 1e-6 of the largest component with AVX2 or without SIMD, 1 or 2
+    # threads; a margin of 100x for other kernels, still 3,000x below what equal weights cost
+    assert (weighted - full).abs().max() <= 1e-4 * scale
+    assert (naive - full).abs().max() > 1e-2 * scale
 
 
 def test_activation_checkpointing_gives_the_same_gradient_with_dropout():

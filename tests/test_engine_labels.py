@@ -18,6 +18,7 @@ from itsel_ray.metrics.task_metrics import TASK_METRICS, normalize_answer
 from itsel_ray.numbers import parse_number, score_digits, spell_number
 from itsel_ray.tasks import SOURCE_TASKS, TARGET_TASKS, Labels, get_task
 from itsel_ray.engine.t5 import T5
+from tests.conftest import TEST_THREADS
 from tests.test_engine_tasks import fixture_rows  # noqa: F401  (fixture rows in the datasets' schemas)
 
 TOKENIZER = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "t5_tokenizer"
@@ -239,7 +240,7 @@ def _real_vocab_trial(task: str, loss: str, mode: str, style: str = "text"):
                              "num_decoder_layers": 1, "dropout_rate": 0.0}, "tokenizer": str(TOKENIZER)},
         "prompt": {"length": 4}, "optim": {"name": "adafactor", "lr": 0.5},
         "train": {"max_steps": 2, "batch_size": 2, "eval_every": 2, "save_every": 2, "loss": loss,
-                  "eval_mode": mode, "max_new_tokens": 4, "threads": 1},
+                  "eval_mode": mode, "max_new_tokens": 4, "threads": TEST_THREADS},
     })
 
 

@@ -14,6 +14,7 @@ from itsel_ray.tasks import SOURCE_TASKS, TARGET_TASKS, get_task
 from itsel_ray.tasks import spec as spec_module
 from itsel_ray.tasks.synthetic import VOCABULARIES
 from itsel_ray.engine.t5 import T5
+from tests.conftest import TEST_THREADS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 
@@ -66,7 +67,7 @@ def _cfg(task: str, loss: str, eval_mode: str) -> TrialConfig:
         "prompt": {"length": 4},
         "optim": {"name": "adafactor", "lr": 0.5},
         "train": {"max_steps": 2, "batch_size": 2, "eval_every": 2, "save_every": 1, "loss": loss,
-                  "eval_mode": eval_mode, "max_new_tokens": 6, "threads": 1},
+                  "eval_mode": eval_mode, "max_new_tokens": 6, "threads": TEST_THREADS},
     })
 
 

@@ -21,7 +21,7 @@ def test_unknown_stage_raises():
 
 
 def test_source_and_target_seeds_stay_apart():
-    sweep = load_sweep("demo")
+    sweep = load_sweep("paper")
     tune = plan_stage(sweep, "tune")
     assert {(t.role, t.seed) for t in tune} == {("source", 42), ("source", 150), ("source", 386),
                                                 ("target", 28), ("target", 52), ("target", 112)}

@@ -11,7 +11,7 @@ from itsel_ray.runs.sweep_file import load_sweep, sweeps_dir
 from itsel_ray.runs.plan import plan_stage, trial_from_config, trial_point
 
 SHIPPED = sorted(p.stem for p in sweeps_dir().glob("*.yaml") if p.stem != "defaults")
-EXPECTED = {"paper": (69, 390), "demo": (30, 72), "smoke": (4, 4)}
+EXPECTED = {"paper": (69, 390), "demo": (34, 96), "smoke": (4, 4)}
 
 
 def test_shipped_sweeps_are_the_expected_ones():

@@ -58,7 +58,7 @@ def test_every_planned_trial_is_a_row_and_missing_is_never_zero(sweep, tmp_path)
     run_fake(sweep, storage, tune[2], status="running")
     results, prompts = write_tables(sweep, storage)
     assert len(results) == len(tune) + len(plan_stage(sweep, "transfer"))
-    assert list(results.columns[:len(HEAD)]) == HEAD and list(results.columns[-2:]) == TAIL
+    assert list(results.columns[:len(HEAD)]) == HEAD and list(results.columns[-len(TAIL):]) == TAIL
     assert [c for c in results.columns if c not in HEAD + TAIL] == ["metric_accuracy"]
     by_key = {(r.stage, r.task, r.source, r.seed): r for r in results.itertuples()}
     first = by_key[("tune", tune[0].task, "", tune[0].seed)]
@@ -80,8 +80,8 @@ def test_tables_round_trip_and_leave_no_temp_files(sweep, tmp_path):
     run_tune_stage(sweep, storage)
     results, prompts = write_tables(sweep, storage)
     folder = storage.local("results")
-    assert sorted(p.name for p in folder.iterdir()) == ["prompts.csv", "prompts.parquet", "results.csv",
-                                                        "results.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == ["environments.json", "prompts.csv", "prompts.parquet",
+                                                        "results.csv", "results.parquet"]
     back = pd.read_parquet(folder / "results.parquet")
     pd.testing.assert_frame_equal(back, results)
     csv = pd.read_csv(folder / "results.csv", keep_default_na=True)
@@ -167,3 +167,32 @@ def test_remote_storage_uses_pyarrow(sweep, tmp_path):
     assert (results[results.stage == "tune"].status == "done").all()
     assert all(remote.exists(p.removeprefix("../")) for p in prompts.path)
     assert remote.read_bytes("no/such/file") is None
+
+
+def test_each_trial_names_the_environments_it_ran_in(sweep, tmp_path, monkeypatch):
+    from itsel_ray import environment
+    from itsel_ray.runs.provenance import ENV_FILE, record_environment
+
+    storage = Storage(tmp_path / "store")
+    tune = plan_stage(sweep, "tune")
+    for t in tune[:3]:
+        run_fake(sweep, storage, t)
+    first = record_environment(storage.local(tune[0].key))
+    assert record_environment(storage.local(tune[0].key)) == first  # the same environment is recorded once
+    record_environment(storage.local(tune[1].key))
+    # the third trial resumed on another machine: another CPU, so another fingerprint
+    record_environment(storage.local(tune[2].key))
+    other = {**environment.cpu(), "model": "Another CPU", "isa": ["avx512f"]}
+    monkeypatch.setattr(environment, "cpu", lambda: other)
+    second = record_environment(storage.local(tune[2].key))
+    assert second["fingerprint"] != first["fingerprint"] and second["cpu"]["model"] == "Another CPU"
+    assert len(read_json(storage.local(tune[2].key) / ENV_FILE)["environments"]) == 2
+    results, _ = write_tables(sweep, storage)
+    env = dict(zip(results.task + "/" + results.seed.astype(str) + "/" + results.stage, results.environment))
+    assert env[f"{tune[0].task}/{tune[0].seed}/tune"] == first["fingerprint"]
+    assert env[f"{tune[2].task}/{tune[2].seed}/tune"] == f"{first['fingerprint']}+{second['fingerprint']}"
+    assert (results.environment[results.status != "done"] == "").all()
+    table = read_json(storage.local("results") / "environments.json")
+    assert list(table) == [first["fingerprint"], second["fingerprint"]]  # most trials first
+    assert table[first["fingerprint"]]["trials"] == 3 and table[second["fingerprint"]]["trials"] == 1
+    assert table[second["fingerprint"]]["summary"].startswith("Another CPU (avx512f)")

@@ -70,6 +70,17 @@ def test_smoke_sweep_end_to_end(local_ray, tmp_path):
     assert glob.glob(str(root / "ray_tune" / "transfer-*" / "*" / "stdout"))
     assert glob.glob(str(root / "ray_tune" / "transfer-*" / "*" / "events.out.tfevents.*"))  # TensorBoard
     assert not glob.glob(str(root / "ray_tune" / "*" / "*" / "checkpoint_*"))  # the trial folder is the state
+
+    # every trial says where it ran: the start event and the trial folder's environment.json (with the torch the
+    # engine loaded and its threads), named in the results and described in results/environments.json
+    fingerprints = set(results.environment)
+    assert len(fingerprints) == 1 and "" not in fingerprints and "+" not in next(iter(fingerprints))
+    described = read_json(root / "results" / "environments.json")
+    assert set(described) == fingerprints and described[results.environment[0]]["trials"] == 8
+    env = read_json(root / "results" / results.trial_dir[0] / "environment.json")["environments"][0]
+    assert env["torch"]["threads"] == 1 and env["cpu"]["model"] and env["versions"]["torch"]
+    starts = [read_json(f) for f in glob.glob(str(root / "events" / "*" / "**" / "*-start.json"), recursive=True)]
+    assert len(starts) == 8 and all(e["env"]["cpu"] == env["cpu"] for e in starts)
     from itsel_ray.runs.progress import latest_run
     from itsel_ray.runs.storage import Storage
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from itsel_ray.analysis.meta import CATEGORIES
-from itsel_ray.analysis.uncertainty import INTERVALS, PAIRED_TESTS
+from itsel_ray.analysis.uncertainty import CORRECTIONS, FAMILIES, INTERVALS, PAIRED_TESTS
 from itsel_ray.definitions import definitions_dir
 from itsel_ray.schema import ConfigError, from_dict, read_yaml
 from itsel_ray.metrics.ranking import GAINS, MetricSpec, parse_metric
@@ -59,20 +59,33 @@ class SembConfig:
 
 @dataclass(frozen=True)
 class UncertaintyConfig:
-    """How sure the Table 3 means are (`itsel_ray/analysis/uncertainty.py`).
+    """How sure the Table 3 means are (`itsel_ray/analysis/uncertainty.py`); targets are the sampled unit.
 
-    interval: the interval method (bootstrap: two-stage over targets, then seeds within targets), at `level`, from
-    `resamples` resamples. test: the paired test of every selector against RANDOM's exact expectation and against
-    `reference` (a selector name or label): sign-flip (per cell) or cluster-sign-flip (per target), exact when
-    2^units <= permutations, else `permutations` random sign patterns.
-    seed: every resample and random sign pattern comes from it, so a rerun gives the same numbers.
+    interval: bootstrap-t (studentized, over targets; the default) or bootstrap (the older two-stage percentile
+    interval, too narrow with few targets), at `level`, from `resamples` resamples. test: the paired test of every
+    selector against `reference` (a selector name or label): cluster-sign-flip (per target; the default),
+    cluster-bootstrap-t, or sign-flip (per cell: too many false positives when a target's seeds move together);
+    the sign flips are exact when 2^units <= permutations, else `permutations` random sign patterns. random_test:
+    the test against RANDOM's exact expectation, from the same list (default cluster-bootstrap-t: the difference
+    from an expectation is skewed, and a sign flip then rejects a true null too often).
+    correction: none (per comparison, the default) or holm, over a `family` of comparisons: `column` (every test in
+    one Table 3 column, i.e. one group and metric) or `table` (every test in Table 3). With the exact per-target
+    test the smallest p is 2 / 2^T, so Holm over m comparisons needs m * 2 / 2^T <= alpha: at the paper's 10
+    targets and a column of 24 comparisons (12 selectors, two references) it cannot reach 0.05. alpha: the level at which the report checks whether any
+    test can reach significance at all (with 4 targets the per-target test's smallest p is 0.125, and the report
+    then says so instead of printing p-values). seed: every resample and random sign pattern comes from it, so a
+    rerun gives the same numbers.
     """
 
-    interval: str = "bootstrap"
+    interval: str = "bootstrap-t"
     level: float = 0.95
     resamples: int = 2000
-    test: str = "sign-flip"
+    test: str = "cluster-sign-flip"
+    random_test: str = "cluster-bootstrap-t"
     permutations: int = 10000
+    correction: str = "none"
+    family: str = "column"
+    alpha: float = 0.05
     reference: str = "feature"
     seed: int = 0
 
@@ -85,8 +98,10 @@ class AnalysisConfig:
     prompt selectors in Tables 3 and 4 (null = the last evaluated step). seed_average: score each (target, seed)
     cell with the target's prompts of all seeds at that step, averaging the similarity. step_selectors: the lines
     of Figures 5 and 7. table4_selectors / table4_ks: the rows of Table 4. top_n: the sources per cell in Table 8.
-    tsne_targets: the targets of Figure 4. step_selectors and table4_selectors may name registered selectors
-    that are not in `selectors`; those are left out.
+    tsne_targets: the targets of Figure 4; tsne_min_tokens: the prompt length below which Figure 4 is left out (4
+    prompts of 10 tokens are 40 points: t-SNE then shows its own layout more than any structure).
+    step_selectors and table4_selectors may name registered selectors that are not in `selectors`; those are
+    left out.
     """
 
     name: str = "analysis"
@@ -109,6 +124,7 @@ class AnalysisConfig:
     top_n: int = 3
     tsne_targets: tuple[str, ...] = ("copa", "cb")
     tsne_seed: int = 0
+    tsne_min_tokens: int = 25
 
     def __post_init__(self):
         GAINS.get(self.ranking.gain)
@@ -139,8 +155,13 @@ class AnalysisConfig:
         u = self.uncertainty
         INTERVALS.get(u.interval)
         PAIRED_TESTS.get(u.test)
+        PAIRED_TESTS.get(u.random_test)
         if not 0 < u.level < 1:
             raise ConfigError(f"uncertainty.level: {u.level} is not between 0 and 1 (e.g. 0.95)")
+        if not 0 < u.alpha < 1:
+            raise ConfigError(f"uncertainty.alpha: {u.alpha} is not between 0 and 1 (e.g. 0.05)")
+        _one_of("uncertainty.correction", u.correction, CORRECTIONS)
+        _one_of("uncertainty.family", u.family, FAMILIES)
         if u.resamples < 100 or u.permutations < 100:
             raise ConfigError(f"uncertainty.resamples and uncertainty.permutations must be >= 100, got "
                               f"{u.resamples} and {u.permutations}")

@@ -8,7 +8,8 @@ Cells with `step=None` hold the selectors that do not read prompts (RANDOM, SIZE
 with a step hold the prompt selectors, whose target prompt is the target's own tune run at that seed and step.
 
 A NaN selector score (a source PROBE has no score for) is missing exactly like a NaN transfer score: the
-`missing` policy decides, and it is never read as 0.
+`missing` policy decides, and it is never read as 0. A selector that raises on a cell leaves that cell `failed`
+(unscored, its reason in the row's `error`); the other selectors and cells go on.
 """
 
 from __future__ import annotations
@@ -142,14 +143,21 @@ def evaluate_cell(cell: Cell, ctx: CellContext) -> CellResult:
     for entry in ctx.entries:
         if entry.uses_prompts != (cell.step is not None):
             continue
-        s = entry.selector.scores(inp, entry.options)
+        try:
+            s, error = np.asarray(entry.selector.scores(inp, entry.options), dtype=np.float64), ""
+        except Exception as err:  # one selector failing on one cell leaves that cell unscored, with the reason
+            s, error = np.full(len(study.sources), np.nan), f"{type(err).__name__}: {err}"
         scores[entry.label] = s
         for group, idx in ctx.groups.items():
             idx = list(idx)
             names = tuple(study.sources[i] for i in idx)
             row = {"selector": entry.label, "target": cell.target, "seed": cell.seed, "step": cell.step,
                    "group": group}
-            row.update(score_group(entry, s[idx], relevance[idx], names, ctx.metrics, ctx.missing))
+            if error:
+                row.update({"n_sources": 0, "partial": False, "status": "failed", "undefined": "",
+                            **{m.label: math.nan for m in ctx.metrics}, "error": error})
+            else:
+                row.update(score_group(entry, s[idx], relevance[idx], names, ctx.metrics, ctx.missing))
             rows.append(row)
     return CellResult(cell=cell, rows=rows, scores=scores)
 

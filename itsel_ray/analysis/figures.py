@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib
 
@@ -157,10 +157,29 @@ def heatmap(study: Study, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _step_curves(tidy: pd.DataFrame, labels: Sequence[str], by: list[str]) -> pd.DataFrame:
-    rows = tidy[(tidy["group"] == ALL) & (tidy["status"] == "ok") & tidy["step"].notna()
+def _step_rows(tidy: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
+    return tidy[(tidy["group"] == ALL) & (tidy["status"] == "ok") & tidy["step"].notna()
                 & tidy["selector"].isin(labels)]
-    return rows.groupby([*by, "selector", "step"])["ndcg"].mean().reset_index()
+
+
+def _step_curves(tidy: pd.DataFrame, labels: Sequence[str], by: list[str]) -> pd.DataFrame:
+    """Mean nDCG per (by..., selector, step), with the min and max over the cells behind each mean."""
+    rows = _step_rows(tidy, labels)
+    return (rows.groupby([*by, "selector", "step"])["ndcg"].agg(ndcg="mean", lo="min", hi="max").reset_index())
+
+
+Band = Callable[[np.ndarray], tuple[float, float]]
+
+
+def step_bands(tidy: pd.DataFrame, labels: Sequence[str], band: Band) -> pd.DataFrame:
+    """selector, step, low, high: `band` ([targets, seeds] nDCG values -> an interval of their mean) at every step."""
+    rows = _step_rows(tidy, labels)
+    out = []
+    for (selector, step), part in rows.groupby(["selector", "step"]):
+        grid = part.pivot_table(index="target", columns="seed", values="ndcg", aggfunc="mean")
+        low, high = band(grid.to_numpy(dtype=np.float64))
+        out.append({"selector": selector, "step": step, "low": low, "high": high})
+    return pd.DataFrame(out, columns=["selector", "step", "low", "high"])
 
 
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h", "<", ">")
@@ -185,10 +204,11 @@ def _merged_curves(curves: pd.DataFrame, labels: Sequence[str]) -> list[tuple[st
 
 
 def _plot_curves(ax, curves: pd.DataFrame, labels: Sequence[str], *, marker_size: float = 8.0,
-                 merge: bool = True) -> None:
+                 merge: bool = True, bands: pd.DataFrame | None = None) -> None:
     """One line per curve (per distinct curve with `merge`), each with its own marker and dash pattern and a
     hollow marker that shrinks from line to line, so lines that overlap stay visible one inside the other.
-    Without `merge` a selector keeps the same style in every panel."""
+    Without `merge` a selector keeps the same style in every panel. `bands` (selector, step, low, high) shade
+    each line's band in its colour."""
     if merge:
         lines = _merged_curves(curves, labels)
     else:
@@ -196,17 +216,26 @@ def _plot_curves(ax, curves: pd.DataFrame, labels: Sequence[str], *, marker_size
     for k, (name, c) in enumerate(lines):
         if c.empty:
             continue
+        colour = plt.cm.tab10(k % 10)
+        if bands is not None:
+            b = bands[bands["selector"] == name.split(" = ")[0]].sort_values("step")
+            if len(b):
+                ax.fill_between(b["step"].astype(float), b["low"] * 100, b["high"] * 100, color=colour, alpha=0.12,
+                                lw=0, zorder=1)
         ax.plot(c["step"], c["ndcg"] * 100, marker=MARKERS[k % len(MARKERS)], ls=LINESTYLES[k % len(LINESTYLES)],
                 ms=max(3.0, marker_size - 1.1 * k), mfc="none", mew=1.4, lw=1.6, alpha=0.9, label=name,
-                color=plt.cm.tab10(k % 10), zorder=3 + k)
+                color=colour, zorder=3 + k)
 
 
-def fig5_ndcg_by_step(tidy: pd.DataFrame, labels: Sequence[str], references: Sequence[str], path: Path) -> Path:
-    """Mean nDCG (x100) over all cells against the target checkpoint step; `references` (prompt-free selectors)
-    as horizontal lines. Coinciding lines are drawn once under a joint label ("A = B")."""
+def fig5_ndcg_by_step(tidy: pd.DataFrame, labels: Sequence[str], references: Sequence[str], path: Path, *,
+                      band: Band | None = None, level: float = 0.95) -> Path:
+    """Mean nDCG (x100) over all cells against the target checkpoint step, each line with a shaded `level`
+    interval of its mean (`band`: [targets, seeds] values -> (low, high), the analysis' interval method);
+    `references` (prompt-free selectors) as horizontal lines. Coinciding lines are drawn once ("A = B")."""
     curves = _step_curves(tidy, labels, [])
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    _plot_curves(ax, curves, labels)
+    bands = step_bands(tidy, labels, band) if band is not None else None
+    _plot_curves(ax, curves, labels, bands=bands)
     flat = tidy[(tidy["group"] == ALL) & (tidy["status"] == "ok") & tidy["step"].isna()]
     levels: dict[float, list[str]] = {}
     for label in references:
@@ -214,35 +243,49 @@ def fig5_ndcg_by_step(tidy: pd.DataFrame, labels: Sequence[str], references: Seq
         if np.isfinite(v):
             levels.setdefault(round(float(v) * 100, 9), []).append(label)
     shades = plt.cm.Dark2(np.arange(len(levels)) % 8)
-    for k, ((level, names), shade) in enumerate(zip(sorted(levels.items(), reverse=True), shades)):
-        ax.axhline(level, ls=(0, (2 + k % 3, 1.5 + k % 2)), lw=1.3, color=shade,
+    for k, ((value, names), shade) in enumerate(zip(sorted(levels.items(), reverse=True), shades)):
+        ax.axhline(value, ls=(0, (2 + k % 3, 1.5 + k % 2)), lw=1.3, color=shade,
                    label=f"{' = '.join(names)} (no target prompt)", zorder=2)
     ax.set_xlabel("target prompt checkpoint step")
     ax.set_ylabel("nDCG (x100), mean over targets and seeds")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    ax.set_title("Task prediction against training steps")
+    n_targets = tidy.loc[tidy["step"].notna(), "target"].nunique()
+    ax.set_title("Task prediction against training steps" + (
+        f"\n(shaded: {level:.0%} interval of each mean over {n_targets} targets)" if bands is not None else ""),
+        fontsize=10)
     return _save(fig, path)
 
 
 def fig7_ndcg_by_step_per_target(tidy: pd.DataFrame, labels: Sequence[str], targets: Sequence[str],
-                                 path: Path) -> Path:
+                                 path: Path, *, rows_of: dict[str, int] | None = None) -> Path:
+    """One panel per target, in the given order (the report passes Figure 3's: training-set size, largest
+    first): the mean nDCG (x100) over the target's seeds against the checkpoint step, shaded from the lowest to
+    the highest seed. One y-axis for every panel, so the panels compare."""
     curves = _step_curves(tidy, labels, ["target"])
     n = len(targets)
     cols = min(5, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.6 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.7 * rows), squeeze=False, sharex=True, sharey=True)
     for k, target in enumerate(targets):
         ax = axes[k // cols][k % cols]
-        _plot_curves(ax, curves[curves["target"] == target], labels, marker_size=6.0, merge=False)
-        ax.set_title(f"({chr(97 + k)}) {target}", fontsize=9)
+        part = curves[curves["target"] == target]
+        spread = part.rename(columns={"lo": "low", "hi": "high"})[["selector", "step", "low", "high"]]
+        _plot_curves(ax, part, labels, marker_size=6.0, merge=False, bands=spread)
+        size = f" ({rows_of[target]:,} rows)" if rows_of and target in rows_of else ""
+        ax.set_title(f"({chr(97 + k)}) {target}{size}", fontsize=9)
+        ax.grid(True, alpha=0.3)
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
+        axes[(k - cols) // cols][k % cols].xaxis.set_tick_params(labelbottom=True)  # no panel below it
     handles, names = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8)
-    fig.suptitle("nDCG (x100) against target checkpoint step, per target")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.supxlabel("target prompt checkpoint step", fontsize=9, y=0.07)
+    fig.supylabel("nDCG (x100)", fontsize=9)
+    fig.suptitle("nDCG against target checkpoint step, per target (line: mean over seeds; shaded: lowest to "
+                 "highest seed)", fontsize=10)
+    fig.tight_layout(rect=(0.01, 0.08, 1, 0.95))
     return _save(fig, path)
 
 

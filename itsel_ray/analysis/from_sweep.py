@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -125,6 +127,11 @@ def _load_pair_scores(folder: Path, stem: str, targets: tuple[str, ...], sources
     if n_missing:
         notes.append(f"{n_missing} of {scores.size} {stem} scores are missing ({path}); {stem.upper()} treats a "
                      "missing score like a missing transfer score (ranking.missing)")
+    if "error" in table.columns:  # the reason a target could not be scored, as the sweep recorded it
+        errors = table[known & table["error"].fillna("").astype(str).ne("")]
+        for target, part in errors.groupby("target", sort=False):
+            notes.append(f"{stem.upper()} has no score for target {target} ({len(part)} sources): "
+                         f"{part['error'].iloc[0]}")
     return scores
 
 
@@ -185,5 +192,23 @@ def study_from_sweep(folder: str | Path, *, metadata: Mapping[str, TaskMeta] | N
     return Study(
         sources=sources, targets=targets, seeds=seeds, transfer=transfer, baseline=baseline, meta=meta,
         source_prompts=source_prompts, target_prompts=target_prompts, model_scores=model_scores,
-        origin=f"sweep results {folder}", notes=tuple(notes),
+        origin=f"sweep results {folder}", notes=tuple(notes), environments=_environments(folder, results),
     )
+
+
+def _environments(folder: Path, results) -> tuple[dict, ...]:
+    """The environments the finished trials ran in (environments.json beside the results, written by the sweep):
+    ({fingerprint, summary, trials}, ...), most trials first, plus one entry with fingerprint "" for finished
+    trials that recorded none (a sweep from before the record existed)."""
+    try:
+        described = json.loads((folder / "environments.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        described = {}
+    out = [{"fingerprint": fp, "summary": str(e.get("summary", "")), "trials": int(e.get("trials", 0))}
+           for fp, e in (described.items() if isinstance(described, dict) else []) if isinstance(e, dict)]
+    done = results[results["status"] == "done"]
+    column = done["environment"] if "environment" in done.columns else None
+    unrecorded = len(done) if column is None else int((column.fillna("").astype(str) == "").sum())
+    if unrecorded:
+        out.append({"fingerprint": "", "summary": "not recorded", "trials": unrecorded})
+    return tuple(out)

@@ -14,12 +14,14 @@ import pandas as pd
 
 from itsel_ray.analysis import figures, tables
 from itsel_ray.analysis import tables_uncertainty as tu
-from itsel_ray.analysis.cells import CellContext
+from itsel_ray.analysis.cells import ALL, CellContext
 from itsel_ray.analysis.analysis_file import AnalysisConfig
 from itsel_ray.analysis.markdown import fmt, frame_to_md, md_table
 from itsel_ray.analysis.study import Study, seed_label
+from itsel_ray.analysis.uncertainty import INTERVALS
 from itsel_ray.artifacts import atomic_write_text, write_json
 from itsel_ray.selection import MODEL_INPUTS
+from itsel_ray.environment import describe, summary
 
 
 @dataclass
@@ -104,6 +106,7 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
                                      "status", *metric_labels])
     files["selector_metrics"] = _csv(tidy, out_dir / "selector_metrics.csv")
     files["scores"] = _csv(scores, out_dir / "selector_scores.csv")
+    messages.extend(failure_notes(tidy))
     summary = tables.selector_summary(tidy, metric_labels, headline)
     files["summary"] = _csv(summary, out_dir / "summary.csv")
     files["summary_by_step"] = _csv(_step_summary(tidy, metric_labels), out_dir / "summary_by_step.csv")
@@ -129,13 +132,19 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     t7 = tables.table7(study)
     t8 = tables.table8(study, cfg.top_n)
     ref = reference_label or cfg.uncertainty.reference
+    no_tests = tu.unreachable_note(unc, cfg.uncertainty, len(study.targets))
+    correction = ", Holm-adjusted" if cfg.uncertainty.correction == "holm" else ""
+    tests_md = [no_tests] if no_tests else [f"Paired p-values{correction} (vs RANDOM / vs {ref}):", "",
+                                            tu.table3_tests_md(unc, labels)]
+    expectations = [e.label for e in ctx.entries if e.selector.uniform]
     md = {
-        "table3": "\n".join([tu.table3_md(unc, labels), "", f"Paired p-values (vs RANDOM / vs {ref}):", "",
-                             tu.table3_tests_md(unc, labels)]),
+        "table3": "\n".join([tu.table3_md(unc, labels), "", *tests_md]),
         "table3_all_metrics": frame_to_md(t3c, digits=3), "table4": _table4_md(t4),
         "table7": _table7_md(t7, study), "table8": _table8_md(t8, cfg.top_n),
-        "per_target": "\n".join([f"nDCG x100, {_ALL}:", "", tu.per_target_md(pt, "ndcg", labels, study.targets), "",
-                                 f"Regret@1, {_ALL}:", "", tu.per_target_md(pt, "regret@1", labels, study.targets)]),
+        "per_target": "\n".join([f"nDCG x100, {_ALL}:", "",
+                                 tu.per_target_md(pt, "ndcg", labels, study.targets, expectations=expectations), "",
+                                 f"Regret@1, {_ALL}:", "",
+                                 tu.per_target_md(pt, "regret@1", labels, study.targets, expectations=expectations)]),
         "cell_counts": frame_to_md(counts),
     }
     for name, df, index in (("table3", t3, True), ("table3_all_metrics", t3c, True), ("table4", t4, False),
@@ -151,10 +160,23 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
     prompt_labels = [e.label for e in ctx.entries if e.uses_prompts and e.label in step_labels]
     if prompt_labels and tidy["step"].notna().any():
         refs = [e.label for e in ctx.entries if not e.uses_prompts]
-        figs["fig5"] = figures.fig5_ndcg_by_step(tidy, prompt_labels, refs, fig_dir / "fig5_ndcg_by_step.png")
-        figs["fig7"] = figures.fig7_ndcg_by_step_per_target(tidy, prompt_labels, study.targets,
-                                                            fig_dir / "fig7_ndcg_by_step_per_target.png")
-    if study.has_prompts and headline is not None:
+        u = cfg.uncertainty
+        interval = INTERVALS.get(u.interval)
+        def band(values):
+            ci = interval(values, level=u.level, resamples=u.resamples, seed=u.seed, bounds=(-np.inf, 1.0))
+            return ci.low, ci.high
+
+        figs["fig5"] = figures.fig5_ndcg_by_step(tidy, prompt_labels, refs, fig_dir / "fig5_ndcg_by_step.png",
+                                                 band=band, level=u.level)
+        ordered = [study.targets[i] for i in figures.targets_by_size(study)]  # as in Figure 3
+        figs["fig7"] = figures.fig7_ndcg_by_step_per_target(
+            tidy, prompt_labels, ordered, fig_dir / "fig7_ndcg_by_step_per_target.png",
+            rows_of={t: study.meta[t].train_size for t in study.targets})
+    tokens = study.source_prompts.shape[1] if study.source_prompts is not None else 0
+    if study.has_prompts and headline is not None and cfg.tsne_targets and tokens < cfg.tsne_min_tokens:
+        messages.append(f"Figure 4: no t-SNE: {tokens} tokens per prompt (4 x {tokens} points) are too few for "
+                        f"t-SNE to show more than its own layout (tsne_min_tokens: {cfg.tsne_min_tokens})")
+    elif study.has_prompts and headline is not None:
         for target in cfg.tsne_targets:
             key = (target, study.seeds[0], headline)
             if target not in study.targets or key not in study.target_prompts or len(study.sources) < 3:
@@ -176,6 +198,19 @@ def write_outputs(study: Study, cfg: AnalysisConfig, ctx: CellContext, tidy: pd.
 _ALL = "all sources, mean ± std over the target's scored seeds"
 
 
+def failure_notes(tidy: pd.DataFrame) -> list[str]:
+    """One note per selector that raised on some cells: how many cells (of all steps) and the first reason."""
+    if "error" not in tidy.columns:
+        return []
+    failed = tidy[(tidy["status"] == "failed") & (tidy["group"] == ALL)]
+    notes = []
+    for label, part in failed.groupby("selector", sort=False):
+        reasons = part["error"].drop_duplicates().tolist()
+        more = f" and {len(reasons) - 1} other reasons" if len(reasons) > 1 else ""
+        notes.append(f"{label} failed on {len(part)} cells, which are unscored: {reasons[0]}{more}")
+    return notes
+
+
 def _reference_label(cfg: AnalysisConfig, ctx: CellContext, labels: list[str], messages: list[str]) -> str | None:
     """The evaluated label of the reference selector of the paired tests, or None (with a note)."""
     found = [label for label in ctx.labels(cfg.labels_for((cfg.uncertainty.reference,))) if label in labels]
@@ -184,6 +219,58 @@ def _reference_label(cfg: AnalysisConfig, ctx: CellContext, labels: list[str], m
                         "test against it")
         return None
     return found[0]
+
+
+def _provenance(study: Study) -> list[str]:
+    """Where the numbers came from: the environments the trials ran in (CPU and vector extensions, torch's
+    kernels, threads and BLAS, library versions), a warning when they are mixed, and where this analysis ran."""
+    lines = ["## Where these numbers came from", ""]
+    envs = list(study.environments)
+    recorded = [e for e in envs if e["fingerprint"]]
+    if not envs:
+        lines.append("- the input records no environment (a ground-truth table, not a sweep's results)")
+    for e in envs:
+        name = f"`{e['fingerprint']}`" if e["fingerprint"] else "unrecorded"
+        lines.append(f"- {e['trials']} finished trials, environment {name}: {e['summary']}")
+    if len(recorded) > 1 or (recorded and len(envs) > len(recorded)):
+        lines += ["", "**The trials ran in more than one environment.** Another CPU (its vector extensions and "
+                  "BLAS kernels), another thread count or other library versions round differently, and training "
+                  "carries that into other scores: on the offline demo a few nDCG points (README). Compare "
+                  "selectors on trials of one environment where it matters, or read the intervals as covering it."]
+    lines += ["", f"- this analysis ran on: {summary(describe())}", ""]
+    return lines
+
+
+def _how_to_read(u, ref: str, n_targets: int) -> list[str]:
+    """The paragraph under Table 3 that says what its brackets and p-values mean, for the configured methods."""
+    interval = {
+        "bootstrap-t": "a studentized bootstrap over the targets (each target's mean over its seeds; targets drawn "
+                       "with replacement)",
+        "bootstrap": "a two-stage percentile bootstrap (targets, then seeds within them; too narrow with few "
+                     "targets)",
+    }.get(u.interval, u.interval)
+    tests = {
+        "cluster-sign-flip": "a paired sign-flip test with the target as the unit (each target's difference "
+                             "flips sign as a whole)",
+        "cluster-bootstrap-t": "a studentized bootstrap test over the targets (the interval's method, inverted)",
+        "sign-flip": "a paired sign-flip test per cell (too many false positives when a target's seeds move "
+                     "together)",
+    }
+    correction = (f"Holm-adjusted within each {'Table 3 column' if u.family == 'column' else 'table'} (all "
+                  "comparisons with RANDOM and with the reference together), so a p-value below "
+                  f"{u.alpha:g} holds for the whole family" if u.correction == "holm"
+                  else "per comparison, not corrected for the many in the table")
+    return [
+        f"How to read the brackets and p-values: the targets are the sampled unit (the seeds of one target move "
+        f"together). The brackets are a {u.level:.0%} interval of the mean from {interval}, {u.resamples} "
+        f"resamples: where the selector's mean over other targets of the same kind would fall; with "
+        f"{n_targets} targets it is wide, and it is cut at the metric's range (nDCG at 100, Regret at 0). A "
+        "p-value is the chance of a mean difference at least this large over the cells both selectors score if "
+        "the two were equally good (small = a real difference). The first compares with RANDOM's exact "
+        f"expectation, by {tests.get(u.random_test, u.random_test)}; the second with {ref}, by "
+        f"{tests.get(u.test, u.test)}. The p-values are {correction}. Overlapping intervals do not mean two "
+        "selectors are alike (the paired test removes the targets' shared difficulty).",
+    ]
 
 
 def _rel(path: Path, out_dir: Path) -> str:
@@ -216,20 +303,13 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
     ]
     if messages:
         lines += ["## Notes", "", *[f"- {m}" for m in messages], ""]
+    lines += _provenance(study)
     lines += [
         "## Table 3: selector quality by source group", "",
         "Mean Regret@k (lower is better) and nDCG x100 (higher is better) over (target, seed) cells; each group "
         "ranks only the sources of that Table 6 category, ALL ranks every source. "
         f"CSV: {link('table3')}.", "",
-        f"How to read the brackets and p-values: the brackets are a {unc_cfg.level:.0%} bootstrap interval of the "
-        f"mean: over {unc_cfg.resamples} resamples of the targets (and of the seeds within each drawn target) the "
-        f"mean stays in this range {unc_cfg.level:.0%} of the time, roughly where the selector's mean over other "
-        "targets and seeds of the same kind would fall; a wide interval means the mean rests on a few targets. "
-        f"Each p-value is a paired {unc_cfg.test} test over the cells both selectors score: the chance of a mean "
-        "difference at least this large if the two were equally good (small = a real difference; 1 = no "
-        f"difference). The first compares with RANDOM's exact expectation, the second with {ref}. Overlapping "
-        "intervals do not mean two selectors are alike (the paired test is sharper), and p-values are per "
-        "comparison, not corrected for the many in the table.", "", md["table3"], "",
+        *_how_to_read(unc_cfg, ref, len(study.targets)), "", md["table3"], "",
         f"Every metric over ALL sources, with Spearman and Kendall rank correlations and the number of scored and "
         f"missing cells ({link('table3_all_metrics')}):", "", md["table3_all_metrics"], "",
         "## Per target", "",
@@ -237,7 +317,8 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
         f"scored seeds, and \"(k of n)\" where some seeds are unscored. CSV: {link('per_target')}.", "",
         md["per_target"], "",
         "Scored cells per selector and group; an undefined cell (a metric without a value there, e.g. a best "
-        "transfer score of 0) and a missing one (a missing score) are in no mean. "
+        "transfer score of 0), a missing one (a missing score) and a failed one (the selector raised there; the "
+        "notes say why) are in no mean. "
         f"CSV: {link('cell_counts')}.", "", md["cell_counts"], "",
         "## Table 4: transfer gain of the selected sources", "",
         "The best transfer score among each selector's top-k sources, against no transfer (rel. gain = mean "
@@ -255,13 +336,19 @@ def _report_text(study, cfg, ctx, headline, md, figs, files, messages, out_dir, 
         "fig3": "Figure 3: relative transfer of every (source, seed) run per target, targets by training-set size.",
         "fig6": "Figure 6: relative transfer against the target's training-set size, with the mean trend.",
         "heatmap": "Transfer matrix heatmap: relative gain of the seed-mean transfer over the seed-mean baseline.",
-        "fig5": "Figure 5: mean nDCG of the prompt selectors against the target checkpoint step (horizontal "
-                "lines: selectors that read no target prompt, hence no step).",
-        "fig7": "Figure 7: the same per target.",
+        "fig5": "Figure 5: mean nDCG of the prompt selectors against the target checkpoint step, each shaded with "
+                f"the {cfg.uncertainty.level:.0%} interval of its mean over the targets (the Table 3 method); "
+                "horizontal lines: selectors that read no target prompt, hence no step. Where two bands overlap, "
+                "the step-to-step order of those lines is not established.",
+        "fig7": "Figure 7: the same per target (ordered as in Figure 3, largest training set first; one y-axis): "
+                "the mean over the target's seeds, shaded from its lowest to its highest seed.",
     }
     for key, path in figs.items():
         caption = captions.get(key) or (f"Figure 4: t-SNE of the prompt tokens of the best, second-best and "
-                                        f"worst source and of the target ({key.split('_', 1)[1]}).")
+                                        f"worst source and of the target ({key.split('_', 1)[1]}). A caveat: "
+                                        "t-SNE keeps near neighbours, not distances or cluster sizes, and one "
+                                        "seed's layout is one of many; read it as a picture, not as evidence "
+                                        "for MAX (Table 3 is).")
         lines += [caption, "", f"![{key}]({_rel(path, out_dir)})", ""]
     lines += [
         "## Files", "",

@@ -36,6 +36,8 @@ class Study:
         source s's prompt on target t (NaN = no score for that pair); an input without a table is absent (a
         ground-truth CSV, a stand-in engine).
     origin: where the study came from (for the report). notes: what was missing or skipped while building it.
+    environments: where the trials ran ({fingerprint, summary, trials} per environment, `itsel_ray.environment`;
+        fingerprint "" for trials that recorded none); empty for a study without that record (a ground-truth CSV).
     """
 
     sources: tuple[str, ...]
@@ -51,6 +53,7 @@ class Study:
     model_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     origin: str = ""
     notes: tuple[str, ...] = ()
+    environments: tuple[dict, ...] = ()
 
     def __post_init__(self):
         s, t, r = len(self.sources), len(self.targets), len(self.seeds)

@@ -36,7 +36,8 @@ def selector_summary(tidy: pd.DataFrame, metric_labels: Sequence[str], step: int
     """Long summary: (selector, group) -> mean of each metric over scored cells, plus cell counts.
 
     Columns: selector, group, <metrics...>, n_cells (scored), n_partial, n_undefined (a metric is undefined there,
-    e.g. the best score is 0: not scored), n_missing (missing scores: not scored).
+    e.g. the best score is 0: not scored), n_missing (missing scores: not scored), n_failed (the selector raised
+    there: not scored).
     """
     rows = at_step(tidy, step)
     counts = rows.groupby(["selector", "group"], sort=False).agg(
@@ -44,6 +45,7 @@ def selector_summary(tidy: pd.DataFrame, metric_labels: Sequence[str], step: int
         n_partial=("partial", lambda s: int(s.astype(bool).sum())),
         n_undefined=("status", lambda s: int((s == "undefined").sum())),
         n_missing=("status", lambda s: int((s == "missing").sum())),
+        n_failed=("status", lambda s: int((s == "failed").sum())),
     )
     ok = rows[rows["status"] == "ok"]
     means = ok.groupby(["selector", "group"], sort=False)[list(metric_labels)].mean()

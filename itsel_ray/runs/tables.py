@@ -4,7 +4,8 @@ results: one row per *planned* trial, so a failed or missing run is a row with i
 a 0. prompts: one row per saved prompt file of every finished trial (the step snapshots with is_best False, plus
 best.safetensors with its step and is_best True). Paths are relative to the results folder (`../tune/...`), as
 the analysis reads them, so a storage copied elsewhere reads its own files. Both tables are rebuilt from the trial folders and
-written atomically. No Ray here.
+written atomically, with environments.json: every environment the finished trials ran in (`provenance`), which the
+results' environment column names by fingerprint. No Ray here.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import pandas as pd
 from itsel_ray.artifacts import TrialFiles
 from itsel_ray.runs.plan import STAGES, plan_stage
 from itsel_ray.runs.progress import latest_run
+from itsel_ray.runs.provenance import ENVIRONMENTS, environments_table, trial_environments
 from itsel_ray.runs.source_prompts import source_index
 from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.trial_state import Recover, TrialRecord, read_stage
 
 HEAD = ["stage", "role", "task", "source", "target", "seed", "status", "score", "best_step", "steps", "wall_s"]
-TAIL = ["trial_dir", "best_prompt"]
+TAIL = ["environment", "trial_dir", "best_prompt"]
 PROMPT_COLUMNS = ["stage", "role", "task", "source", "seed", "step", "path", "is_best"]
 RESULTS_DIR = "results"
 # result.json keys that describe the run rather than a task metric
@@ -52,11 +54,15 @@ def _metrics(result: dict | None) -> dict[str, float]:
     return out
 
 
-def results_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
+def results_table(records: list[TrialRecord], storage: Storage,
+                  environments: dict[str, list[dict]] | None = None) -> pd.DataFrame:
+    """One row per record; `environments` (trial key -> its recorded environments, `provenance`) fills the
+    environment column: the fingerprint(s) the trial ran in, joined by "+" (empty when none was recorded)."""
     rows = []
     for r in records:
         t, done = r.trial, r.status == "done"
         res = r.result or {}
+        envs = (environments or {}).get(t.key, [])
         rows.append({
             "stage": t.stage, "role": t.role, "task": t.task, "source": t.source, "target": t.target,
             "seed": t.seed, "status": r.status, "score": r.score,
@@ -64,6 +70,7 @@ def results_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
             "steps": res.get("steps") if r.result else None,
             "wall_s": float(res["wall_s"]) if r.result and res.get("wall_s") is not None else math.nan,
             **(_metrics(res) if done else {}),
+            "environment": "+".join(e["fingerprint"] for e in envs),
             "trial_dir": f"../{t.key}",
             "best_prompt": f"../{t.key}/{TrialFiles.BEST_PROMPT}" if done else "",
         })
@@ -75,7 +82,7 @@ def results_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
         df[col] = pd.array(df[col].tolist(), dtype="Int64")
     for col in ["score", "wall_s"] + metric_cols:
         df[col] = df[col].astype("float64")
-    for col in ("stage", "role", "task", "source", "target", "status", "trial_dir", "best_prompt"):
+    for col in ("stage", "role", "task", "source", "target", "status", "environment", "trial_dir", "best_prompt"):
         df[col] = df[col].fillna("").astype(str)
     return df
 
@@ -104,10 +111,12 @@ def prompts_table(records: list[TrialRecord], storage: Storage) -> pd.DataFrame:
 def write_tables(sweep, storage: Storage, *, recover: Recover | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild both tables from storage and write parquet + CSV atomically."""
     records = collect_records(sweep, storage, recover=recover)
-    results, prompts = results_table(records, storage), prompts_table(records, storage)
+    envs = {r.trial.key: trial_environments(storage, r.trial.key) for r in records if r.status == "done"}
+    results, prompts = results_table(records, storage, envs), prompts_table(records, storage)
     for stem, df in (("results", results), ("prompts", prompts)):
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         storage.write_bytes(f"{RESULTS_DIR}/{stem}.parquet", buf.getvalue())
         storage.write_bytes(f"{RESULTS_DIR}/{stem}.csv", df.to_csv(index=False).encode("utf-8"))
+    storage.write_json(f"{RESULTS_DIR}/{ENVIRONMENTS}", environments_table(envs.values()))
     return results, prompts

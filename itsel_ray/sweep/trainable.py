@@ -28,9 +28,11 @@ from ray import tune
 from itsel_ray.artifacts import StateError, TrialFiles, read_json, write_json
 from itsel_ray.data.cache import CACHE_ENV
 from itsel_ray.engine import get_engine
+from itsel_ray.environment import describe
 from itsel_ray.runs.attempts import record_attempt
 from itsel_ray.runs.plan import PlannedTrial, trial_from_config
 from itsel_ray.runs.prepared import local_cache
+from itsel_ray.runs.provenance import record_environment
 from itsel_ray.runs.storage import Storage, scratch_dir
 from itsel_ray.runs.sweep_spec import Sweep
 from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, marker_record, read_record, trial_config
@@ -98,7 +100,7 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
     reporter = _Reporter(ctx, trial, storage, work, stored)
     record_attempt(storage, trial, "start", resumed_from_step=_resume_step(work), host=socket.gethostname(),
                    node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
-                   omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale)
+                   omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale, env=describe())
     try:
         try:
             engine.run_trial(cfg, work, report=reporter, init_prompt=init)
@@ -110,11 +112,14 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
                                                     if trial.source else None))
             engine.run_trial(cfg, work, report=reporter, init_prompt=init)
     except BaseException as err:
-        record_attempt(storage, trial, "error", error=f"{type(err).__name__}: {err}", step=reporter.last_step)
+        env = record_environment(work)  # what the engine ran with, its libraries loaded
+        record_attempt(storage, trial, "error", error=f"{type(err).__name__}: {err}", step=reporter.last_step,
+                       environment=env["fingerprint"])
         reporter.upload()
         raise
+    env = record_environment(work)
     reporter.upload()
-    record_attempt(storage, trial, "end", steps=reporter.last_step)
+    record_attempt(storage, trial, "end", steps=reporter.last_step, environment=env["fingerprint"])
     if storage.remote:  # everything is stored: the node keeps no copy of a finished trial
         shutil.rmtree(work, ignore_errors=True)
 

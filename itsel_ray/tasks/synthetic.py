@@ -2,7 +2,7 @@
 
 Every task is a label rule over one shared corpus: a sequence of filler words in which each of `N_GROUPS` keyword
 groups is present (1-2 occurrences) with probability 1/2. Sources ask whether one group is present (4,000 training
-rows); targets combine groups and have less data, from 1,024 down to 128 rows, so that, as in the paper, the
+rows); targets combine groups and have less data, from 1,024 down to 64 rows, so that, as in the paper, the
 smaller targets gain most from transfer. A target is *related* to the sources whose group its rule reads, so a
 prompt tuned on such a source already encodes part of what the target needs; that is the ground truth the
 selectors are scored against (`RELATED`). Rows are generated deterministically from the task's data seed, so the
@@ -47,6 +47,10 @@ RULES: dict[str, tuple[Callable[[list[str]], int], tuple[int, ...]]] = {
     "more34": (lambda t: int(_count(t, 3) > _count(t, 4)), (3, 4)),
     "and45": (lambda t: int(_count(t, 4) > 0 and _count(t, 5) > 0), (4, 5)),
     "or67": (lambda t: int(_count(t, 6) > 0 or _count(t, 7) > 0), (6, 7)),
+    "or23": (lambda t: int(_count(t, 2) > 0 or _count(t, 3) > 0), (2, 3)),
+    "cnt5": (lambda t: int(_count(t, 5) >= 2), (5,)),
+    "and03": (lambda t: int(_count(t, 0) > 0 and _count(t, 3) > 0), (0, 3)),
+    "more10": (lambda t: int(_count(t, 1) > _count(t, 0)), (1, 0)),
 }
 
 
@@ -132,6 +136,10 @@ SYNTHETIC_TARGETS = tuple(
         ("more34", 256, "does group 3 occur more often than group 4?"),
         ("and45", 128, "are groups 4 and 5 both present?"),
         ("or67", 64, "is group 6 or group 7 present?"),
+        ("or23", 768, "is group 2 or group 3 present?"),
+        ("cnt5", 384, "does group 5 occur at least twice?"),
+        ("and03", 192, "are groups 0 and 3 both present?"),
+        ("more10", 160, "does group 1 occur more often than group 0?"),
     ]
 )
 
@@ -139,11 +147,19 @@ SYNTHETIC_TARGETS = tuple(
 def related_sources(target: str) -> tuple[str, ...]:
     """The planted ground truth: sources whose group the target's rule reads positively.
 
-    `more34` reads group 4 with a negative sign (more of 3 *than* 4), so has4 is anti-related there and is left out.
+    A `more` rule reads its second group with a negative sign (`more34`: more of 3 *than* 4), so that group's
+    source is anti-related there (`anti_related_sources`) and is left out.
     """
     rule = target.removeprefix("syn_")
     groups = RULES[rule][1][:1] if rule.startswith("more") else RULES[rule][1]
     return tuple(f"syn_has{g}" for g in groups)
 
 
+def anti_related_sources(target: str) -> tuple[str, ...]:
+    """Sources whose group the target's rule reads with a negative sign: neither related nor a fair unrelated."""
+    rule = target.removeprefix("syn_")
+    return tuple(f"syn_has{g}" for g in RULES[rule][1][1:]) if rule.startswith("more") else ()
+
+
 RELATED = {t: related_sources(t) for t in SYNTHETIC_TARGETS}
+ANTI_RELATED = {t: anti_related_sources(t) for t in SYNTHETIC_TARGETS}
