@@ -159,7 +159,7 @@ def _run_stages(args, sweep, storage, info, console: Console) -> int:
 
 def _prepare(sweep, storage, console: Console) -> bool:
     """Load, check and tokenise every task once (cheap when done); False when a task's data is wrong."""
-    from itsel_ray.runs.prepared import describe, prepare_sweep, problems
+    from itsel_ray.runs.prepared import console_lines, describe, prepare_sweep, problems
     from itsel_ray.sweep.parallel import make_ray_map
 
     started = time.time()
@@ -175,6 +175,8 @@ def _prepare(sweep, storage, console: Console) -> bool:
         console.error(f"[prepare] {len(bad)} problem(s) in the tasks' data; no trial was started:\n  "
                       + "\n  ".join(bad))
         return False
+    for line in console_lines(reports):
+        (console.warning if line.startswith("warning: ") else console.info)(line.removeprefix("warning: "))
     reused = sum(r.reused for r in reports)
     console.info(f"[prepare] {len(reports)} task(s) ready in {root} ({reused} already up to date, "
                  f"{time.time() - started:.1f}s)")

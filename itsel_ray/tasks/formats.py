@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
 from itsel_ray.numbers import score_digits, spell_number
-from itsel_ray.tasks.spec import FORMATTERS, Example, FormatContext, TaskSpec
+from itsel_ray.tasks.spec import FORMATTERS, Example, FormatContext, TaskDataError, TaskSpec
 
 # ------------------------------------------------------------------------------------------------ text helpers
 
@@ -25,10 +25,14 @@ def join_input(spec: TaskSpec, parts: Iterable[str]) -> str:
 
 
 def field_parts(row: Mapping[str, Any], fields: Iterable[str], clean=str) -> list[str]:
-    """["name:", value, ...] for each column name, the value passed through `clean`."""
+    """["name:", value, ...] for each column name, the value passed through `clean`. A null cell raises (it would
+    otherwise become the text "None")."""
     parts: list[str] = []
     for name in fields:
-        parts += [f"{name}:", clean(row[name])]
+        value = row[name]
+        if value is None:
+            raise TaskDataError(f"column {name!r} is null (an empty cell); fill it or drop the row")
+        parts += [f"{name}:", clean(value)]
     return parts
 
 
@@ -102,6 +106,8 @@ def format_fields_score(row, spec: TaskSpec, ctx: FormatContext) -> list[Example
     """
     opts = spec.format_options
     score, steps = row[opts["score"]], opts.get("steps_per_unit", 10)
+    if isinstance(score, bool):
+        raise ctx.error(f"score {score!r} is a boolean, not a number in [0, 5]")
     try:
         target = spell_number(score, steps) if ctx.label_style == "text" else score_digits(score, steps)
     except (TypeError, ValueError):
@@ -151,22 +157,34 @@ def format_wsc(row, spec: TaskSpec, ctx: FormatContext) -> list[Example]:
     return [Example(join_input(spec, ["text:", text]), target, label)]
 
 
+RECORD_EVAL = ("per_answer", "per_query")
+
+
 @FORMATTERS.register("record")
 def format_record(row, spec: TaskSpec, ctx: FormatContext) -> list[Example]:
-    """"record query: q entities: e1, e2 passage: p"; one training example per gold answer, one evaluation example
-    per query holding all answers (the metric takes the max over them).
+    """"record query: q entities: e1, e2 passage: p"; one example per gold answer, each holding all answers (the
+    metric takes the max over them), in training and in evaluation, as the authors' code builds them: a query with
+    three answers counts three times in the evaluation score.
 
-    Quirk: the input starts "<prefix> record query:", the task name twice, as the authors' code writes it.
+    format_options: evaluate, "per_answer" (default, the authors) or "per_query" (one evaluation example per
+    query, so that every query weighs the same: the official ReCoRD scoring). Quirk: the input starts
+    "<prefix> record query:", the task name twice, as the authors' code writes it.
     """
     answers = tuple(row["answers"])
     if not answers:
         raise ctx.error("no gold answer (ReCoRD test answers are hidden; evaluate on a labelled split)")
+    for name in ("query", "passage"):
+        if row[name] is None:
+            raise ctx.error(f"column {name!r} is null (an empty cell)")
     text = join_input(
         spec,
         [f"record query: {row['query']} entities: {', '.join(row['entities'])} passage: "
          f"{record_passage(row['passage'])}"],
     )
-    if ctx.is_train:
+    evaluate = spec.format_options.get("evaluate", "per_answer")
+    if evaluate not in RECORD_EVAL:
+        raise ctx.error(f"format option evaluate {evaluate!r} is not one of {', '.join(RECORD_EVAL)}")
+    if ctx.is_train or evaluate == "per_answer":
         return [Example(text, a, answers=answers) for a in answers]
     return [Example(text, answers[0], answers=answers)]
 
