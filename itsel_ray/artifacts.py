@@ -27,6 +27,15 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+UMASK = _UMASK
+
+
+def make_temp_dir(prefix: str, dir: str | os.PathLike) -> Path:
+    """`tempfile.mkdtemp` (a fresh, uniquely named folder) with the permissions the umask allows, like any other
+    folder, instead of mkdtemp's 0700: a folder renamed into shared storage is for the team."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    os.chmod(path, 0o777 & ~_UMASK)
+    return path
 
 
 class PromptFileError(ValueError):

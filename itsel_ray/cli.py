@@ -3,6 +3,7 @@
     itsel-ray tune | transfer | analyze | all | status | prepare ...   the sweep stages (python -m itsel_ray.sweep)
     itsel-ray analyze --results DIR | --ground-truth CSV ...          the analysis alone (python -m itsel_ray.analyze)
     itsel-ray rank --library DIR --target-prompt FILE ...             rank source prompts (python -m itsel_ray.rank)
+    itsel-ray data import TASK FILES... --out MIRROR                  official dataset files -> a local mirror
 
 `analyze` is the sweep's analysis stage unless it is given --results or --ground-truth; `itsel-ray COMMAND --help`
 explains each command with an example.
@@ -28,6 +29,7 @@ sweep stages (a local Ray instance, or --address auto on a cluster):
 on their own:
   analyze --results DIR | --ground-truth CSV   the analysis of a results folder or a transfer matrix
   rank       rank a library of source prompts for a target (MAX, FEATURE, SEMB, PROBE, LOGME, ...)
+  data       data import TASK FILES... --out MIRROR: a task's official distribution files -> a local mirror
 
 examples:
   itsel-ray transfer                                  the offline demo, end to end, on this machine
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from itsel_ray.rank import main as rank
 
         return rank(rest)
+    if command == "data":
+        from itsel_ray.data.importer import data_main
+
+        return data_main(rest)
     standalone = any(a.split("=", 1)[0] in ("--results", "--ground-truth") for a in rest)
     if command == "analyze" and standalone:
         from itsel_ray.analyze import main as analyze

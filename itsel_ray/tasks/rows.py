@@ -121,16 +121,13 @@ def check_data_file(path: str | os.PathLike, *, kind: str) -> None:
                            "ends; a truncated download or another format saved as .parquet)")
 
 
-def read_jsonl(path: str | os.PathLike, *, max_line_bytes: int = MAX_LINE_BYTES) -> ListRows:
-    """Rows of a JSON-lines file (one object per line, blank lines skipped, a UTF-8 byte-order mark allowed).
-
-    Refused with the file and line named: an empty file, a Git LFS pointer, a line that is not UTF-8 (Latin-1
-    files), not JSON or not an object, and a line longer than `max_line_bytes`.
-    """
+def iter_jsonl(path: str | os.PathLike, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSON-lines file, streamed (a UTF-8 byte-order mark
+    allowed). Refused with the file and line named: an empty file, a Git LFS pointer, a line that is not UTF-8
+    (Latin-1 files), not JSON or not an object, a line longer than `max_line_bytes`, and a file without rows."""
     path = Path(path)
     check_data_file(path, kind="JSON lines")
-    rows: list[dict] = []
-    columns: dict[str, None] = {}
+    found = False
     with open(path, "rb") as f:
         lineno = 0
         while True:
@@ -157,8 +154,17 @@ def read_jsonl(path: str | os.PathLike, *, max_line_bytes: int = MAX_LINE_BYTES)
                 raise RowFileError(f"{path} line {lineno} is not JSON ({err.msg} at column {err.colno})") from None
             if not isinstance(row, dict):
                 raise RowFileError(f"{path} line {lineno} is a JSON {type(row).__name__}, not an object of columns")
-            rows.append(row)
-            columns.update(dict.fromkeys(row))
-    if not rows:
+            found = True
+            yield lineno, row
+    if not found:
         raise RowFileError(f"{path} holds no rows (only blank lines); expected one JSON object per line")
+
+
+def read_jsonl(path: str | os.PathLike, *, max_line_bytes: int = MAX_LINE_BYTES) -> ListRows:
+    """Rows of a JSON-lines file (one object per line, blank lines skipped), refused as `iter_jsonl` says."""
+    rows: list[dict] = []
+    columns: dict[str, None] = {}
+    for _, row in iter_jsonl(path, max_line_bytes=max_line_bytes):
+        rows.append(row)
+        columns.update(dict.fromkeys(row))
     return ListRows(rows, list(columns), str(path))
