@@ -12,13 +12,13 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from itsel_ray.analysis.inputs import InputError
+from itsel_ray.artifacts import make_temp_dir
 
 MARKER = "analysis_config.json"  # every complete output folder has it
 _RENAME_EXCHANGE = 2
@@ -80,7 +80,7 @@ def staged_folder(out_dir: str | Path) -> Iterator[Path]:
     empty and is not an analysis output folder."""
     out_dir = check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    stage = make_temp_dir(f".{out_dir.name}.new-", out_dir.parent)
     try:
         yield stage
         swap_in(stage, out_dir)

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from itsel_ray.artifacts import read_json, write_json
+from itsel_ray.artifacts import make_temp_dir, read_json, write_json
 from itsel_ray.data.encoded import Encoded, Ragged
 from itsel_ray.examples import Example
 from itsel_ray.tasks.spec import CARVED_WHERE, TaskDataError, TaskSpec, carve_rows
@@ -131,7 +130,7 @@ def write_part(folder: Path, name: str, encoded: Encoded, rows: np.ndarray, *, n
     """Write part `name` of `folder` atomically (temporary folder, then rename; an older part is replaced)."""
     folder.mkdir(parents=True, exist_ok=True)
     inputs, targets = encoded.inputs.compact(), encoded.targets.compact()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+    tmp = make_temp_dir(f".{name}.", folder)
     try:
         arrays = {"input_ids": inputs.values, "input_offsets": inputs.offsets, "target_ids": targets.values,
                   "target_offsets": targets.offsets, "labels": encoded.labels,
