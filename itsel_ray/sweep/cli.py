@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m itsel_ray.swee
             return fail(exit_codes.BAD_INPUT, f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.quiet:
         args.log_level = "WARNING"
+    for flag in ("sweep", "storage", "address"):  # an empty value is a mistake (an unset shell variable), not "default"
+        value = getattr(args, flag)
+        if value is not None and not value.strip():
+            return fail(exit_codes.BAD_INPUT, f"--{flag} is empty; give a value or leave the option out")
     storage_base = args.storage or os.environ.get(STORAGE_ENV) or "runs"
     try:
         if args.stage == "status":
@@ -127,7 +131,13 @@ def _status(args, storage_base: str) -> int:
         return fail(exit_codes.BAD_INPUT, str(err))
     if args.sweep:
         sweep = load_sweep(args.sweep, overrides=args.overrides, check_engine=False)
-        print(format_status(sweep, sweep_root(storage_base, sweep.name)))
+        root = sweep_root(storage_base, sweep.name)
+        if not root.remote and not root.local().is_dir():
+            held = sweeps_in(storage_base)
+            return fail(exit_codes.BAD_INPUT, f"no sweep {sweep.name!r} in storage {storage_base}: it holds "
+                        + (f"{', '.join(held)} (pass --sweep {held[0]})" if held else "no sweep")
+                        + "; or pass the --storage the sweep ran with")
+        print(format_status(sweep, root))
         return exit_codes.OK
     names = sweeps_in(storage_base)
     if not names:
