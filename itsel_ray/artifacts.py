@@ -7,6 +7,7 @@ leaves a half-written file that later reads as valid; the file gets the permissi
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -42,6 +43,15 @@ def make_temp_dir(prefix: str, dir: str | os.PathLike) -> Path:
 
 class PromptFileError(ValueError):
     """A prompt file that cannot be read, or holds the wrong shape."""
+
+
+def os_error_at(err: OSError, path: str | os.PathLike) -> OSError:
+    """`err` naming `path` (numpy's short writes and some stream errors carry no file name, and no errno: a short
+    write is a full disk)."""
+    if getattr(err, "filename", None):
+        return err
+    code = err.errno or (errno.ENOSPC if "requested and" in str(err) and "written" in str(err) else errno.EIO)
+    return type(err)(code, err.strerror or str(err), str(path))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

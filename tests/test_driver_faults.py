@@ -138,3 +138,14 @@ def test_start_failure_names_the_load(monkeypatch):
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     line = cluster.start_failure(TimeoutError("Timed out after 30 seconds while waiting for node to startup."))
     assert line.startswith("the private Ray instance did not start: Timed out after 30 seconds") and "load average" in line
+
+
+def test_a_write_error_in_the_staged_analysis_folder_names_the_output_path(tmp_path):
+    from itsel_ray.analysis.output_dir import staged_folder
+
+    out = tmp_path / "analysis"
+    with pytest.raises(OSError) as err:
+        with staged_folder(out) as stage:
+            raise OSError(errno.ENOSPC, "No space left on device", str(stage / "figures" / "fig3.png"))
+    assert err.value.filename == str(out / "figures" / "fig3.png")
+    assert not list(tmp_path.glob(".analysis.new-*"))

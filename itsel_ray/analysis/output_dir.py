@@ -84,6 +84,13 @@ def staged_folder(out_dir: str | Path) -> Iterator[Path]:
     try:
         yield stage
         swap_in(stage, out_dir)
+    except OSError as err:  # name the output file as the user knows it, not its hidden staging copy
+        shutil.rmtree(stage, ignore_errors=True)
+        name = str(getattr(err, "filename", None) or "")
+        if name.startswith(str(stage) + os.sep):
+            raise type(err)(err.errno, err.strerror or str(err), str(out_dir / Path(name).relative_to(stage))) \
+                from None
+        raise
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

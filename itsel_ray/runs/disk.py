@@ -26,16 +26,20 @@ def _chain(err: BaseException):
         err = getattr(err, "cause", None) or err.__cause__ or err.__context__
 
 
+def _pick(found: list[OSError]) -> OSError | None:
+    """The most telling of several: one that names its file, else the innermost (Ray's wrapper comes first)."""
+    named = [e for e in found if getattr(e, "filename", None)]
+    return (named or found[-1:] or [None])[0]
+
+
 def disk_full_error(err: BaseException) -> OSError | None:
     """The OSError in `err` (or its causes) that says the disk is full, or None."""
-    for e in _chain(err):
-        if isinstance(e, OSError) and (e.errno in DISK_FULL or SHORT_WRITE.search(str(e))):
-            return e
-    return None
+    return _pick([e for e in _chain(err) if isinstance(e, OSError) and
+                  (e.errno in DISK_FULL or SHORT_WRITE.search(str(e).splitlines()[0] if str(e) else ""))])
 
 
 def first_os_error(err: BaseException) -> OSError | None:
-    return next((e for e in _chain(err) if isinstance(e, OSError)), None)
+    return _pick([e for e in _chain(err) if isinstance(e, OSError)])
 
 
 def _free_space(path: str | os.PathLike | None) -> str:
@@ -53,9 +57,11 @@ def describe_os_error(err: BaseException, path: str | os.PathLike | None = None)
     """One line: "disk full writing FILE (N MiB free there now): free space and rerun" or "cannot write FILE: why"."""
     full = disk_full_error(err)
     os_err = full or first_os_error(err)
-    name = getattr(os_err, "filename", None) or path or "a file"
+    where = getattr(os_err, "filename", None) or path
+    name = where or "a file (the error does not say which)"
     if full is not None:
-        return f"disk full writing {name}{_free_space(name)}: free space (or use another storage) and rerun the command"
+        free = _free_space(where) if where else ""
+        return f"disk full writing {name}{free}: free space (or use another storage) and rerun the command"
     if os_err is None:
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     return f"cannot write {name}: {os_err.strerror or os_err}"
