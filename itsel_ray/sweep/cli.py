@@ -45,8 +45,8 @@ examples:
 Re-running a command after Ctrl-C, a killed driver or a lost worker continues the sweep: finished trials are
 kept, interrupted ones resume from their last state. One driver at a time per sweep storage.
 
-exit status: 0 ok, 1 some trials failed, 2 bad sweep file, override or argument, 3 cannot run here (resources,
-cluster, storage, another driver), 130 interrupted (rerun to continue).
+exit status: 0 ok, 1 some trials failed, 2 bad sweep file, override, argument or task data, 3 cannot run here
+(resources, cluster, storage, a full disk, another driver), 130 interrupted or Ray lost (rerun to continue).
 """
 
 
