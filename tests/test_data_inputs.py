@@ -307,3 +307,16 @@ def test_load_in_a_trial_uses_the_same_draw(tmp_path, monkeypatch):
 
 def test_fixture_rows_json_roundtrip():  # the helper above builds what write_task writes
     assert json.loads(json.dumps(rows_of("rte", 3)))[2] == fixture("rte")["train"][0]
+
+
+def test_truncation_rates_are_one_console_line_per_prepare_run():
+    from itsel_ray.data.prepare import SplitReport, TaskReport
+    from itsel_ray.runs.prepared import truncation_line
+
+    reports = [TaskReport("record", splits=(SplitReport("train", "", 10, 40, at_cap=10),)),
+               TaskReport("rte", splits=(SplitReport("train", "", 10, 10, at_cap=1),)),
+               TaskReport("cb", splits=(SplitReport("train", "", 10, 10, at_cap=0),))]
+    assert truncation_line(reports) == ("[prepare] training inputs cut at the max source length: record 25.0%, rte "
+                                        "10.0%; 1 other task(s) none (details in the log)")
+    assert truncation_line(reports[2:]) is None
+    assert console_lines(reports)[-1].startswith("[prepare] training inputs cut")
