@@ -645,6 +645,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", nargs="+", default=["data", "storage", "cli/sweep", "faults"],
                         choices=["data", "storage", "cli/sweep", "faults"])
+    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose description contains TEXT")
     args = parser.parse_args()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "RAY_ADDRESS": "", "RAY_TMPDIR": tempfile.gettempdir() + "/no-ray-here", "PYTHONPATH": str(ROOT),
@@ -653,14 +654,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for case in all_cases(tmp, set(args.groups)):
+            if args.only and args.only.lower() not in case.what.lower():
+                continue
             code, output, took = run_case(case, tmp, env)
             if code == -1 and output.startswith("SKIPPED"):
                 print(f"{'skipped':>15}  {case.group:<9}  {case.what:<52} {output}")
                 continue
             kind = classify(case, code, output)
             tally.setdefault(case.group, dict.fromkeys(CLASSES, 0))[kind] += 1
-            print(f"{kind:>15}  {case.group:<9}  exit {code:>3}  {took:5.1f}s  {case.what:<52} {first_line(output)}",
-                  flush=True)
+            extra = " ".join(x.strip() for x in output.splitlines() if x.startswith(("(exit ", "peak RSS")))
+            print(f"{kind:>15}  {case.group:<9}  exit {code:>3}  {took:5.1f}s  {case.what:<52} {first_line(output)}"
+                  + (f"  [{extra}]" if extra else ""), flush=True)
     print()
     width = max(len(c) for c in CLASSES)
     print(f"{'group':<10}" + "".join(f"{c:>{width + 2}}" for c in CLASSES) + f"{'total':>8}")
