@@ -39,7 +39,7 @@ def test_a_full_disk_is_recognised_in_every_shape_it_comes_in(tmp_path):
     line = describe_os_error(enospc)
     assert line.startswith(f"disk full writing {tmp_path / 'a.npy'} (") and "MiB free there now)" in line
     assert describe_os_error(short, tmp_path / "cache").startswith(f"disk full writing {tmp_path / 'cache'}")
-    assert describe_os_error(OSError(errno.EACCES, "Permission denied", "/x/y")) == "cannot write /x/y: Permission denied"
+    assert describe_os_error(OSError(errno.EACCES, "Permission denied", "/x/y")) == "cannot use /x/y: Permission denied"
 
 
 def test_faults_are_classified_and_bugs_are_not():

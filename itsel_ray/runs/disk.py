@@ -54,7 +54,7 @@ def _free_space(path: str | os.PathLike | None) -> str:
 
 
 def describe_os_error(err: BaseException, path: str | os.PathLike | None = None) -> str:
-    """One line: "disk full writing FILE (N MiB free there now): free space and rerun" or "cannot write FILE: why"."""
+    """One line: "disk full writing FILE (N MiB free there now): free space and rerun" or "cannot use FILE: why"."""
     full = disk_full_error(err)
     os_err = full or first_os_error(err)
     where = getattr(os_err, "filename", None) or path
@@ -64,4 +64,4 @@ def describe_os_error(err: BaseException, path: str | os.PathLike | None = None)
         return f"disk full writing {name}{free}: free space (or use another storage) and rerun the command"
     if os_err is None:
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    return f"cannot write {name}: {os_err.strerror or os_err}"
+    return f"cannot use {name}: {os_err.strerror or os_err}"
