@@ -175,11 +175,10 @@ def test_a_disk_that_fills_during_the_analysis_names_the_file(tmp_path, small_di
         fake_engine.run_trial(cfg, storage.local(t.key), init_prompt=load_prompt(storage.local(index[t.source]["path"])))
         write_json(storage.local(t.key) / MARKER, marker_record(t, expected_fingerprint(sweep, t, index)))
     ballast = disk / "ballast"
-    with open(ballast, "wb") as f:  # leave a few KB: the tables fit, the analysis' figures do not
+    with open(ballast, "wb", buffering=0) as f:  # fill it; then leave a few KB: the tables fit, the figures do not
         try:
             while True:
                 f.write(b"\0" * 4096)
-                f.flush()
         except OSError as err:
             assert err.errno == errno.ENOSPC
     os.truncate(ballast, os.path.getsize(ballast) - 96 * 1024)
