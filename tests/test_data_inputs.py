@@ -320,3 +320,13 @@ def test_truncation_rates_are_one_console_line_per_prepare_run():
                                         "10.0%; 1 other task(s) none (details in the log)")
     assert truncation_line(reports[2:]) is None
     assert console_lines(reports)[-1].startswith("[prepare] training inputs cut")
+
+
+def test_a_wsc_span_that_cannot_be_marked_is_a_warning(tmp_path):
+    bad = {**fixture("wsc")["train"][0], "span1_text": "Marc."}  # not in the text: the authors leave it unmarked
+    root = write_task(tmp_path / "m", "wsc", {"train": [bad, fixture("wsc")["train"][1]],
+                                             "validation": fixture("wsc")["validation"]})
+    report = prepare("wsc", root, tmp_path)
+    assert report.ok
+    assert ("task wsc, split train: 1 of 2 rows: span text not found at its word index, left unmarked (the Hub's "
+            "wsc.fixed repairs most such rows: itsel-ray data import applies it)") in report.warnings

@@ -27,6 +27,7 @@ from itsel_ray.data.encoded import Encoded, encode_examples, scoring_examples
 from itsel_ray.tasks.mirror import Mirror
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.tasks import get_task
+from itsel_ray.tasks.formats import noting_formats
 from itsel_ray.tasks.raw_labels import describe_readings, noting_labels
 from itsel_ray.tasks.spec import CARVED_WHERE, TaskDataError, TaskSpec, carve_rows, read_split, split_source
 from itsel_ray.trial_config import DataConfig, ModelConfig, TrialConfig
@@ -352,7 +353,7 @@ class _Builder:
         spec, style = self.spec, self.data.label_style
         chunks, row_ids, golds, errors, n_errors, digests = [], [], [], [], 0, []
         start = 0
-        with noting_labels() as readings:
+        with noting_labels() as readings, noting_formats() as kept:
             for batch in rows.batches(BATCH_ROWS):
                 examples, owners = [], []
                 for i, row in enumerate(batch, start):
@@ -377,6 +378,8 @@ class _Builder:
         said = describe_readings(readings, spec.labels.words if spec.labels else None)
         if said:
             self.out.notes += (f"task {spec.name}, split {where}: {said}",)
+        for what, n in kept.items():
+            self.out.warnings += (f"task {spec.name}, split {where}: {n:,} of {len(rows):,} rows: {what}",)
         if n_errors:
             self._problem(f"task {spec.name}, split {where}: {n_errors:,} of {len(rows):,} rows cannot be made into "
                           f"examples; first: " + " | ".join(errors))
