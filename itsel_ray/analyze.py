@@ -256,6 +256,11 @@ def standalone(args: argparse.Namespace) -> int:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full or unwritable --out: the file and "disk full", not a traceback
+        from itsel_ray.runs.disk import describe_os_error
+
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 3
     for message in result.messages:
         if message.startswith("warning: "):  # loud: on stderr as well, where it is not lost among the notes
             print(f"WARNING: {message.removeprefix('warning: ')}", file=sys.stderr)

@@ -7,6 +7,7 @@ leaves a half-written file that later reads as valid; the file gets the permissi
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 
 PROMPT_KEY = "prompt"
+# The tensor names a prompt file may use: ours, and PEFT's prompt-tuning adapters (adapter_model.safetensors).
+PROMPT_KEYS = (PROMPT_KEY, "prompt_embeddings")
 
 
 def _read_umask() -> int:
@@ -28,10 +31,28 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+UMASK = _UMASK
+
+
+def make_temp_dir(prefix: str, dir: str | os.PathLike) -> Path:
+    """`tempfile.mkdtemp` (a fresh, uniquely named folder) with the permissions the umask allows, like any other
+    folder, instead of mkdtemp's 0700: a folder renamed into shared storage is for the team."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    os.chmod(path, 0o777 & ~_UMASK)
+    return path
 
 
 class PromptFileError(ValueError):
     """A prompt file that cannot be read, or holds the wrong shape."""
+
+
+def os_error_at(err: OSError, path: str | os.PathLike) -> OSError:
+    """`err` naming `path` (numpy's short writes and some stream errors carry no file name, and no errno: a short
+    write is a full disk)."""
+    if getattr(err, "filename", None):
+        return err
+    code = err.errno or (errno.ENOSPC if "requested and" in str(err) and "written" in str(err) else errno.EIO)
+    return type(err)(code, err.strerror or str(err), str(path))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -144,8 +165,10 @@ def _read_npy(f, size: int, name: str, max_bytes: int) -> np.ndarray:
         shape, fortran, dtype = read_header(f)
     except PromptFileError:
         raise
-    except Exception as err:
-        raise PromptFileError(f"{name}: not a readable .npy header ({type(err).__name__}: {err})") from None
+    except Exception as err:  # numpy's messages quote the file's first bytes: never repeat them
+        what = "not an .npy file (no NUMPY magic at its start)" if "magic" in str(err).lower() else \
+            f"not a readable .npy header ({type(err).__name__})"
+        raise PromptFileError(f"{name}: {what}") from None
     if dtype.hasobject:
         raise PromptFileError(f"{name}: the .npy file holds Python objects (dtype {dtype}); prompts are never unpickled")
     if dtype.kind != "f":
@@ -175,13 +198,12 @@ def _read_safetensors(f, size: int, name: str, max_bytes: int) -> np.ndarray:
     except ValueError as err:
         raise PromptFileError(f"{name}: cannot read the safetensors header ({err})") from None
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    if PROMPT_KEY in tensors:
-        key = PROMPT_KEY
-    elif len(tensors) == 1:
-        key = next(iter(tensors))
-    else:
-        raise PromptFileError(f"{name}: expected a tensor named {PROMPT_KEY!r} (or a single tensor), found "
-                              f"{sorted(tensors)}")
+    key = next((k for k in PROMPT_KEYS if k in tensors), None)
+    if key is None:
+        found = sorted(tensors)[:8]
+        raise PromptFileError(f"{name}: no prompt tensor: expected one named {' or '.join(map(repr, PROMPT_KEYS))} "
+                              f"(found {found}); save the [tokens, d_model] array as "
+                              f"safetensors.numpy.save({{'prompt': array}}, path)")
     info = tensors[key]
     try:
         dtype_name, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
@@ -212,8 +234,6 @@ def _read_prompt(f, size: int, name: str, fmt: str, max_bytes: int) -> np.ndarra
     if fmt not in _READERS:
         raise PromptFileError(f"unknown prompt format {fmt!r}; valid: {', '.join(_READERS)}")
     arr = np.array(_READERS[fmt](f, size, name, max_bytes), dtype=np.float32)  # a writable copy
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
     if arr.ndim != 2:
         raise PromptFileError(f"{name}: a prompt must be 2-D [tokens, d_model], got shape {arr.shape}")
     bad = ~np.isfinite(arr)

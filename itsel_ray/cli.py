@@ -4,6 +4,7 @@
     itsel-ray analyze --results DIR | --ground-truth CSV ...          the analysis alone (python -m itsel_ray.analyze)
     itsel-ray rank --library DIR --target-prompt FILE ...             rank source prompts (python -m itsel_ray.rank)
     itsel-ray list tasks | selectors | metrics | ...                  what is declared (python -m itsel_ray.listing)
+    itsel-ray data import TASK FILES... --out MIRROR                  official dataset files -> a local mirror
 
 `analyze` is the sweep's analysis stage unless it is given --results or --ground-truth (`itsel-ray analyze --help`
 explains both forms); `itsel-ray COMMAND --help` explains each command with an example.
@@ -31,6 +32,7 @@ on their own:
   rank       rank a library of source prompts for a target (MAX, FEATURE, SEMB, PROBE, LOGME, ...)
   list       tasks, selectors, metrics, formatters, sweeps, analyses: one line each (list tasks --check: the
              task contract on a few rows of each)
+  data       data import TASK FILES... --out MIRROR: a task's official distribution files -> a local mirror
 
 your own study: a sweep file's `plugins:` and `tasks:` (or --include PATH) load your modules and task files in
 every process, on every node (README: "Your own task")
@@ -55,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from itsel_ray.rank import main as rank
 
         return rank(rest)
+    if command == "data":
+        from itsel_ray.data.importer import data_main
+
+        return data_main(rest)
     if command == "analyze":
         from itsel_ray.analyze import main as analyze
 

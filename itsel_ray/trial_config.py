@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,6 +18,10 @@ SEED_LIMIT = 2**32  # numpy's and most RNGs' seed range: [0, 2**32)
 # Larger than any T5-family vocabulary (mT5: 250,112): a population beyond it is a typo, not a choice.
 MAX_VOCABULARY = 1_000_000
 PRECISIONS = ("auto", "bf16", "fp32")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+# How a trial is run rather than what it computes: CPU threads change its speed (and floating-point reduction
+# order, within the tolerance the numerical tests allow), so changing them must not retrain finished trials.
+NOT_IDENTITY = {"train": ("threads",)}
 
 
 def check_seed(key: str, value: int) -> None:
@@ -160,6 +165,8 @@ class TrainConfig:
                               f"{self.batch_size}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
     @property
     def micro_batch(self) -> int:
@@ -198,6 +205,13 @@ class DataConfig:
                 raise ConfigError(f"data.task_mirrors maps task names to folders, got {task!r}: {folder!r}")
 
 
+def check_schedule(optim: "OptimConfig", train: "TrainConfig") -> None:
+    """Settings that are fine alone but not together: a warmup longer than the run never reaches its peak LR."""
+    if optim.warmup_steps > train.max_steps:
+        raise ConfigError(f"optim.warmup_steps {optim.warmup_steps} exceeds train.max_steps {train.max_steps}: the "
+                          "learning rate would never reach its peak")
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """One prompt-tuning run: a task, a seed and how to train. `source` is set on transfer runs (provenance)."""
@@ -213,16 +227,21 @@ class TrialConfig:
 
     def __post_init__(self):
         check_seed("seed", self.seed)
+        check_schedule(self.optim, self.train)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict:
         """What determines the trial's outcome: to_dict() without where the data is read from, so the same trial
-        resumes (and the sweep recognises it) when its data moves to a mirror, a cache or another folder."""
+        resumes (and the sweep recognises it) when its data moves to a mirror, a cache or another folder, and
+        without train.threads (NOT_IDENTITY: a finished trial is not retrained when only they change)."""
         out = self.to_dict()
         for key in DATA_LOCATIONS:
             out["data"].pop(key, None)
+        for part, keys in NOT_IDENTITY.items():  # kept as null, so that trials run with the default keep their identity
+            for key in keys:
+                out[part][key] = None
         return out
 
     @classmethod

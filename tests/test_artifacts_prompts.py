@@ -24,7 +24,10 @@ def test_round_trip(tmp_path, suffix):
 def test_other_float_layouts_read(tmp_path):
     bf16 = torch.from_numpy(PROMPT).to(torch.bfloat16)
     np.testing.assert_array_equal(prompt_from_bytes(save_torch({"prompt": bf16})), bf16.float().numpy())
-    np.testing.assert_array_equal(prompt_from_bytes(save_torch({"w": torch.from_numpy(PROMPT[None]).double()})),
+    np.testing.assert_array_equal(prompt_from_bytes(save_torch({"prompt": torch.from_numpy(PROMPT).double()})),
+                                  PROMPT)
+    # PEFT's prompt-tuning adapter names its tensor prompt_embeddings
+    np.testing.assert_array_equal(prompt_from_bytes(save_torch({"prompt_embeddings": torch.from_numpy(PROMPT)})),
                                   PROMPT)
     np.save(tmp_path / "f.npy", np.asfortranarray(PROMPT))
     np.testing.assert_array_equal(load_prompt(tmp_path / "f.npy"), PROMPT)
@@ -140,3 +143,24 @@ def test_a_safetensors_prompt_file_is_byte_reproducible_and_reads_back(tmp_path)
     with safe_open(str(path), framework="numpy") as f:
         assert f.metadata() == {"score": "81.25", "seed": "42", "source": "mnli", "step": "5"}
     np.testing.assert_array_equal(load_prompt(path), prompt)
+
+
+def test_a_file_without_a_prompt_tensor_or_with_a_3d_one_is_refused():
+    with pytest.raises(PromptFileError, match=r"no prompt tensor: expected one named 'prompt' or 'prompt_embeddings' "
+                                              r"\(found \['w'\]\)"):
+        prompt_from_bytes(save_torch({"w": torch.from_numpy(PROMPT)}), name="x.safetensors")
+    with pytest.raises(PromptFileError, match=r"a prompt must be 2-D \[tokens, d_model\], got shape \(1, "):
+        prompt_from_bytes(save_torch({"prompt": torch.from_numpy(PROMPT[None])}), name="x.safetensors")
+
+
+def test_errors_never_quote_the_files_bytes(tmp_path):
+    secret = tmp_path / "passwd.npy"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(PromptFileError) as err:
+        load_prompt(secret)
+    assert "root" not in str(err.value).replace(str(tmp_path), "") and "no NUMPY magic" in str(err.value)
+    other = tmp_path / "passwd.safetensors"
+    other.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(PromptFileError) as err:
+        load_prompt(other)
+    assert "root" not in str(err.value).replace(str(tmp_path), "")

@@ -15,7 +15,7 @@ from itsel_ray.engine import fake as fake_engine
 from itsel_ray.runs.plan import plan_stage
 from itsel_ray.runs.source_prompts import MissingSourcesError, persist_source_prompts, source_index
 from itsel_ray.runs.status import format_status, stage_status
-from itsel_ray.runs.storage import Storage
+from itsel_ray.runs.storage import Storage, sweep_root
 from itsel_ray.runs.sweep_file import load_sweep, sweeps_dir
 from itsel_ray.runs.tables import HEAD, PROMPT_COLUMNS, TAIL, write_tables
 from itsel_ray.runs.trial_state import MARKER, expected_fingerprint, read_stage
@@ -138,7 +138,7 @@ def test_transfer_refuses_sources_without_a_finished_run(sweep, tmp_path):
 
 
 def test_status_counts_and_needs_no_ray(sweep, tmp_path):
-    storage = Storage(tmp_path / "store")
+    storage = sweep_root(str(tmp_path / "store"), sweep.name)  # the layout status reads: <storage>/<sweep name>
     tune = plan_stage(sweep, "tune")
     run_fake(sweep, storage, tune[0])
     run_fake(sweep, storage, tune[1], status="failed")

@@ -121,3 +121,23 @@ def test_builder_reproduces_the_authors_evaluation_file_lines():
     sts = [{k: r[k] for k in ("caption1", "caption2", "agg_score", "sampling_method")} for r in authors]
     files = build([], sts, captions, eval_rows=1000)
     assert [json.dumps(r) for r in files[EVAL_FILE]] == lines
+
+
+def test_building_offline_without_a_karpathy_file_is_one_line_naming_the_way_out(tmp_path, capsys, monkeypatch):
+    sts = tmp_path / "sts"
+    sts.mkdir()
+    (sts / "sts_val.csv").write_text(STS_VAL)
+    (sts / "sts_test.csv").write_text(STS_TEST)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    code = main(["--sts-dir", str(sts), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "cannot fetch the caption map yerevann/coco-karpathy" in err and "--karpathy-json" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["--sts-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "no sts_val.csv (point it at Crisscrossed-Captions/data)" in capsys.readouterr().err
+    (tmp_path / "coco.json").write_text("{}")
+    assert main(["--sts-dir", str(sts), "--out", str(tmp_path / "out"), "--karpathy-json",
+                 str(tmp_path / "coco.json")]) == 2
+    assert "not a readable Karpathy dataset_coco.json" in capsys.readouterr().err

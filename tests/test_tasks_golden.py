@@ -57,7 +57,8 @@ GOLDEN: dict[tuple[str, str], list[tuple[str, str, str]]] = {
          "the new constitution heralding the Second Republic came into force.", "entailment", "0"),
     ],
     # ReCoRD: the task name twice ("superglue-record record query:"); highlights joined with " " after closing
-    # punctuation, else with ". "; one training example per answer, one evaluation example per query.
+    # punctuation, else with ". "; one example per answer in training and in evaluation (the authors' batched
+    # preprocessor duplicates every query by its number of answers, whatever the split).
     ("record", "train"): [
         ("superglue-record record query: @placeholder's Lyse Doucet visited the prison. entities: Afghanistan, "
          "BBC, Lyse Doucet passage: The harrowing stories of women locked up for so-called 'moral crimes' in "
@@ -74,6 +75,9 @@ GOLDEN: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ('superglue-record record query: @placeholder will play the final on Saturday. entities: Chelsea, '
          'Liverpool, The Blues passage: The manager said: "We will win." The final is on Saturday',
          "Chelsea", "Chelsea"),
+        ('superglue-record record query: @placeholder will play the final on Saturday. entities: Chelsea, '
+         'Liverpool, The Blues passage: The manager said: "We will win." The final is on Saturday',
+         "The Blues", "The Blues"),
     ],
     # CxC and STS-B: numpy rounding to 0.1 (3.45 -> 34.5 -> even -> 3.4; 2.15 -> 21.5 -> 2.2; 3.05 -> 30.5 -> 3.0;
     # 1.75 -> 17.5 -> 1.8), then digit by digit.
@@ -288,7 +292,7 @@ GOLDEN: dict[tuple[str, str], list[tuple[str, str, str]]] = {
 # Example.answers where the metric takes a max over golds (padded like the targets for SQuAD/DROP).
 ANSWERS = {
     ("record", "train"): [("BBC",), ("Spurs", "Tottenham Hotspur"), ("Spurs", "Tottenham Hotspur")],
-    ("record", "validation"): [("Chelsea", "The Blues")],
+    ("record", "validation"): [("Chelsea", "The Blues"), ("Chelsea", "The Blues")],
     ("squad", "train"): [("a golden statue of the Virgin Mary",)],
     ("squad", "validation"): [("Denver Broncos", "Broncos"), ("U . S .", "the U . S .")],
     ("drop", "train"): [("23",)],
@@ -314,7 +318,7 @@ def test_inputs_and_targets_match_the_authors_format(task, split, style):
 def test_all_gold_answers_are_kept(key):
     examples = get_task(key[0]).examples_from_rows(fixture_rows(*key), split=key[1])
     assert [e.answers for e in examples] == ANSWERS[key]
-    assert all(e.target == e.answers[0] or key == ("record", "train") for e in examples)
+    assert all(e.target == e.answers[0] or key[0] == "record" for e in examples)
 
 
 @pytest.mark.parametrize("key", sorted(GROUPS))

@@ -99,6 +99,10 @@ def study_from_csv(path: str | Path, *, metadata: Mapping[str, TaskMeta] | None 
 
     targets = order_tasks(means, PAPER_TARGETS)
     sources = order_tasks([n for n in names if n not in BASELINE_ROWS and n != baseline_key], PAPER_SOURCES)
+    both = [t for t in targets if t in sources]
+    if both:
+        raise InputError(f"{path}: {both} are both a source row and a target column; a task's transfer to itself is "
+                         "not an intermediate-task transfer (drop the row or the column)")
     seeds = tuple(sorted(next(iter(per_seed.values())))) if per_seed else (MEAN_SEED,)
     src_rows = df.loc[list(sources)]
     base_row = df.loc[[baseline_key]]

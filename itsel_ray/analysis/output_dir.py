@@ -12,13 +12,13 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from itsel_ray.analysis.inputs import InputError
+from itsel_ray.artifacts import make_temp_dir
 
 MARKER = "analysis_config.json"  # every complete output folder has it
 _RENAME_EXCHANGE = 2
@@ -80,10 +80,17 @@ def staged_folder(out_dir: str | Path) -> Iterator[Path]:
     empty and is not an analysis output folder."""
     out_dir = check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    stage = make_temp_dir(f".{out_dir.name}.new-", out_dir.parent)
     try:
         yield stage
         swap_in(stage, out_dir)
+    except OSError as err:  # name the output file as the user knows it, not its hidden staging copy
+        shutil.rmtree(stage, ignore_errors=True)
+        name = str(getattr(err, "filename", None) or "")
+        if name.startswith(str(stage) + os.sep):
+            raise type(err)(err.errno, err.strerror or str(err), str(out_dir / Path(name).relative_to(stage))) \
+                from None
+        raise
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

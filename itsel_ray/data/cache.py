@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from itsel_ray.artifacts import read_json, write_json
+from itsel_ray.artifacts import make_temp_dir, os_error_at, read_json, write_json
 from itsel_ray.data.encoded import Encoded, Ragged
 from itsel_ray.examples import Example
 from itsel_ray.tasks.spec import CARVED_WHERE, TaskDataError, TaskSpec, carve_rows
@@ -134,16 +133,22 @@ def write_part(folder: Path, name: str, encoded: Encoded, rows: np.ndarray, *, n
     """Write part `name` of `folder` atomically (temporary folder, then rename; an older part is replaced)."""
     folder.mkdir(parents=True, exist_ok=True)
     inputs, targets = encoded.inputs.compact(), encoded.targets.compact()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+    tmp = make_temp_dir(f".{name}.", folder)
     try:
         arrays = {"input_ids": inputs.values, "input_offsets": inputs.offsets, "target_ids": targets.values,
                   "target_offsets": targets.offsets, "labels": encoded.labels,
                   "rows": np.asarray(rows, dtype=np.int32)}
         for key, arr in arrays.items():
-            np.save(tmp / f"{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+            try:
+                np.save(tmp / f"{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+            except OSError as err:  # a full disk: name the file (numpy's short-write error does not)
+                raise os_error_at(err, folder / name / f"{key}.npy") from None
         if golds is not None:
-            (tmp / "golds.json").write_text(
-                json.dumps([[g.target, list(g.answers), g.group] for g in golds], ensure_ascii=False), "utf-8")
+            try:
+                (tmp / "golds.json").write_text(
+                    json.dumps([[g.target, list(g.answers), g.group] for g in golds], ensure_ascii=False), "utf-8")
+            except OSError as err:
+                raise os_error_at(err, folder / name / "golds.json") from None
         write_json(tmp / "part.json", {"examples": len(encoded), "n_rows": int(n_rows), "golds": golds is not None,
                                        "tokens": int(inputs.values.size + targets.values.size)})
         dest = folder / name

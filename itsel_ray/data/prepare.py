@@ -22,10 +22,13 @@ import numpy as np
 from itsel_ray.data.cache import (
     TRAIN, VALIDATION, carve_part, cache_key, key_fields, read_manifest, write_manifest, write_part,
 )
+from itsel_ray.data.checks import ExampleDigest, Findings, duplicates, overlap, scan_columns
 from itsel_ray.data.encoded import Encoded, encode_examples, scoring_examples
 from itsel_ray.tasks.mirror import Mirror
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.tasks import get_task
+from itsel_ray.tasks.formats import noting_formats
+from itsel_ray.tasks.raw_labels import describe_readings, noting_labels
 from itsel_ray.tasks.spec import CARVED_WHERE, TaskDataError, TaskSpec, carve_rows, read_split, split_source
 from itsel_ray.trial_config import DataConfig, ModelConfig, TrialConfig
 
@@ -83,8 +86,10 @@ class SplitReport:
 @dataclass(frozen=True)
 class TaskReport:
     """What prepare found for one task. cache: the prepared folder (None when nothing was written). problems:
-    what stops the task (wrong schema, labels, empty splits); warnings: what does not. reused: the cache was
-    already complete and its sources unchanged."""
+    what stops the task (wrong schema, labels, null or over-long cells, empty splits); warnings: what does not
+    (duplicates, train/validation overlap, a size other than declared, empty cells); notes: how the data was read
+    where it could have been meant otherwise (labels given as words); details: the rows behind the warnings (for
+    the log). reused: the cache was already complete and its sources unchanged."""
 
     task: str
     cache: str | None = None
@@ -94,6 +99,8 @@ class TaskReport:
     model: str = ""
     reused: bool = False
     seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -109,8 +116,8 @@ class TaskReport:
     @classmethod
     def from_dict(cls, d: dict) -> "TaskReport":
         splits = tuple(SplitReport(**{**s, "labels": dict(s.get("labels", ()))}) for s in d.get("splits", ()))
-        return cls(**{**d, "splits": splits, "problems": tuple(d.get("problems", ())),
-                      "warnings": tuple(d.get("warnings", ()))})
+        return cls(**{**d, "splits": splits, **{k: tuple(d.get(k, ())) for k in ("problems", "warnings", "notes",
+                                                                                 "details")}})
 
 
 def format_report(reports: Sequence[TaskReport]) -> str:
@@ -131,7 +138,8 @@ def format_report(reports: Sequence[TaskReport]) -> str:
     reused = sum(r.reused for r in reports if r.ok)
     out.append(f"{len(reports)} task(s): {len(reports) - len(failed)} prepared ({reused} already up to date), "
                f"{len(failed)} failed")
-    for title, attr in (("problems", "problems"), ("warnings", "warnings")):
+    for title, attr in (("problems", "problems"), ("warnings", "warnings"), ("notes", "notes"),
+                        ("details", "details")):
         items = [(r.task, m) for r in reports for m in getattr(r, attr)]
         if items:
             out.append(f"{title}:")
@@ -253,12 +261,14 @@ def prepare_task(task: str, settings: PrepareSettings | None = None, *, cache_ro
     built = _Builder(spec, tokenizer, d, mirror).build(missing, carve, sorted(set(settings.seeds)))
     if built.problems:
         return TaskReport(task, splits=built.reports, problems=built.problems, warnings=built.warnings,
-                          model=model_info, seconds=time.perf_counter() - t0)
+                          model=model_info, seconds=time.perf_counter() - t0, notes=built.notes,
+                          details=built.details)
     for name, (encoded, rows, n_rows, golds) in built.parts.items():
         write_part(folder, name, encoded, rows, n_rows=n_rows, golds=golds)
     kept = tuple(s for s in done.splits if s.name not in built.parts)
-    warnings = tuple(dict.fromkeys(done.warnings + built.warnings))
-    report = TaskReport(task, str(folder), kept + built.reports, (), warnings, model_info)
+    merged = {k: tuple(dict.fromkeys(getattr(done, k) + getattr(built, k))) for k in ("warnings", "notes", "details")}
+    report = TaskReport(task, str(folder), kept + built.reports, (), merged["warnings"], model_info,
+                        notes=merged["notes"], details=merged["details"])
     write_manifest(folder, {"key": fields, "sources": {**(manifest or {}).get("sources", {}), **stamps},
                             "report": {**report.to_dict(), "seconds": 0.0},
                             "written": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -271,7 +281,7 @@ def _finish(report: TaskReport, folder: Path, parts: list[str], model_info: str,
     root may be mounted elsewhere than where it was written)."""
     by_name = {s.name: s for s in report.splits}
     return TaskReport(report.task, str(folder), tuple(by_name[p] for p in parts if p in by_name), report.problems,
-                      report.warnings, model_info, reused, time.perf_counter() - t0)
+                      report.warnings, model_info, reused, time.perf_counter() - t0, report.notes, report.details)
 
 
 def _discard(folder: Path) -> None:
@@ -287,6 +297,8 @@ class _Built:
     reports: tuple[SplitReport, ...] = ()
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()
 
 
 class _Builder:
@@ -295,6 +307,7 @@ class _Builder:
     def __init__(self, spec: TaskSpec, tokenizer, data: DataConfig, mirror: Mirror):
         self.spec, self.tokenizer, self.data, self.mirror = spec, tokenizer, data, mirror
         self.out = _Built()
+        self.digests: dict[str, ExampleDigest] = {}
 
     def build(self, missing: list[str], carve: int | None, seeds: list[int]) -> _Built:
         needs_train = TRAIN in missing or any(p != VALIDATION for p in missing)
@@ -308,6 +321,8 @@ class _Builder:
             rows = self._read(VALIDATION)
             if rows is not None:
                 self._part(VALIDATION, rows, split="validation", where="validation")
+        if TRAIN in self.digests and VALIDATION in self.digests:
+            self._add(overlap(self.spec, self.digests[TRAIN], self.digests[VALIDATION], "validation"))
         for seed in seeds if carve and train_rows is not None else ():
             name = carve_part(carve, seed)
             if name not in missing:
@@ -330,32 +345,41 @@ class _Builder:
         if len(rows) == 0:
             self._problem(f"task {self.spec.name}, split {split}: no rows ({rows.origin})")
             return None
-        return rows
+        found = scan_columns(self.spec, rows, split)
+        self._add(found)
+        return None if found.problems else rows
 
     def _part(self, name: str, rows, *, split: str, where: str) -> None:
         spec, style = self.spec, self.data.label_style
-        chunks, row_ids, golds, errors, n_errors = [], [], [], [], 0
+        chunks, row_ids, golds, errors, n_errors, digests = [], [], [], [], 0, []
         start = 0
-        for batch in rows.batches(BATCH_ROWS):
-            examples, owners = [], []
-            for i, row in enumerate(batch, start):
-                try:
-                    made = spec.examples_from_rows([row], split=split, label_style=style, columns=rows.column_names,
-                                                   where=where, start=i)
-                except TaskDataError as err:
-                    n_errors += 1
-                    errors += [str(err)] if len(errors) < MAX_ROW_ERRORS else []
+        with noting_labels() as readings, noting_formats() as kept:
+            for batch in rows.batches(BATCH_ROWS):
+                examples, owners = [], []
+                for i, row in enumerate(batch, start):
+                    try:
+                        made = spec.examples_from_rows([row], split=split, label_style=style,
+                                                       columns=rows.column_names, where=where, start=i)
+                    except TaskDataError as err:
+                        n_errors += 1
+                        errors += [str(err)] if len(errors) < MAX_ROW_ERRORS else []
+                        continue
+                    examples += made
+                    owners += [i] * len(made)
+                start += len(batch)
+                if n_errors:  # keep counting, stop tokenising
                     continue
-                examples += made
-                owners += [i] * len(made)
-            start += len(batch)
-            if n_errors:  # keep counting, stop tokenising
-                continue
-            chunks.append(encode_examples(self.tokenizer, examples, max_source=spec.max_source_length,
-                                          max_target=spec.max_target_length))
-            row_ids.append(np.asarray(owners, dtype=np.int32))
-            if split != "train":
-                golds += scoring_examples(examples)
+                chunks.append(encode_examples(self.tokenizer, examples, max_source=spec.max_source_length,
+                                              max_target=spec.max_target_length))
+                row_ids.append(np.asarray(owners, dtype=np.int32))
+                digests.append(ExampleDigest.of(examples, owners))
+                if split != "train":
+                    golds += scoring_examples(examples)
+        said = describe_readings(readings, spec.labels.words if spec.labels else None)
+        if said:
+            self.out.notes += (f"task {spec.name}, split {where}: {said}",)
+        for what, n in kept.items():
+            self.out.warnings += (f"task {spec.name}, split {where}: {n:,} of {len(rows):,} rows: {what}",)
         if n_errors:
             self._problem(f"task {spec.name}, split {where}: {n_errors:,} of {len(rows):,} rows cannot be made into "
                           f"examples; first: " + " | ".join(errors))
@@ -368,12 +392,20 @@ class _Builder:
         labels = encoded.labels[encoded.labels >= 0]
         counts = np.bincount(labels, minlength=len(words)) if len(words) else []
         at_cap = int((encoded.inputs.lengths() >= spec.max_source_length).sum())
+        digest = ExampleDigest.concat(digests)
+        self.digests[name] = digest
+        self._add(duplicates(spec, digest, where))
         self.out.parts[name] = (encoded, np.concatenate(row_ids), len(rows), golds if split != "train" else None)
         self.out.reports += (SplitReport(name, getattr(rows, "origin", ""), len(rows), len(encoded),
                                          {w: int(c) for w, c in zip(words, counts)}, at_cap),)
 
     def _problem(self, message: str) -> None:
         self.out.problems += (message,)
+
+    def _add(self, found: Findings) -> None:
+        self.out.problems += tuple(found.problems)
+        self.out.warnings += tuple(found.warnings)
+        self.out.details += tuple(found.details)
 
     def _warn(self, message: str) -> None:
         self.out.warnings += (message,)

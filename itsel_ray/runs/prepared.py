@@ -155,3 +155,28 @@ def describe(reports) -> str:
     from itsel_ray.data.prepare import format_report
 
     return format_report(reports)
+
+
+
+def truncation_line(reports) -> str | None:
+    """One line: the share of each task's training inputs cut at its max source length, tasks with any first."""
+    cut = []
+    for r in reports:
+        train = next((s for s in r.splits if s.name == "train"), None)
+        if train is not None and train.examples and train.at_cap:
+            cut.append((train.at_cap / train.examples, r.task, train))
+    if not cut:
+        return None
+    shown = ", ".join(f"{task} {100 * share:.1f}%" for share, task, _ in sorted(cut, reverse=True))
+    rest = len(reports) - len(cut)
+    return (f"[prepare] training inputs cut at the max source length: {shown}"
+            + (f"; {rest} other task(s) none" if rest else "") + " (details in the log)")
+
+
+def console_lines(reports) -> list[str]:
+    """What the console shows of a prepare run that found no problem: one line per warning ("warning: " first) and
+    per note, and one line of truncation rates; the rows behind them go to the log (`describe`)."""
+    lines = [f"warning: [prepare] {w}" for r in reports for w in r.warnings]
+    lines += [f"[prepare] note: {n}" for r in reports for n in r.notes]
+    cut = truncation_line(reports)
+    return lines + ([cut] if cut else [])

@@ -9,9 +9,11 @@ permissions the umask allows (results on shared storage are meant to be read by 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,7 +23,82 @@ from itsel_ray.runs.sweep_spec import NAME_PATTERN
 
 
 class StorageError(RuntimeError):
-    """Storage that cannot hold a sweep: missing, a file, read-only, full; the message names the path."""
+    """Storage that cannot hold a sweep: missing, a file, read-only, full, or holding an entry that is not a plain
+    folder or file (a symlink, FIFO, socket or device); the message names the path."""
+
+
+# ------------------------------------------------------------------------------------------------ local safety
+
+MAX_JSON_BYTES = 64 * 2**20  # a trial's records are kilobytes; anything near this is not one of them
+_KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def entry_kind(mode: int) -> str | None:
+    """What an entry is when it is not a plain folder or file ("a symlink", "a FIFO", ...), else None."""
+    return next((name for test, name in _KINDS if test(mode)), None)
+
+
+def _refuse(path: Path, kind: str, root: str) -> StorageError:
+    target = f" to {os.readlink(path)}" if kind == "a symlink" else ""
+    return StorageError(f"storage entry {path} is {kind}{target}; a sweep reads and writes only plain folders and "
+                        f"files inside its storage {root}: replace it with a folder or file (or move it out)")
+
+
+def check_inside(root: str, key: str) -> Path:
+    """The local path of `key` under `root`, after checking every part of it that exists: a symlink, FIFO, socket
+    or device anywhere on the way is refused, so nothing is ever read or written outside the storage through one
+    and no read blocks on a FIFO."""
+    path = Path(root)
+    for part in check_key(key).split("/") if key else ():
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            break
+        except NotADirectoryError:
+            break
+        kind = entry_kind(mode)
+        if kind:
+            raise _refuse(path, kind, root)
+    return Path(root, key) if key else Path(root)
+
+
+def unsafe_entries(root: str | os.PathLike, limit: int = 5) -> tuple[int, list[tuple[Path, str]]]:
+    """(how many, the first `limit`) entries under `root` that are not plain folders or files; walks without
+    following symlinks."""
+    count, shown = 0, []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            path = Path(folder, name)
+            try:
+                kind = entry_kind(os.lstat(path).st_mode)
+            except FileNotFoundError:
+                continue
+            if kind:
+                count += 1
+                if len(shown) < limit:
+                    shown.append((path, kind))
+    return count, shown
+
+
+def open_regular(path: Path, root: str):
+    """A read-only binary file object for `path` that is a regular file: opened without following a symlink and
+    without blocking on a FIFO, then checked."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise _refuse(path, "a symlink", root) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        raise _refuse(path, entry_kind(mode) or "not a regular file", root)
+    return os.fdopen(fd, "rb")
 
 
 def is_uri(path: str) -> bool:
@@ -59,9 +136,10 @@ class Storage:
         return f"{self.root}/{key}" if self.remote else str(Path(self.root, key))
 
     def local(self, key: str = "") -> Path:
+        """The local path of `key`; every part of it that exists must be a plain folder or file (`check_inside`)."""
         if self.remote:
             raise ValueError(f"{self.root} is remote; no local path")
-        return Path(self.path(key))
+        return check_inside(self.root, key)
 
     def relative(self, path: str) -> str:
         """The key of a full path under this root (how tables store paths, so a copied storage still reads)."""
@@ -101,11 +179,19 @@ class Storage:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def read_bytes(self, key: str) -> bytes | None:
+    def read_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes | None:
+        """The file's bytes, None when it does not exist. With `max_bytes`, a larger file raises StorageError
+        before anything is read (a record that is gigabytes is not a record)."""
         try:
             if not self.remote:
-                return self.local(key).read_bytes()
+                path = self.local(key)
+                with open_regular(path, self.root) as f:
+                    _check_size(path, os.fstat(f.fileno()).st_size, max_bytes)
+                    return f.read()
             with self.fs[0].open_input_stream(self._fs_path(key)) as f:
+                if max_bytes is not None:
+                    size = self.size(key)
+                    _check_size(self.path(key), size or 0, max_bytes)
                 return f.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
@@ -119,20 +205,41 @@ class Storage:
         return self.read_json_checked(key)[0]
 
     def read_json_checked(self, key: str) -> tuple[Any | None, bool]:
-        """(parsed file or None, damaged): damaged is True when the file exists but is not valid JSON."""
-        data = self.read_bytes(key)
-        if data is None:
-            return None, False
+        """(parsed file or None, damaged): damaged is True when the file exists but is not valid JSON (or is
+        larger than MAX_JSON_BYTES)."""
+        value, why = self.read_json_why(key)
+        return value, why is not None
+
+    def read_json_why(self, key: str, *, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any | None, str | None]:
+        """(parsed file or None, why it is damaged or None): a file that is not JSON, or larger than `max_bytes`
+        (never read into memory), is damaged."""
         try:
-            return json.loads(data), False
+            data = self.read_bytes(key, max_bytes=max_bytes)
+        except _TooLarge as err:
+            return None, err.reason
+        if data is None:
+            return None, None
+        try:
+            return json.loads(data), None
         except ValueError:
-            return None, True
+            return None, "not valid JSON"
 
     def list_files(self, key: str) -> list[str]:
-        """Keys of the files directly inside folder `key` (sorted); empty when it does not exist."""
+        """Keys of the files directly inside folder `key` (sorted); empty when it does not exist. A symlink or
+        special file among them is refused (named)."""
         if not self.remote:
             folder = self.local(key)
-            return sorted(f"{key}/{p.name}" for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+            if not folder.is_dir():
+                return []
+            out = []
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    kind = entry_kind(entry.stat(follow_symlinks=False).st_mode)
+                    if kind:
+                        raise _refuse(Path(entry.path), kind, self.root)
+                    if entry.is_file(follow_symlinks=False):
+                        out.append(f"{key}/{entry.name}")
+            return sorted(out)
         import pyarrow.fs
 
         sel = pyarrow.fs.FileSelector(self._fs_path(key), allow_not_found=True)
@@ -185,7 +292,7 @@ class Storage:
             raise ValueError(f"{self.root} is remote: objects cannot be appended to")
         path = self.local(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             os.write(fd, text.encode("utf-8"))
         finally:
@@ -233,6 +340,17 @@ class Storage:
         return True
 
     # ------------------------------------------------------------------ checks
+    def check_entries(self) -> None:
+        """Refuse a local sweep folder that holds a symlink, FIFO, socket or device anywhere below it (named,
+        with the count): the sweep would read or write through it, outside its storage."""
+        if self.remote or not Path(self.root).is_dir():
+            return
+        count, shown = unsafe_entries(self.root)
+        if count:
+            path, kind = shown[0]
+            more = f" ({count} such entries; also {', '.join(str(p) for p, _ in shown[1:])})" if count > 1 else ""
+            raise StorageError(str(_refuse(path, kind, self.root)) + more)
+
     def check_usable(self, *, min_free_bytes: int = 256 * 1024**2) -> None:
         """Refuse a root that is a file, cannot be created or written, or has too little free space."""
         if self.remote:  # the bucket, the endpoint and a write; object stores report no free space
@@ -271,6 +389,17 @@ def _uri_options(uri: str) -> str:
 
 def _object_store(fs) -> bool:
     return type(fs).__name__ in ("S3FileSystem", "GcsFileSystem")
+
+
+class _TooLarge(StorageError):
+    def __init__(self, path, size: int, limit: int):
+        self.reason = f"{size / 2**20:,.1f} MiB, larger than any record ({limit / 2**20:,.0f} MiB at most); not read"
+        super().__init__(f"{path} is {self.reason}")
+
+
+def _check_size(path, size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise _TooLarge(path, size, max_bytes)
 
 
 def sweep_root(storage_base: str, name: str) -> Storage:

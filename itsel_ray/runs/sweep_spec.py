@@ -12,7 +12,9 @@ from typing import Mapping
 
 from itsel_ray.engine import ENGINES
 from itsel_ray.schema import ConfigError
-from itsel_ray.trial_config import DataConfig, ModelConfig, OptimConfig, PromptConfig, TrainConfig, TrialConfig
+from itsel_ray.trial_config import (
+    DataConfig, ModelConfig, OptimConfig, PromptConfig, TrainConfig, TrialConfig, check_schedule,
+)
 
 ROLES = ("source", "target", "transfer")
 USE_GPU = ("auto", "always", "never")
@@ -30,6 +32,9 @@ class TrialSettings:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
+    def __post_init__(self):
+        check_schedule(self.optim, self.train)
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -46,11 +51,17 @@ class Grid:
             dupes = sorted({v for v in values if values.count(v) > 1})
             if dupes:
                 raise ConfigError(f"grid.{key} lists {dupes} more than once")
+            folded: dict = {}
+            for v in values:  # task names are looked up case-insensitively: SYN_HAS0 is syn_has0
+                if isinstance(v, str) and v.casefold() in folded:
+                    raise ConfigError(f"grid.{key} lists {folded[v.casefold()]!r} and {v!r}, one task (task names "
+                                      "are not case-sensitive)")
+                folded[v.casefold() if isinstance(v, str) else v] = v
         for key in ("source_seeds", "target_seeds"):
             for i, seed in enumerate(getattr(self, key)):
                 if not 0 <= seed < SEED_LIMIT:
                     raise ConfigError(f"grid.{key}[{i}]: seed {seed} is outside [0, 2**32)")
-        both = sorted(set(self.sources) & set(self.targets))
+        both = sorted({s for s in self.sources if s.casefold() in {t.casefold() for t in self.targets}})
         if both:
             raise ConfigError(f"grid: {both} are both sources and targets; a task has one role in a sweep")
 

@@ -21,6 +21,7 @@ import numpy as np
 from itsel_ray.artifacts import PromptFileError, TrialFiles, prompt_from_bytes
 from itsel_ray.runs.plan import PlannedTrial
 from itsel_ray.runs.storage import Storage
+from itsel_ray.schema import short_repr
 from itsel_ray.trial_config import TrialConfig
 
 MARKER = "sweep_trial.json"
@@ -106,26 +107,48 @@ def read_marker(storage: Storage, sweep, trial: PlannedTrial, expected: "str | N
     return rebuilt, f"{MARKER} was damaged; rebuilt from config.json"
 
 
+def result_problem(result, task: str) -> str | None:
+    """Why a finished result.json cannot be a real result, or None: its best_score must be a finite number inside
+    the range of the task's metric (x100; [-100, 100] for a correlation, else [0, 100])."""
+    if not isinstance(result, dict):
+        return f"is a JSON {type(result).__name__}, not a record"
+    if result.get("status") != "done" or result.get("best_score") is None:
+        return None
+    score = result["best_score"]
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        return f"has best_score {short_repr(score)}, not a number"
+    from itsel_ray.analysis.inputs import score_range
+
+    low, high, why = score_range(task)
+    if not (math.isfinite(score) and low <= score <= high):
+        return f"has best_score {score!r}, outside the score range [{low:g}, {high:g}] ({why})"
+    return None
+
+
 def read_record(storage: Storage, sweep, trial: PlannedTrial, expected: "str | None | Callable[[], str | None]", *,
                 index: dict | None = None, recover: Recover | None = None) -> TrialRecord:
-    """The trial's state for this sweep's config. With `recover` (the driver), a damaged result.json is rebuilt
-    from the engine's resume state and written back; without it (status), the trial reads as damaged. `expected`
-    may be a function that computes the fingerprint: called only for a trial that has a marker."""
+    """The trial's state for this sweep's config. A result.json that is not JSON, larger than any record, or
+    finished with a score that cannot be (NaN, outside the metric's range) is damaged: with `recover` (the driver)
+    it is rebuilt from the engine's resume state and written back, else the trial is rerun; without it (status),
+    the trial reads as damaged, with why. `expected` may be a function that computes the fingerprint: called only
+    for a trial that has a marker."""
     marker, note = read_marker(storage, sweep, trial, expected, index)
     if marker:
         expected = expected() if callable(expected) else expected
     if expected is None or not marker or marker.get("fingerprint") != expected:
         return TrialRecord(trial, "pending", None, trial.key, note)
-    result, damaged = storage.read_json_checked(f"{trial.key}/{TrialFiles.RESULT}")
-    if damaged:
+    result, why = storage.read_json_why(f"{trial.key}/{TrialFiles.RESULT}")
+    if why is None and result is not None:
+        why = result_problem(result, trial.task)
+    if why is not None:
         rebuilt = recover(trial_config(sweep, trial), storage.local(trial.key)) if recover and not storage.remote \
             else None
-        if rebuilt is None:
+        if rebuilt is None or result_problem(rebuilt, trial.task) is not None:
             return TrialRecord(trial, "damaged", None, trial.key,
-                               f"{storage.path(trial.key)}/{TrialFiles.RESULT} is damaged (a rerun rebuilds it from "
-                               "the resume state, or resumes the trial)")
+                               f"{storage.path(trial.key)}/{TrialFiles.RESULT} {_phrase(why)} (a rerun rebuilds it "
+                               "from the resume state, or reruns the trial)")
         storage.write_json(f"{trial.key}/{TrialFiles.RESULT}", rebuilt)
-        result, note = rebuilt, "result.json was damaged; rebuilt from the resume state"
+        result, note = rebuilt, f"result.json {_phrase(why)}; rebuilt from the resume state"
     if not result:
         return TrialRecord(trial, "running", None, trial.key, note)
     status = result.get("status")
@@ -133,6 +156,11 @@ def read_record(storage: Storage, sweep, trial: PlannedTrial, expected: "str | N
         status = "failed"  # finished without a single finite evaluation: never a score of 0
     return TrialRecord(trial, status if status in ("done", "failed", "running") else "running", result, trial.key,
                        note)
+
+
+def _phrase(why: str) -> str:
+    """A damage reason as a predicate: "is damaged (not valid JSON)", "has best_score nan, ..."."""
+    return why if why.startswith(("has ", "is a JSON")) else f"is damaged ({why})"
 
 
 def read_stage(sweep, storage: Storage, trials: list[PlannedTrial], *, index: dict | None = None,

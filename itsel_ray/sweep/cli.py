@@ -45,8 +45,8 @@ examples:
 Re-running a command after Ctrl-C, a killed driver or a lost worker continues the sweep: finished trials are
 kept, interrupted ones resume from their last state. One driver at a time per sweep storage.
 
-exit status: 0 ok, 1 some trials failed, 2 bad sweep file, override or argument, 3 cannot run here (resources,
-cluster, storage, another driver), 130 interrupted (rerun to continue).
+exit status: 0 ok, 1 some trials failed, 2 bad sweep file, override, argument or task data, 3 cannot run here
+(resources, cluster, storage, a full disk, another driver), 130 interrupted or Ray lost (rerun to continue).
 """
 
 
@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m itsel_ray.swee
             return fail(exit_codes.BAD_INPUT, f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.quiet:
         args.log_level = "WARNING"
+    for flag in ("sweep", "storage", "address"):  # an empty value is a mistake (an unset shell variable), not "default"
+        value = getattr(args, flag)
+        if value is not None and not value.strip():
+            return fail(exit_codes.BAD_INPUT, f"--{flag} is empty; give a value or leave the option out")
     if not args.address:
         from itsel_ray.sweep.cluster import loopback_first
 
@@ -134,7 +138,13 @@ def _status(args, storage_base: str) -> int:
         return fail(exit_codes.BAD_INPUT, str(err))
     if args.sweep:
         sweep = load_sweep(args.sweep, overrides=args.overrides, check_engine=False, include=args.include)
-        print(format_status(sweep, sweep_root(storage_base, sweep.name)))
+        root = sweep_root(storage_base, sweep.name)
+        if not root.remote and not root.local().is_dir():
+            held = sweeps_in(storage_base)
+            return fail(exit_codes.BAD_INPUT, f"no sweep {sweep.name!r} in storage {storage_base}: it holds "
+                        + (f"{', '.join(held)} (pass --sweep {held[0]})" if held else "no sweep")
+                        + "; or pass the --storage the sweep ran with")
+        print(format_status(sweep, root))
         return exit_codes.OK
     names = sweeps_in(storage_base)
     if not names:

@@ -154,9 +154,12 @@ def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_
     import ray
 
     kwargs = {} if num_gpus is None else {"num_gpus": num_gpus}
-    ctx = _init(runtime_env, address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
-                dashboard_host="127.0.0.1", object_store_memory=object_store_memory or object_store_bytes(),
-                log_to_driver=log_to_driver, **kwargs)
+    try:
+        ctx = _init(runtime_env, address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
+                    dashboard_host="127.0.0.1", object_store_memory=object_store_memory or object_store_bytes(),
+                    log_to_driver=log_to_driver, **kwargs)
+    except Exception as err:  # Ray raises bare Exception, TimeoutError or RuntimeError when its processes are slow
+        raise ClusterError(start_failure(err)) from None
     node_ip = ray.util.get_node_ip_address()
     if not ipaddress.ip_address(node_ip).is_loopback:
         ray.shutdown()
@@ -164,6 +167,23 @@ def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_
                            f"before {', '.join(LOOPBACK_ENV)} could be set); run the command in a fresh process")
     url = getattr(ctx, "dashboard_url", None) or None
     return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def start_failure(err: BaseException) -> str:
+    """One line for a private instance that did not start (its processes too slow on a loaded machine, or dead)."""
+    import ray
+
+    try:
+        ray.shutdown()  # whatever part of it started
+    except Exception:
+        pass
+    first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+    try:
+        load = f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    except OSError:
+        load = ""
+    return (f"the private Ray instance did not start: {first}{load}. The machine may be too busy: retry when it is "
+            "quieter, or start fewer processes (--num-cpus N, --no-dashboard)")
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, dashboard: bool = True,

@@ -9,12 +9,15 @@ survive a killed driver.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import traceback
 
 import yaml
 
 from itsel_ray.engine import get_engine
+from itsel_ray.runs.disk import describe_os_error, disk_full_error
 from itsel_ray.runs.lock import DriverLock, LockedError
 from itsel_ray.runs.resources import ResourceError, resource_plan
 from itsel_ray.runs.source_prompts import MissingSourcesError
@@ -24,6 +27,7 @@ from itsel_ray.runs.tables import write_tables
 from itsel_ray.sweep import cluster as cl
 from itsel_ray.sweep import exit_codes, reaper
 from itsel_ray.sweep.console import Console
+from itsel_ray.sweep.instance_watch import InstanceWatch
 
 
 class Interrupted(Exception):
@@ -44,15 +48,19 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
     info = None
     sweep = _pick(args, console)  # everything that can be checked without Ray, first (plugins imported here)
     plugins = sweep_plugins(sweep)
-    storage = lock = watchdog = None
+    run = _Running(console)
+    run.sweep = sweep
     try:
-        storage, lock = _claim(sweep, storage_base, args.stage)
-        _keep_log(console, storage, lock, args.stage)
+        run.storage, run.lock = _claim(sweep, storage_base, args.stage)
+        storage = run.storage
+        _keep_log(console, storage, run.lock, args.stage)
         if owns_ray:
             if not args.address:  # the private instance must not outlive this process, however it ends
-                watchdog = reaper.spawn()
+                run.reaper = reaper.spawn()
             info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard,
                               plugins=plugins)
+            if not args.address:  # its raylet or GCS dying ends the driver at once, with the rerun message
+                run.watch = InstanceWatch.start(run.instance_lost)
         else:
             cl.check_job_ships(plugins)
             info = cl.cluster_info(args.address)
@@ -70,10 +78,7 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
                             "storage (--storage /shared/path or s3://...)")
         storage.write_bytes("sweep.yaml", yaml.safe_dump(dict(sweep.raw), sort_keys=False).encode())
         code = _run_stages(args, sweep, storage, info, console)
-        console.summary(f"finished in {time.time() - started:.1f}s; results in {storage.path('results')}")
-        if console.log_path:
-            console.summary(f"full log: {console.log_path}" + (
-                f" (stored as {storage.path('logs/' + console.log_path.name)})" if storage.remote else ""))
+        _outcome_line(console, code, started, storage)
         return code
     except (cl.ClusterError, LockedError, ResourceError, StorageError) as err:
         console.error(str(err))
@@ -82,18 +87,92 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
         console.error(f"interrupted{': ' + str(err) if str(err) else ''}. Finished trials are kept; rerun the same "
                       "command to continue from the trials' last state.")
         return exit_codes.INTERRUPTED
+    except Exception as err:
+        fault = classify_fault(err)
+        if fault is None:
+            raise
+        code, message = fault
+        console.error(message)
+        return code
     finally:
-        if storage is not None and lock is not None:
+        if run.watch is not None:
+            run.watch.stop()
+        if run.storage is not None and run.lock is not None:
             try:
-                write_tables(sweep, storage, recover=_recover(sweep))
+                write_tables(run.sweep, run.storage, recover=_recover(run.sweep))
             except Exception as err:  # never mask the real outcome
                 console.warning(f"could not rewrite the results tables: {err}")
         if owns_ray:
             cl.shutdown()
-            reaper.finish(watchdog)
-        if lock is not None:
-            _upload_log(console, storage)
-            lock.release()
+            reaper.finish(run.reaper)
+        if run.lock is not None:
+            _upload_log(console, run.storage)
+            run.lock.release()
+
+
+class _Running:
+    """What the driver holds while it runs, so that a lost Ray instance can be handled from the watch's thread."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.sweep = self.storage = self.lock = self.reaper = self.watch = None
+
+    def instance_lost(self, what: str) -> None:
+        """The private instance's raylet or GCS ended: Ray cannot be used (nor shut down) from here on. Say so,
+        write the tables and free the lock (storage only), and end the process with the rerun status; the reaper
+        stops the instance's remaining processes when it sees this process go without its "done"."""
+        self.console.error(f"the private Ray instance stopped: its {what} process ended (killed, or out of memory). "
+                           "Finished trials are kept; rerun the same command to continue from the trials' last state.")
+        try:
+            if self.storage is not None and self.lock is not None:
+                write_tables(self.sweep, self.storage, recover=_recover(self.sweep))
+        except Exception as err:
+            self.console.warning(f"could not rewrite the results tables: {err}")
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+            self.console.close()
+            os._exit(exit_codes.INTERRUPTED)
+
+
+OUTCOMES = {exit_codes.FAILED_TRIALS: "some trials failed", exit_codes.BAD_INPUT: "bad input, nothing was started",
+            exit_codes.CANNOT_RUN: "cannot run here", exit_codes.INTERRUPTED: "interrupted, rerun to continue"}
+
+
+def _outcome_line(console: Console, code: int, started: float, storage) -> None:
+    """The last lines: "finished" only when every stage succeeded, else what stopped it (the log keeps both)."""
+    took = time.time() - started
+    if code == exit_codes.OK:
+        console.summary(f"finished in {took:.1f}s; results in {storage.path('results')}")
+    else:
+        console.summary(f"stopped after {took:.1f}s with exit status {code} ({OUTCOMES.get(code, 'failed')}); the "
+                        f"results tables (done trials only) are in {storage.path('results')}")
+    if console.log_path:
+        console.summary(f"full log: {console.log_path}" + (
+            f" (stored as {storage.path('logs/' + console.log_path.name)})" if storage.remote else ""))
+
+
+def classify_fault(err: BaseException) -> tuple[int, str] | None:
+    """(exit status, one line) for a failure of the machine rather than of the code: a full or unwritable disk
+    (CANNOT_RUN, naming the file), a Ray system error such as a lost node or actor (INTERRUPTED, rerun); None for
+    anything else (a bug: its traceback is shown)."""
+    if disk_full_error(err) is not None:
+        return exit_codes.CANNOT_RUN, describe_os_error(err)
+    ray = sys.modules.get("ray")
+    ray_error = getattr(getattr(ray, "exceptions", None), "RayError", None)
+    if ray_error is not None and isinstance(err, ray_error) and not _is_task_error(err):
+        first = str(err).splitlines()[0][:300] if str(err) else ""
+        return exit_codes.INTERRUPTED, (f"Ray failed ({type(err).__name__}: {first}). Finished trials are kept; "
+                                        "rerun the same command to continue from the trials' last state.")
+    if isinstance(err, OSError) and not isinstance(err, ConnectionError):
+        return exit_codes.CANNOT_RUN, describe_os_error(err)
+    return None
+
+
+def _is_task_error(err: BaseException) -> bool:
+    """A RayTaskError carries an exception raised by our own code in a task: not a Ray failure."""
+    task_error = getattr(getattr(sys.modules.get("ray"), "exceptions", None), "RayTaskError", None)
+    return task_error is not None and isinstance(err, task_error)
 
 
 def _pick(args, console: Console):
@@ -106,6 +185,7 @@ def _pick(args, console: Console):
 def _claim(sweep, storage_base: str, command: str):
     storage = sweep_root(storage_base, sweep.name)
     storage.check_usable()
+    storage.check_entries()  # no symlink, FIFO or device anywhere in the sweep's folder
     return storage, DriverLock(storage, command).acquire()
 
 
@@ -145,6 +225,8 @@ def runs_trials(command: str) -> bool:
 
 
 def _run_stages(args, sweep, storage, info, console: Console) -> int:
+    from itsel_ray.analysis.inputs import InputError
+    from itsel_ray.artifacts import PromptFileError
     from itsel_ray.sweep.analyze_stage import AnalysisUnavailable, run_analyze
 
     stages = list(STAGE_RUNS.get(args.stage, [args.stage]))
@@ -163,7 +245,18 @@ def _run_stages(args, sweep, storage, info, console: Console) -> int:
             except AnalysisUnavailable as err:
                 console.error(f"[analyze] not run: {err}")
                 failed = True
-            except Exception:  # the tables are written; show the analysis' own error and go on to exit 1
+            except (InputError, PromptFileError) as err:  # a table or prompt file the analysis cannot use
+                console.error(f"[analyze] failed: {err} (the results tables were written; the previous report is "
+                              "kept)")
+                failed = True
+            except StorageError as err:
+                console.error(f"[analyze] {err}")
+                return exit_codes.CANNOT_RUN
+            except Exception as err:  # the tables are written; show the analysis' own error and go on to exit 1
+                fault = classify_fault(err)
+                if fault is not None:
+                    console.error(f"[analyze] {fault[1]} (the previous report is kept)")
+                    return fault[0]
                 console.error("[analyze] failed (the results tables were written; the previous report is kept):\n"
                               + traceback.format_exc())
                 failed = True
@@ -190,11 +283,16 @@ def _run_stages(args, sweep, storage, info, console: Console) -> int:
 
 def _prepare(sweep, storage, console: Console) -> bool:
     """Load, check and tokenise every task once (cheap when done); False when a task's data is wrong."""
-    from itsel_ray.runs.prepared import describe, prepare_sweep, problems
+    from itsel_ray.runs.prepared import console_lines, describe, prepare_sweep, problems
     from itsel_ray.sweep.parallel import make_ray_map
 
     started = time.time()
-    reports, root = prepare_sweep(sweep, storage, make_ray_map(num_cpus=1, chunksize=1))
+    try:
+        reports, root = prepare_sweep(sweep, storage, make_ray_map(num_cpus=1, chunksize=1))
+    except Exception as err:  # a full disk in a prepare task arrives wrapped by Ray: name the file, say "disk full"
+        if disk_full_error(err) is not None:
+            raise StorageError(f"[prepare] {describe_os_error(err)}") from None
+        raise
     if root is None:
         console.info("[prepare] nothing to prepare (the stand-in engine reads no data)")
         return True
@@ -205,6 +303,8 @@ def _prepare(sweep, storage, console: Console) -> bool:
         console.error(f"[prepare] {len(bad)} problem(s) in the tasks' data; no trial was started:\n  "
                       + "\n  ".join(bad))
         return False
+    for line in console_lines(reports):
+        (console.warning if line.startswith("warning: ") else console.info)(line.removeprefix("warning: "))
     reused = sum(r.reused for r in reports)
     console.info(f"[prepare] {len(reports)} task(s) ready in {root} ({reused} already up to date, "
                  f"{time.time() - started:.1f}s)")

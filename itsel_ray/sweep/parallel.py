@@ -48,7 +48,24 @@ def ray_map(fn: Callable, items: Iterable, *, chunksize: int | None = None, num_
     fn_ref = ray.put(fn)
     task = _apply_chunk.options(num_cpus=num_cpus, num_gpus=num_gpus)
     futures = [task.remote(fn_ref, chunk) for chunk in chunked(items, chunksize)]
-    return [result for chunk in ray.get(futures) for result in chunk]
+    try:
+        return [result for chunk in ray.get(futures) for result in chunk]
+    except Exception:
+        _settle(futures)
+        raise
+
+
+def _settle(futures: list, timeout_s: float = 60.0) -> None:
+    """After the first failure: collect the other tasks' outcomes (cancelling those still running after
+    `timeout_s`), so that Ray does not print each further failure later as an "unhandled error" traceback."""
+    done, pending = ray.wait(futures, num_returns=len(futures), timeout=timeout_s)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+    for ref in [*done, *pending]:
+        try:
+            ray.get(ref, timeout=5)
+        except Exception:
+            pass
 
 
 def make_ray_map(**options: Any) -> Callable[[Callable, Iterable], list]:

@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -103,24 +104,60 @@ def captions_from_hub(repo: str = KARPATHY_HUB, splits: Sequence[str] = ("valida
     return captions
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build both files; every failure (offline, a missing or malformed input) is one line on stderr, exit 2."""
     parser = argparse.ArgumentParser(prog="python -m itsel_ray.tasks.cxc", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sts-dir", required=True, help="folder holding CxC's sts_val.csv and sts_test.csv")
     parser.add_argument("--out", required=True, help="output folder, normally <data_dir>/cxc")
     parser.add_argument("--karpathy-json", help="a local dataset_coco.json instead of fetching the caption map")
     parser.add_argument("--eval-rows", type=int, default=EVAL_ROWS)
     args = parser.parse_args(argv)
+    try:
+        files = _build_files(args)
+        for name, rows in files.items():
+            print(f"wrote {len(rows):,} rows to {write_jsonl_atomic(Path(args.out) / name, rows)}")
+    except CxcInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot write {err.filename or args.out}: {err.strerror or err}", file=sys.stderr)
+        return 3
+    return 0
 
+
+class CxcInputError(ValueError):
+    """A CxC input that cannot be built from; the message names the file or the source."""
+
+
+def _build_files(args) -> dict[str, list[dict]]:
     sts = Path(args.sts_dir)
+    for name in ("sts_val.csv", "sts_test.csv"):
+        if not (sts / name).is_file():
+            raise CxcInputError(f"--sts-dir {sts}: no {name} (point it at Crisscrossed-Captions/data)")
+    try:
+        val, test = read_sts_csv(sts / "sts_val.csv"), read_sts_csv(sts / "sts_test.csv")
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise CxcInputError(f"--sts-dir {sts}: cannot read the CSV files ({type(err).__name__}: {err})") from None
     if args.karpathy_json:
-        captions = captions_from_karpathy_json(json.loads(Path(args.karpathy_json).read_text()))
+        path = Path(args.karpathy_json)
+        try:
+            captions = captions_from_karpathy_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CxcInputError(f"--karpathy-json {path}: not a readable Karpathy dataset_coco.json "
+                                f"({type(err).__name__}: {str(err)[:200]})") from None
     else:
-        captions = captions_from_hub()
-    files = build(read_sts_csv(sts / "sts_val.csv"), read_sts_csv(sts / "sts_test.csv"), captions,
-                  eval_rows=args.eval_rows)
-    for name, rows in files.items():
-        print(f"wrote {len(rows):,} rows to {write_jsonl_atomic(Path(args.out) / name, rows)}")
+        try:
+            captions = captions_from_hub()
+        except Exception as err:  # offline, a missing cache, a moved repository: all the same to the user
+            first = str(err).splitlines()[0][:200] if str(err) else ""
+            raise CxcInputError(f"cannot fetch the caption map {KARPATHY_HUB} from the Hugging Face Hub "
+                                f"({type(err).__name__}: {first}); without network access pass a local "
+                                "--karpathy-json dataset_coco.json (docs/data.md)") from None
+    try:
+        return build(val, test, captions, eval_rows=args.eval_rows)
+    except ValueError as err:
+        raise CxcInputError(str(err)) from None
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -103,9 +103,14 @@ def file_stamps(files) -> tuple[tuple[str, int, int], ...]:
 
 
 def read_parquet(files):
-    """One pyarrow Table of the files, concatenated in order (shards must share a schema)."""
+    """One pyarrow Table of the files, concatenated in order (shards must share a schema). An empty file, a Git LFS
+    pointer or a file without parquet's markers raises RowFileError naming it, before pyarrow reads it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from itsel_ray.tasks.rows import check_data_file
+
+    for f in files:
+        check_data_file(f, kind="parquet")
     tables = [pq.read_table(f) for f in files]
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

@@ -7,7 +7,6 @@ a task name. Row -> text formatting is pure (`examples_from_rows`), so the golde
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass, field, replace
@@ -15,8 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from itsel_ray.tasks.carve import authors_permutation
+from itsel_ray.tasks.limits import check_lengths
 from itsel_ray.tasks.mirror import Mirror, MirrorError, file_stamps, read_parquet, split_files
-from itsel_ray.tasks.rows import ArrowRows, Rows, as_rows
+from itsel_ray.tasks.raw_labels import LabelValueError, note_reading, read_label
+from itsel_ray.tasks.rows import ArrowRows, RowFileError, Rows, as_rows, read_jsonl
 from itsel_ray.examples import Example
 from itsel_ray.metrics.task_metrics import TASK_METRICS
 from itsel_ray.registry import Registry
@@ -72,12 +74,11 @@ class Labels:
             raise ValueError("Labels needs words, abstract ids, or both")
 
     def index_of(self, raw: Any) -> int:
-        """The label index of a raw dataset label (-1 when it is not one: hidden test labels are -1 or "")."""
-        if self.encoding is not None:
-            return self.encoding.index(str(raw)) if str(raw) in self.encoding else -1
+        """The label index of a raw dataset label (-1 when it names no class: hidden test labels are -1 or "");
+        class ids, the dataset's own values and unambiguous label words are read (`tasks.raw_labels`)."""
         try:
-            return int(raw)
-        except (TypeError, ValueError):
+            return read_label(self, raw)[0]
+        except LabelValueError:
             return -1
 
     def for_style(self, style: str) -> tuple[str, ...] | None:
@@ -190,9 +191,10 @@ class TaskSpec:
                 self.check_columns(row.keys(), split=where, row=i)
             ctx = FormatContext(split=split, label_style=label_style, index=i, where=where)
             try:
-                out.extend(fmt(row, self, ctx))
+                out.extend(check_lengths(self, fmt(row, self, ctx), ctx))
             except TaskDataError as err:
                 msg = str(err)
+                msg = msg if msg.startswith(("task ", "split ")) else f"split {where}, row {i}: {msg}"
                 raise TaskDataError(msg if msg.startswith("task ") else f"task {self.name}, {msg}") from None
             except (KeyError, IndexError, TypeError, ValueError) as err:
                 raise TaskDataError(f"task {self.name}, split {where}, row {i}: cannot format ({err!r})") from None
@@ -212,12 +214,11 @@ class TaskSpec:
         words = self.label_words(ctx.label_style)
         if words is None:
             raise TaskDataError(f"task {self.name} has no closed label set in the {ctx.label_style!r} style")
-        idx = self.labels.index_of(label)
-        if not 0 <= idx < len(words):
-            raise TaskDataError(
-                f"task {self.name}, split {ctx.where or ctx.split}, row {ctx.index}: label {label!r} is outside the "
-                f"label set {list(words)} (hidden test labels are -1 or empty; evaluate on a labelled split)"
-            )
+        try:
+            idx, how = read_label(self.labels, label)
+        except LabelValueError as err:
+            raise TaskDataError(f"task {self.name}, split {ctx.where or ctx.split}, row {ctx.index}: {err}") from None
+        note_reading(how, label, idx)
         return words[idx], idx
 
     # ------------------------------------------------------------------ loading
@@ -306,13 +307,13 @@ CARVED_WHERE = {"validation": "train (carved validation)", "train": "train (minu
 def carve_rows(spec: TaskSpec, n: int, carve: int, seed: int) -> tuple[list[int], list[int]]:
     """(validation rows in carve order, the remaining training rows in order) of a training split of `n` rows.
 
-    One shuffle under `seed` decides both, so a trial that carves from a prepared split gets the rows that
-    `TaskSpec.load` gets.
+    One permutation under `seed` decides both, so a trial that carves from a prepared split gets the rows that
+    `TaskSpec.load` gets. The permutation is the authors' draw: `torch.randperm(n)` from a CPU `torch.Generator`
+    seeded with the trial seed, its first `carve` rows the validation split (`tasks.carve.authors_permutation`).
     """
     if not 0 < carve < n:
         raise TaskDataError(f"task {spec.name}: cannot carve {carve} validation rows from {n} training rows")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
+    order = authors_permutation(n, seed)
     return order[:carve], sorted(order[carve:])
 
 
@@ -393,6 +394,8 @@ def read_split(spec: TaskSpec, split: str, data_dir=None, mirror=None) -> Rows:
     if source.kind == "mirror":
         try:
             return ArrowRows(read_parquet(source.files), source.origin)
+        except RowFileError as err:
+            raise TaskDataError(f"task {spec.name}, split {split}: {err}") from None
         except Exception as err:
             raise TaskDataError(f"task {spec.name}, split {split}: cannot read {source.origin}: {err}") from err
     folder = str(data_dir_for(data_dir, Mirror.of(mirror))) if spec.data.kind == "json" else data_dir
@@ -459,21 +462,11 @@ def _load_json(spec: TaskSpec, split: str, data_dir: str | None):
             f"task {spec.name}: local data file {path} not found; put the file there or point "
             f"data.data_dir / ${DATA_DIR_ENV} at the folder holding {spec.data.path}/{split} (see docs/data.md)"
         )
-    rows: list[dict] = []
-    columns: dict[str, None] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TaskDataError(f"task {spec.name}: {path} line {lineno} is not JSON ({err})") from None
-            if not isinstance(row, dict):
-                raise TaskDataError(f"task {spec.name}: {path} line {lineno} is not a JSON object")
-            rows.append(row)
-            columns.update(dict.fromkeys(row))
-    return RowTable(rows, list(columns))
+    try:
+        rows = read_jsonl(path)
+    except RowFileError as err:
+        raise TaskDataError(f"task {spec.name}: {err}") from None
+    return RowTable(rows.rows, rows.columns)
 
 
 @LOADERS.register("local")
