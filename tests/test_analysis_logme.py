@@ -59,7 +59,8 @@ def test_a_target_the_scorer_failed_on_is_unscored_with_its_reason(folder, tmp_p
     table["error"] = np.where(failed, "ZeroDivisionError: float division by zero", "")
     table.to_csv(copy / "logme.csv", index=False)
     read = study_from_sweep(copy)
-    assert np.isnan(read.logme[1]).all() and np.isfinite(read.logme[0]).all()
+    logme = read.model_scores["logme"]
+    assert np.isnan(logme[1]).all() and np.isfinite(logme[0]).all()
     assert any(f"LOGME has no score for target {study.targets[1]} (4 sources): ZeroDivisionError" in n
                for n in read.notes)
     cfg = analysis_config_from_dict({"selectors": ["random", "logme"], "metrics": ["ndcg"], "step_selectors": [],
@@ -73,17 +74,23 @@ def test_a_target_the_scorer_failed_on_is_unscored_with_its_reason(folder, tmp_p
 def test_the_model_table_leaves_a_failing_target_unscored_and_goes_on(monkeypatch):
     import types
 
+    import itsel_ray.engine as engines
     from itsel_ray.runs import model_tables
 
-    def scorer(cfg, prompts, *, max_examples):
-        if cfg.task == "bad":
-            return {s: 1.0 / 0.0 for s in prompts}
-        return {s: float(i) for i, s in enumerate(prompts)}, max_examples
+    class Readout:
+        rows = 16
 
-    module = types.ModuleType("fake_scorer")
-    module.score = scorer
-    monkeypatch.setitem(__import__("sys").modules, "fake_scorer", module)
-    fn = model_tables.ScoreTarget("fake_scorer:score", {"a": np.zeros((2, 2)), "b": np.zeros((2, 2))}, 16)
+        def __init__(self, task, prompts):
+            self.task, self.prompts = task, prompts
+
+        def losses(self):
+            if self.task == "bad":  # the error a scorer raised on one target (LogME's N < D division, before)
+                return {s: 1.0 / 0.0 for s in self.prompts}
+            return {s: -float(i) for i, s in enumerate(self.prompts)}
+
+    engine = types.SimpleNamespace(readout=lambda cfg, prompts, *, max_examples: Readout(cfg.task, prompts))
+    monkeypatch.setattr(engines, "get_engine", lambda name: engine)
+    fn = model_tables.ScoreTarget("t5", "probe", {"a": np.zeros((2, 2)), "b": np.zeros((2, 2))}, 16)
     cfg = lambda task: types.SimpleNamespace(task=task, train=types.SimpleNamespace(loss="label"))  # noqa: E731
     rows = [row for task in ("good", "bad") for row in fn(cfg(task))]
     bad = [r for r in rows if r["target"] == "bad"]
