@@ -257,7 +257,7 @@ def standalone(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full or unwritable --out: the file and "disk full", not a traceback
-        from itsel_ray.runs.disk import describe_os_error
+        from itsel_ray.disk import describe_os_error
 
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 3

@@ -11,7 +11,7 @@ import types
 import pytest
 import yaml
 
-from itsel_ray.runs.disk import describe_os_error, disk_full_error
+from itsel_ray.disk import describe_os_error, disk_full_error
 from itsel_ray.runs.storage import StorageError, sweep_root
 from itsel_ray.runs.sweep_file import load_sweep, sweeps_dir
 from itsel_ray.sweep import cli, cluster, driver, exit_codes

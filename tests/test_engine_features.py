@@ -48,7 +48,7 @@ def test_pooling_leaves_out_the_prompt_positions_and_the_padding(prompts):
     with torch.no_grad():
         got = model.features(batch.input_ids, batch.attention_mask)
         for row in range(3):
-            ids = torch.tensor([data.train.inputs[row]])
+            ids = torch.as_tensor(np.asarray(data.train.inputs[row]))[None]
             states, _ = model.encode(ids, torch.ones_like(ids))  # the row alone, no padding
             np.testing.assert_allclose(got[row].numpy(), states[0, 10:].mean(dim=0).numpy(), rtol=1e-4, atol=1e-5)
 

@@ -208,7 +208,7 @@ def _environments(folder: Path, results) -> tuple[dict, ...]:
            for fp, e in (described.items() if isinstance(described, dict) else []) if isinstance(e, dict)]
     done = results[results["status"] == "done"]
     column = done["environment"] if "environment" in done.columns else None
-    unrecorded = len(done) if column is None else int((column.fillna("").astype(str) == "").sum())
+    unrecorded = len(done) if column is None else int((column.isna() | column.astype(str).eq("")).sum())
     if unrecorded:
         out.append({"fingerprint": "", "summary": "not recorded", "trials": unrecorded})
     return tuple(out)

@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "itsel-ray data impor
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        from itsel_ray.runs.disk import describe_os_error
+        from itsel_ray.disk import describe_os_error
 
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 3

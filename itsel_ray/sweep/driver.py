@@ -17,7 +17,7 @@ import traceback
 import yaml
 
 from itsel_ray.engine import get_engine
-from itsel_ray.runs.disk import describe_os_error, disk_full_error
+from itsel_ray.disk import describe_os_error, disk_full_error
 from itsel_ray.runs.lock import DriverLock, LockedError
 from itsel_ray.runs.resources import ResourceError, resource_plan
 from itsel_ray.runs.source_prompts import MissingSourcesError
