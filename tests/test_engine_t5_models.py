@@ -122,6 +122,21 @@ def test_a_model_of_another_family_or_without_a_config_is_refused(tmp_path):
         T5.describe_model(ModelConfig(name=str(tmp_path / "broken")))
 
 
+@pytest.mark.parametrize("field, value, match", [
+    ("d_model", 0, r"d_model must be a positive integer, got 0"),
+    ("num_heads", -2, r"num_heads must be a positive integer, got -2"),
+    ("d_ff", 64.5, r"d_ff must be a positive integer, got 64\.5"),
+    ("dropout_rate", 1.0, r"dropout_rate must be a number in \[0, 1\), got 1\.0"),
+])
+def test_a_shape_that_cannot_be_built_is_refused_naming_the_field(field, value, match, tmp_path):
+    config = {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16, field: value}
+    with pytest.raises(ConfigError, match=r"model\.config: " + match):
+        T5.describe_model(ModelConfig(config=config, tokenizer="vocab:synthetic"))
+    folder = write_config(tmp_path / "ckpt", {"model_type": "t5", **config})
+    with pytest.raises(ConfigError, match=r"its config\.json does not describe a T5 \(" + match):
+        T5.describe_model(ModelConfig(name=str(folder)))
+
+
 def test_memory_predictions_follow_the_checkpoints_shape(tmp_path):
     """Same task and batch, three checkpoints: the prediction is the memory model at each one's own shape."""
     from itsel_ray.tasks import get_task

@@ -76,8 +76,21 @@ _FIELDS = {f.name for f in fields(T5Shape)}
 
 
 def shape_from_config(config: Mapping) -> T5Shape:
-    """A T5Shape from T5Config fields (a config.json or `model.config`); other fields are ignored here."""
-    return T5Shape(**{k: v for k, v in config.items() if k in _FIELDS})
+    """A T5Shape from T5Config fields (a config.json or `model.config`); other fields are ignored here. A size that
+    is not a positive integer (`d_model: 0`) or a dropout outside [0, 1) is a ValueError naming the field: such a
+    model cannot be built, and the memory model would plan it as free."""
+    shape = T5Shape(**{k: v for k, v in config.items() if k in _FIELDS})
+    for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
+                 "relative_attention_num_buckets"):
+        value = getattr(shape, name)
+        if value is None and name == "num_decoder_layers":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    rate = shape.dropout_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(f"dropout_rate must be a number in [0, 1), got {rate!r}")
+    return shape
 
 
 # Offline fallback for the original checkpoints only (T5 v1.0: ReLU FFN, tied embeddings), used when their
@@ -116,7 +129,7 @@ def _random_init(config: dict, tokenizer: str) -> ResolvedShape:
 
     try:
         shape = shape_from_config(config)
-    except TypeError as err:  # a field of the wrong kind (a list for d_model, ...)
+    except (TypeError, ValueError) as err:  # a field of the wrong kind or size (a list or 0 for d_model, ...)
         raise ConfigError(f"model.config: {err}") from None
     # The backbone grows its embedding table to its tokenizer's size, which is known here for a word-level tokenizer
     # only; with a Hub tokenizer the rows are known once it is loaded (the shape keeps `vocab_size` or T5's default).
@@ -144,6 +157,6 @@ def _pretrained(name: str) -> ResolvedShape:
                           "engine runs")
     try:
         shape = shape_from_config(config)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"model.name {name!r}: its config.json does not describe a T5 ({err})") from None
     return ResolvedShape(shape, kind, f"config.json from {where}", shape.vocab_size)
