@@ -159,3 +159,28 @@ def test_padding_share_of_random_batches_on_known_lengths():
     assert cost.padding_share > 0.05  # at this width the vocabulary head on the (unpadded) targets dominates
     assert cost.tokens_per_step == pytest.approx(8 * (4 + 60 + 3), rel=0.01)
     assert cost.real_tokens_per_step == 8 * (4 + 35 + 3)
+
+
+def test_after_prepare_the_dry_run_uses_the_prepared_lengths(tmp_path, capsys):
+    from itsel_ray.runs.prepared import prepare_sweep
+    from itsel_ray.runs.storage import sweep_root
+
+    overrides = ["grid.sources=[syn_has0]", "grid.targets=[syn_and45]", "grid.source_seeds=[42]",
+                 "grid.target_seeds=[28]"]
+    sweep = load_sweep("demo", overrides=overrides)
+    storage = sweep_root(str(tmp_path), sweep.name)
+    before = sweep_costs(sweep, storage)
+    assert all(c.lengths.upper_bound for c in before)
+    reports, _ = prepare_sweep(sweep, storage)
+    assert all(r.ok for r in reports)
+    after = sweep_costs(sweep, storage)
+    assert all(c.lengths.source.startswith("prepared data") for c in after)
+    for b, a in zip(before, after):
+        assert a.cost.train_flops < b.cost.train_flops  # real rows are shorter than the declared limit
+        assert a.cost.eval_rows == 500  # the demo's max_eval_examples, now counted from the prepared split
+    args = ["transfer", "--sweep", "demo", "--dry-run", "--storage", str(tmp_path)]
+    for item in overrides:
+        args += ["--set", item]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "prepared data (" in out and "declared limits" not in out
