@@ -133,6 +133,11 @@ class TrainConfig:
     activation_checkpointing recomputes each T5 block's activations in the backward pass instead of keeping them.
     precision: `auto` (bf16 autocast on a CUDA device that supports it, else fp32), `bf16` or `fp32`; the frozen
     weights stay fp32 and label scores are computed in fp32 either way (the authors trained in fp32).
+
+    early_stop_patience (opt-in, default off: the paper trains every trial for max_steps) ends a trial once that
+    many evaluations in a row have not beaten the best score so far by more than early_stop_min_delta; the best
+    prompt is still the best evaluation's, and the record says where it stopped. The learning-rate schedule is
+    not shortened: a stopped trial ends where its LR still is.
     """
 
     max_steps: int = 30000
@@ -150,11 +155,16 @@ class TrainConfig:
     micro_batch_size: int | None = None
     activation_checkpointing: bool = False
     precision: str = "auto"
+    early_stop_patience: int | None = None
+    early_stop_min_delta: float = 0.0
 
     def __post_init__(self):
         for key in ("max_steps", "batch_size", "eval_every", "save_every", "eval_batch_size", "max_train_examples",
-                    "max_eval_examples", "max_new_tokens", "threads", "micro_batch_size"):
+                    "max_eval_examples", "max_new_tokens", "threads", "micro_batch_size", "early_stop_patience"):
             check_at_least(f"train.{key}", getattr(self, key))
+        check_finite("train.early_stop_min_delta", self.early_stop_min_delta, low=0.0, strict=False)
+        if self.early_stop_min_delta and self.early_stop_patience is None:
+            raise ConfigError("train.early_stop_min_delta needs train.early_stop_patience (early stopping is off)")
         if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
             raise ConfigError(f"train.micro_batch_size {self.micro_batch_size} exceeds train.batch_size "
                               f"{self.batch_size}")
@@ -167,6 +177,7 @@ class TrainConfig:
 
 
 DATA_LOCATIONS = ("data_dir", "mirror", "task_mirrors", "cache_dir")  # where the data is, not what it is
+OPT_IN = {"early_stop_patience": None, "early_stop_min_delta": 0.0}  # train options left out of identity when off
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,9 @@ class TrialConfig:
         out = self.to_dict()
         for key in DATA_LOCATIONS:
             out["data"].pop(key, None)
+        for key, default in OPT_IN.items():  # off: the identity of a trial from before the option existed
+            if out["train"].get(key) == default:
+                out["train"].pop(key)
         return out
 
     @classmethod

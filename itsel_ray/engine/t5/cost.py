@@ -146,6 +146,8 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: T5Shape | None = None) -> Tr
     unpadded = train.batch_size * float(np.mean(alone))
     real_tokens = train.batch_size * float(np.mean(prompt + inputs + queries))
     notes = []
+    if train.early_stop_patience:
+        notes.append("early stopping is on: training and evaluation are counted to max_steps, an upper bound")
     eval_flops = eval_rows = None
     if lengths.eval is not None:
         held = lengths.eval.head(train.max_eval_examples)
