@@ -17,6 +17,7 @@ SEED_LIMIT = 2**32  # numpy's and most RNGs' seed range: [0, 2**32)
 # Larger than any T5-family vocabulary (mT5: 250,112): a population beyond it is a typo, not a choice.
 MAX_VOCABULARY = 1_000_000
 PRECISIONS = ("auto", "bf16", "fp32")
+BATCHINGS = ("random", "bucketed")
 
 
 def check_seed(key: str, value: int) -> None:
@@ -138,6 +139,10 @@ class TrainConfig:
     many evaluations in a row have not beaten the best score so far by more than early_stop_min_delta; the best
     prompt is still the best evaluation's, and the record says where it stopped. The learning-rate schedule is
     not shortened: a stopped trial ends where its LR still is.
+
+    batching: `random` (each batch a slice of a per-epoch permutation, padded to its longest row, as the authors)
+    or `bucketed` (the same stream pooled 64 batches at a time and sorted by length, so rows of similar length
+    share a batch and padding shrinks; itsel_ray/engine/batching.py). Both are pure functions of (seed, step).
     """
 
     max_steps: int = 30000
@@ -157,6 +162,7 @@ class TrainConfig:
     precision: str = "auto"
     early_stop_patience: int | None = None
     early_stop_min_delta: float = 0.0
+    batching: str = "random"
 
     def __post_init__(self):
         for key in ("max_steps", "batch_size", "eval_every", "save_every", "eval_batch_size", "max_train_examples",
@@ -168,6 +174,8 @@ class TrainConfig:
         if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
             raise ConfigError(f"train.micro_batch_size {self.micro_batch_size} exceeds train.batch_size "
                               f"{self.batch_size}")
+        if self.batching not in BATCHINGS:
+            raise ConfigError(f"train.batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -177,7 +185,7 @@ class TrainConfig:
 
 
 DATA_LOCATIONS = ("data_dir", "mirror", "task_mirrors", "cache_dir")  # where the data is, not what it is
-OPT_IN = {"early_stop_patience": None, "early_stop_min_delta": 0.0}  # train options left out of identity when off
+OPT_IN = {"early_stop_patience": None, "early_stop_min_delta": 0.0, "batching": "random"}  # train options left out of identity when off
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BATCHINGS = ("random", "bucketed")
+from itsel_ray.trial_config import BATCHINGS
+
 BUCKET_POOL = 64  # batches per length-sorted pool of `bucketed` batching (engine/batching.py)
 SAMPLED_BATCHES = 512  # training batches drawn to estimate the mean cost of a step
 

@@ -24,7 +24,7 @@ import torch
 from itsel_ray.artifacts import StateError, TrialFiles, TrialResult, load_prompt, read_json, save_prompt, write_json
 from itsel_ray.engine.base import ModelInfo, Report, TrialError  # noqa: F401  (TrialError re-exported)
 from itsel_ray.engine.backbone import Backbone, set_activation_checkpointing
-from itsel_ray.engine.batching import batch_indices, pad
+from itsel_ray.engine.batching import bucket_keys, pad, training_batch
 from itsel_ray.engine.data import TrialData, make_batch, prepare_data  # noqa: F401  (re-exported)
 from itsel_ray.engine.labels import as_generated
 from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Loss
@@ -256,6 +256,9 @@ class _Trainer:
         self.step, self.wall_before = 0, 0.0
         self.best_score, self.best_step, self.best_metrics = -math.inf, None, {}
         self.patience = Patience()
+        self.keys = None  # bucketed batching's sort keys: the training rows' lengths
+        if cfg.train.batching == "bucketed":
+            self.keys = bucket_keys(self.data.train.inputs.lengths(), self.data.train.targets.lengths())
         self.history: list[dict] = []
         self.loss_sum, self.loss_n = 0.0, 0
 
@@ -368,7 +371,8 @@ class _Trainer:
         the summed gradient is the full batch's up to float rounding, whatever the micro-batch size.
         """
         cfg, train = self.cfg, self.cfg.train
-        idx = batch_indices(len(self.data.train), train.batch_size, seed=cfg.seed, step=self.step)
+        idx = training_batch(train.batching, self.keys, len(self.data.train), train.batch_size, seed=cfg.seed,
+                             step=self.step)
         size = train.micro_batch
         parts = [make_batch(self.data.train, idx[i : i + size], pad_id, self.bb.device) for i in range(0, len(idx), size)]
         units = [loss.units(b, pad_id) for b in parts]

@@ -136,7 +136,7 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: T5Shape | None = None) -> Tr
                          "label set")
     positions = label_positions(lengths.labels)[0] if label_loss else None
     steps = train_batches(rows, batch_size=train.batch_size, micro_batch=train.micro_batch_size,
-                          batching="random")
+                          batching=train.batching)
     step_flops = float(np.mean([train_step(s, b, prompt=prompt, decoder_positions=positions) for b in steps]))
     tokens = float(np.mean([sum(m.rows * (prompt + m.inputs + (positions or m.targets)) for m in b) for b in steps]))
     # the same rows without padding: each alone at its own lengths, as many as a step holds
