@@ -1,6 +1,6 @@
 """Engine benchmarks: training-step throughput against peft, rank vs generation evaluation, trial peak memory.
 
-    python benchmarks/bench_engine.py train      # ours vs peft prompt tuning, same model shape, batch and tensors
+    python benchmarks/bench_engine.py train      # the trial's step vs peft's (Adafactor both), wall and thread CPU time
     python benchmarks/bench_engine.py eval       # rank classification vs greedy generation, same predictions
     python benchmarks/bench_engine.py memory     # peak RSS of one t5-small-shaped trial on CPU
     python benchmarks/bench_engine.py all
@@ -40,11 +40,19 @@ def _t5(shape: str, seed: int = 0):
 
 
 def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int) -> dict:
-    """Median seconds per optimiser step: our PromptedT5 + sequence loss vs peft's prompt tuning (encoder only)."""
+    """Median seconds per optimiser step, wall and this thread's CPU time: the trial's own step (PromptedT5, the
+    sequence loss, the sweep's optimiser and schedule: Adafactor at an absolute LR, linear decay, gradient clipping
+    at 1.0, as engine/trial.py runs them) vs peft's prompt tuning (encoder only) with the same optimiser, schedule
+    and clipping. Per-thread CPU time (time.thread_time) is what the step costs this thread whatever else the
+    machine runs; with --threads 1 it is the whole step's CPU time."""
     from peft import PromptTuningConfig, TaskType, get_peft_model
 
     from itsel_ray.engine.objectives import Batch, sequence_loss
+    from itsel_ray.engine.optim import build_optimizer
     from itsel_ray.engine.t5.model import PromptedT5
+    from itsel_ray.trial_config import OptimConfig
+
+    optim = OptimConfig()  # the sweep's default: adafactor, lr 0.5, weight decay 1e-5, linear, clip 1.0
 
     gen = torch.Generator().manual_seed(0)
     vocab = SHAPES[shape]["vocab_size"]
@@ -54,7 +62,7 @@ def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int)
     init = torch.randn(prompt_len, SHAPES[shape]["d_model"], generator=gen)
 
     ours = PromptedT5(_t5(shape), init.clone())
-    ours_opt = torch.optim.Adam([ours.prompt], lr=0.1)
+    ours_opt, ours_sched = build_optimizer([ours.prompt], optim, max_steps=30000)
     b = Batch(ids, mask, target, None)
 
     peer_cfg = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=prompt_len,
@@ -62,33 +70,40 @@ def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int)
     peer = get_peft_model(_t5(shape), peer_cfg)
     peer_params = [p for p in peer.parameters() if p.requires_grad]
     assert sum(p.numel() for p in peer_params) == init.numel(), "peft must train exactly one [P, H] prompt"
-    peer_opt = torch.optim.Adam(peer_params, lr=0.1)
+    peer_opt, peer_sched = build_optimizer(peer_params, optim, max_steps=30000)
     labels = target.masked_fill(target == 0, -100)
 
     def step_ours():
-        loss = sequence_loss(ours, b, None, 0)
         ours_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        sequence_loss(ours, b, None, 0).backward()
+        torch.nn.utils.clip_grad_norm_([ours.prompt], optim.max_grad_norm)
         ours_opt.step()
+        ours_sched.step()
 
     def step_peer():
-        loss = peer(input_ids=ids, attention_mask=mask, labels=labels).loss
         peer_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        peer(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        torch.nn.utils.clip_grad_norm_(peer_params, optim.max_grad_norm)
         peer_opt.step()
+        peer_sched.step()
 
     ours.backbone.train()
     peer.train()
     times = {"ours": [], "peft": []}
+    cpu = {"ours": [], "peft": []}
     step_ours(), step_peer()  # warm-up
     for _ in range(repeats):
         for name, fn in (("ours", step_ours), ("peft", step_peer)):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             fn()
             times[name].append(time.perf_counter() - t)
+            cpu[name].append(time.thread_time() - c)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"shape": shape, "batch": batch, "tokens": f"{prompt_len}+{seq}", "ours_s": med["ours"],
-            "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"], "repeats": repeats}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    return {"shape": shape, "batch": batch, "tokens": f"{prompt_len}+{seq}", "optimizer": optim.name,
+            "ours_s": med["ours"], "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"],
+            "ours_thread_cpu_s": med_cpu["ours"], "peft_thread_cpu_s": med_cpu["peft"],
+            "cpu_speedup_vs_peft": med_cpu["peft"] / med_cpu["ours"], "repeats": repeats}
 
 
 def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[dict]:
