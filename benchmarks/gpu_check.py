@@ -72,7 +72,8 @@ def sharing_rounds(results: dict, *, mps: bool, steps: int, warmup: int) -> None
             total = sum(r["steps_per_s"] for r in rows)
             base = base or (total if n == 1 else None)
             emit(results, "sharing", {
-                "mps": mps, "trials": n, "steps_per_s_per_trial": round(statistics.mean(r["steps_per_s"] for r in rows), 3),
+                "mps": mps, "trials": n,
+                "steps_per_s_per_trial": round(statistics.mean(r["steps_per_s"] for r in rows), 3),
                 "total_steps_per_s": round(total, 3), "vs_1_trial": round(total / base, 3) if base else None,
                 "peak_alloc_gib_per_trial": round(max(r["peak_allocated_gib"] for r in rows), 3),
                 "device_used_gib": round(max(r["device_used_gib"] for r in rows), 3)})

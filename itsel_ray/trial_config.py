@@ -185,7 +185,8 @@ class TrainConfig:
 
 
 DATA_LOCATIONS = ("data_dir", "mirror", "task_mirrors", "cache_dir")  # where the data is, not what it is
-OPT_IN = {"early_stop_patience": None, "early_stop_min_delta": 0.0, "batching": "random"}  # train options left out of identity when off
+# train options left out of a trial's identity while off, so trials from before they existed keep their fingerprint
+OPT_IN = {"early_stop_patience": None, "early_stop_min_delta": 0.0, "batching": "random"}
 
 
 @dataclass(frozen=True)

@@ -193,8 +193,8 @@ def recover_record(cfg: TrialConfig, work_dir) -> dict | None:
     except StateError:
         return None
     step, best_step = int(state["step"]), int(state["best_step"])
-    stopped = Patience.of(json.loads(state.get("patience", "{}"))).stopped
-    return {"status": "done" if step >= cfg.train.max_steps or stopped else "running", "task": cfg.task, "source": cfg.source,
+    done = step >= cfg.train.max_steps or Patience.of(json.loads(state.get("patience", "{}"))).stopped
+    return {"status": "done" if done else "running", "task": cfg.task, "source": cfg.source,
             "seed": cfg.seed, "best_score": float(state["best_score"]) if best_step >= 0 else None,
             "best_step": best_step if best_step >= 0 else None, "best_metrics": json.loads(state["best_metrics"]),
             "steps": step, "max_steps": cfg.train.max_steps, "wall_s": round(float(state["wall_s"]), 3),

@@ -7,8 +7,8 @@ model class (where the prompt goes, how a target is scored, what memory a trial 
 model at all, and a randomly initialised backbone has no config.json to read a type from. A model of another
 family is refused with a one-line error naming `model.name`, before any trial starts.
 
-Only the model-specific parts live in this package (`shapes.py`, `memory.py`, `cost.py`, `model.py`); the trial loop and the
-rest are shared with every prompt-tuning engine (`engine/tuning.py`).
+Only the model-specific parts live in this package (`shapes.py`, `memory.py`, `cost.py`, `model.py`); the trial loop
+and the rest are shared with every prompt-tuning engine (`engine/tuning.py`).
 """
 
 from __future__ import annotations
