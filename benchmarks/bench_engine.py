@@ -1,7 +1,8 @@
 """Engine benchmarks: training-step throughput against peft, rank vs generation evaluation, trial peak memory.
 
-    python benchmarks/bench_engine.py train      # ours vs peft prompt tuning, same model shape, batch and tensors
+    python benchmarks/bench_engine.py train      # the trial's step vs peft's (Adafactor both), wall and thread CPU time
     python benchmarks/bench_engine.py eval       # rank classification vs greedy generation, same predictions
+    python benchmarks/bench_engine.py rank       # rank evaluation: labels packed per example vs one row per label
     python benchmarks/bench_engine.py memory     # peak RSS of one t5-small-shaped trial on CPU
     python benchmarks/bench_engine.py all
 
@@ -40,11 +41,19 @@ def _t5(shape: str, seed: int = 0):
 
 
 def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int) -> dict:
-    """Median seconds per optimiser step: our PromptedT5 + sequence loss vs peft's prompt tuning (encoder only)."""
+    """Median seconds per optimiser step, wall and this thread's CPU time: the trial's own step (PromptedT5, the
+    sequence loss, the sweep's optimiser and schedule: Adafactor at an absolute LR, linear decay, gradient clipping
+    at 1.0, as engine/trial.py runs them) vs peft's prompt tuning (encoder only) with the same optimiser, schedule
+    and clipping. Per-thread CPU time (time.thread_time) is what the step costs this thread whatever else the
+    machine runs; with --threads 1 it is the whole step's CPU time."""
     from peft import PromptTuningConfig, TaskType, get_peft_model
 
     from itsel_ray.engine.objectives import Batch, sequence_loss
+    from itsel_ray.engine.optim import build_optimizer
     from itsel_ray.engine.t5.model import PromptedT5
+    from itsel_ray.trial_config import OptimConfig
+
+    optim = OptimConfig()  # the sweep's default: adafactor, lr 0.5, weight decay 1e-5, linear, clip 1.0
 
     gen = torch.Generator().manual_seed(0)
     vocab = SHAPES[shape]["vocab_size"]
@@ -54,7 +63,7 @@ def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int)
     init = torch.randn(prompt_len, SHAPES[shape]["d_model"], generator=gen)
 
     ours = PromptedT5(_t5(shape), init.clone())
-    ours_opt = torch.optim.Adam([ours.prompt], lr=0.1)
+    ours_opt, ours_sched = build_optimizer([ours.prompt], optim, max_steps=30000)
     b = Batch(ids, mask, target, None)
 
     peer_cfg = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=prompt_len,
@@ -62,33 +71,40 @@ def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int)
     peer = get_peft_model(_t5(shape), peer_cfg)
     peer_params = [p for p in peer.parameters() if p.requires_grad]
     assert sum(p.numel() for p in peer_params) == init.numel(), "peft must train exactly one [P, H] prompt"
-    peer_opt = torch.optim.Adam(peer_params, lr=0.1)
+    peer_opt, peer_sched = build_optimizer(peer_params, optim, max_steps=30000)
     labels = target.masked_fill(target == 0, -100)
 
     def step_ours():
-        loss = sequence_loss(ours, b, None, 0)
         ours_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        sequence_loss(ours, b, None, 0).backward()
+        torch.nn.utils.clip_grad_norm_([ours.prompt], optim.max_grad_norm)
         ours_opt.step()
+        ours_sched.step()
 
     def step_peer():
-        loss = peer(input_ids=ids, attention_mask=mask, labels=labels).loss
         peer_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        peer(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        torch.nn.utils.clip_grad_norm_(peer_params, optim.max_grad_norm)
         peer_opt.step()
+        peer_sched.step()
 
     ours.backbone.train()
     peer.train()
     times = {"ours": [], "peft": []}
+    cpu = {"ours": [], "peft": []}
     step_ours(), step_peer()  # warm-up
     for _ in range(repeats):
         for name, fn in (("ours", step_ours), ("peft", step_peer)):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             fn()
             times[name].append(time.perf_counter() - t)
+            cpu[name].append(time.thread_time() - c)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"shape": shape, "batch": batch, "tokens": f"{prompt_len}+{seq}", "ours_s": med["ours"],
-            "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"], "repeats": repeats}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    return {"shape": shape, "batch": batch, "tokens": f"{prompt_len}+{seq}", "optimizer": optim.name,
+            "ours_s": med["ours"], "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"],
+            "ours_thread_cpu_s": med_cpu["ours"], "peft_thread_cpu_s": med_cpu["peft"],
+            "cpu_speedup_vs_peft": med_cpu["peft"] / med_cpu["ours"], "repeats": repeats}
 
 
 def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[dict]:
@@ -141,6 +157,56 @@ def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[
     return rows
 
 
+def bench_rank(shape: str, n_eval: int, repeats: int) -> list[dict]:
+    """Rank evaluation: every label packed into one decoder sequence per example (the engine's path) vs one decoder
+    row per (example, label) with the encoder states repeated per label (the previous path), for a 2-label set of
+    single tokens and for multi-token label sets; same scores checked, medians of interleaved runs, wall and
+    thread CPU time."""
+    from itsel_ray.engine.batching import pad
+    from itsel_ray.engine.objectives import LabelSet
+    from itsel_ray.engine.t5.model import PromptedT5, _label_scores_by_row, label_scores
+
+    vocab = SHAPES[shape]["vocab_size"]
+    gen = torch.Generator().manual_seed(0)
+    rows = [torch.randint(3, vocab, (int(n),), generator=gen).tolist() + [1]
+            for n in torch.randint(20, 120, (n_eval,), generator=gen)]
+    model = PromptedT5(_t5(shape), torch.randn(100, SHAPES[shape]["d_model"], generator=gen))
+    sets = {  # name: label token ids (EOS included)
+        "2 labels x 1 token": [[5, 1], [6, 1]],
+        "2 labels x 3 tokens": [[5, 7, 9, 1], [6, 8, 10, 1]],
+        "3 labels x 2-4 tokens": [[5, 7, 1], [6, 8, 10, 1], [11, 12, 13, 14, 1]],
+        "8 labels x 2 tokens": [[20 + 2 * i, 21 + 2 * i, 1] for i in range(8)],
+    }
+    out = []
+    for name, ids in sets.items():
+        labels = LabelSet.build([str(i) for i in range(len(ids))], ids, 0, "cpu")
+        times = {"packed": [], "by_row": []}
+        cpu = {"packed": [], "by_row": []}
+        scores = {}
+        with torch.no_grad():
+            for r in range(repeats + 1):  # the first round warms up
+                for path in ("packed", "by_row"):
+                    t, c = time.perf_counter(), time.thread_time()
+                    got = []
+                    for start in range(0, len(rows), 64):
+                        ids_b, mask_b = pad(rows[start : start + 64], 0)
+                        enc, emask = model.encode(ids_b, mask_b)
+                        fn = label_scores if path == "packed" else _label_scores_by_row
+                        got.append(fn(model, enc, emask, labels))
+                    if r:
+                        times[path].append(time.perf_counter() - t)
+                        cpu[path].append(time.thread_time() - c)
+                    scores[path] = torch.cat(got)
+        same = bool((scores["packed"].argmax(1) == scores["by_row"].argmax(1)).all())
+        med = {k: statistics.median(v) for k, v in times.items()}
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+        out.append({"what": "rank", "shape": shape, "labels": name, "examples": n_eval, "same_predictions": same,
+                    "max_abs_diff": float((scores["packed"] - scores["by_row"]).abs().max()),
+                    "packed_s": med["packed"], "by_row_s": med["by_row"], "speedup": med["by_row"] / med["packed"],
+                    "cpu_speedup": med_cpu["by_row"] / med_cpu["packed"], "repeats": repeats})
+    return out
+
+
 def _memory_child(steps: int) -> None:
     from itsel_ray.engine.t5 import T5
     from itsel_ray.trial_config import TrialConfig
@@ -168,7 +234,7 @@ def bench_memory(steps: int) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["train", "eval", "memory", "all", "_memory_child"])
+    ap.add_argument("what", choices=["train", "eval", "rank", "memory", "all", "_memory_child"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for train/eval (default 1, as a trial)")
@@ -182,6 +248,8 @@ def main(argv=None) -> None:
         rows.append(bench_train("t5-small", batch=32, seq=128, prompt_len=100, repeats=args.repeats))
     if args.what in ("eval", "all"):
         rows.extend(bench_eval("tiny", n_eval=512, repeats=args.repeats, train_steps=80))
+    if args.what in ("rank", "all"):
+        rows.extend(bench_rank("t5-small", n_eval=128, repeats=args.repeats))
     if args.what in ("memory", "all"):
         rows.append(bench_memory(args.steps))
     for row in rows:

@@ -49,8 +49,9 @@ def require_cuda() -> None:
 
 
 def train_steps(*, steps: int, warmup: int, batch: int, seq_len: int, target_len: int, prompt_len: int,
-                model_fields: dict, device: str, barrier=None, n_trials: int = 1) -> dict:
-    """Build the frozen model and time `steps` prompt-tuning steps after `warmup`; returns rates and memory."""
+                model_fields: dict, device: str, barrier=None, n_trials: int = 1, precision: str = "bf16") -> dict:
+    """Build the frozen model and time `steps` prompt-tuning steps after `warmup`; returns rates and memory.
+    precision: bf16 (autocast, as the engine trains on a GPU) or fp32."""
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -70,8 +71,8 @@ def train_steps(*, steps: int, warmup: int, batch: int, seq_len: int, target_len
     data = Batch(input_ids=torch.randint(2, vocab, (batch, seq_len), device=dev),
                  attention_mask=torch.ones(batch, seq_len, dtype=torch.long, device=dev),
                  target_ids=torch.randint(2, vocab, (batch, target_len), device=dev), labels=None)
-    cuda = dev.type == "cuda"  # bf16 autocast on CUDA, as the engine trains
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    bf16 = dev.type == "cuda" and precision == "bf16"  # bf16 autocast on CUDA, as the engine trains
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else torch.autocast(dev.type, enabled=False)
 
     def step():
         with autocast:

@@ -22,6 +22,7 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 # How a trial is run rather than what it computes: CPU threads change its speed (and floating-point reduction
 # order, within the tolerance the numerical tests allow), so changing them must not retrain finished trials.
 NOT_IDENTITY = {"train": ("threads",)}
+BATCHINGS = ("random", "bucketed")
 
 
 def check_seed(key: str, value: int) -> None:
@@ -138,6 +139,15 @@ class TrainConfig:
     activation_checkpointing recomputes each T5 block's activations in the backward pass instead of keeping them.
     precision: `auto` (bf16 autocast on a CUDA device that supports it, else fp32), `bf16` or `fp32`; the frozen
     weights stay fp32 and label scores are computed in fp32 either way (the authors trained in fp32).
+
+    early_stop_patience (opt-in, default off: the paper trains every trial for max_steps) ends a trial once that
+    many evaluations in a row have not beaten the best score so far by more than early_stop_min_delta; the best
+    prompt is still the best evaluation's, and the record says where it stopped. The learning-rate schedule is
+    not shortened: a stopped trial ends where its LR still is.
+
+    batching: `random` (each batch a slice of a per-epoch permutation, padded to its longest row, as the authors)
+    or `bucketed` (the same stream pooled 64 batches at a time and sorted by length, so rows of similar length
+    share a batch and padding shrinks; itsel_ray/engine/batching.py). Both are pure functions of (seed, step).
     """
 
     max_steps: int = 30000
@@ -155,14 +165,22 @@ class TrainConfig:
     micro_batch_size: int | None = None
     activation_checkpointing: bool = False
     precision: str = "auto"
+    early_stop_patience: int | None = None
+    early_stop_min_delta: float = 0.0
+    batching: str = "random"
 
     def __post_init__(self):
         for key in ("max_steps", "batch_size", "eval_every", "save_every", "eval_batch_size", "max_train_examples",
-                    "max_eval_examples", "max_new_tokens", "threads", "micro_batch_size"):
+                    "max_eval_examples", "max_new_tokens", "threads", "micro_batch_size", "early_stop_patience"):
             check_at_least(f"train.{key}", getattr(self, key))
+        check_finite("train.early_stop_min_delta", self.early_stop_min_delta, low=0.0, strict=False)
+        if self.early_stop_min_delta and self.early_stop_patience is None:
+            raise ConfigError("train.early_stop_min_delta needs train.early_stop_patience (early stopping is off)")
         if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
             raise ConfigError(f"train.micro_batch_size {self.micro_batch_size} exceeds train.batch_size "
                               f"{self.batch_size}")
+        if self.batching not in BATCHINGS:
+            raise ConfigError(f"train.batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not DEVICE_PATTERN.fullmatch(self.device):
@@ -174,6 +192,8 @@ class TrainConfig:
 
 
 DATA_LOCATIONS = ("data_dir", "mirror", "task_mirrors", "cache_dir")  # where the data is, not what it is
+# train options left out of a trial's identity while off, so trials from before they existed keep their fingerprint
+OPT_IN = {"early_stop_patience": None, "early_stop_min_delta": 0.0, "batching": "random"}
 
 
 @dataclass(frozen=True)
@@ -242,6 +262,9 @@ class TrialConfig:
         for part, keys in NOT_IDENTITY.items():  # kept as null, so that trials run with the default keep their identity
             for key in keys:
                 out[part][key] = None
+        for key, default in OPT_IN.items():  # off: the identity of a trial from before the option existed
+            if out["train"].get(key) == default:
+                out["train"].pop(key)
         return out
 
     @classmethod

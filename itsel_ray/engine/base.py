@@ -23,9 +23,10 @@ The methods (all take the trial's `TrialConfig`, or its `ModelConfig`):
   target task's training rows, as the `Readout` that model-backed selector inputs (PROBE's zero-shot losses,
   LOGME's features, `itsel_ray.selection.model_inputs`) are computed from.
 
-Reserved slot, beside `predict_memory` and with its conventions (pure arithmetic on the driver, no model load, None
-for an engine without a model): `trial_cost(cfg)`, the FLOPs of one trial's training and evaluation for the cost
-model in `--dry-run`. It is not declared yet, so that nothing calls a method no engine implements.
+- `trial_cost(cfg, lengths)`: the FLOPs of one trial's training and evaluation on data of `lengths` (a
+  `TaskLengths`, itsel_ray/engine/cost.py), as a `TrialCost`; beside `predict_memory` and with its conventions (pure
+  arithmetic on the driver, no model load); None for an engine without a model, or one without a FLOP model, which
+  `--dry-run` then says.
 
 Attributes: `name` (its registry name) and `has_model`: False for an engine that runs no model on the tasks' data
 (the stand-in), so the sweep prepares no data, predicts no memory and computes no model-backed inputs for it.
@@ -120,6 +121,10 @@ class Engine(ABC):
     def predict_memory(self, cfg: TrialConfig, *, device: str = "cuda",
                        bf16_capable: bool = True) -> MemoryEstimate | None:
         """Predicted bytes of one trial on `device` ("cuda" or "cpu"); None without a model."""
+
+    def trial_cost(self, cfg: TrialConfig, lengths):
+        """FLOPs of one trial on data of `lengths` (a `TrialCost`, itsel_ray/engine/cost.py); None: not modelled."""
+        return None
 
     @abstractmethod
     def readout(self, cfg: TrialConfig, prompts: Mapping[str, np.ndarray], *, max_examples: int):

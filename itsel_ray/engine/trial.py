@@ -24,7 +24,7 @@ import torch
 from itsel_ray.artifacts import StateError, TrialFiles, TrialResult, load_prompt, read_json, save_prompt, write_json
 from itsel_ray.engine.base import ModelInfo, Report, TrialError  # noqa: F401  (TrialError re-exported)
 from itsel_ray.engine.backbone import Backbone, set_activation_checkpointing
-from itsel_ray.engine.batching import batch_indices, pad
+from itsel_ray.engine.batching import bucket_keys, pad, training_batch
 from itsel_ray.engine.data import TrialData, make_batch, prepare_data  # noqa: F401  (re-exported)
 from itsel_ray.engine.labels import as_generated
 from itsel_ray.engine.objectives import EVAL_MODES, LOSSES, Loss
@@ -193,7 +193,8 @@ def recover_record(cfg: TrialConfig, work_dir) -> dict | None:
     except StateError:
         return None
     step, best_step = int(state["step"]), int(state["best_step"])
-    return {"status": "done" if step >= cfg.train.max_steps else "running", "task": cfg.task, "source": cfg.source,
+    done = step >= cfg.train.max_steps or Patience.of(json.loads(state.get("patience", "{}"))).stopped
+    return {"status": "done" if done else "running", "task": cfg.task, "source": cfg.source,
             "seed": cfg.seed, "best_score": float(state["best_score"]) if best_step >= 0 else None,
             "best_step": best_step if best_step >= 0 else None, "best_metrics": json.loads(state["best_metrics"]),
             "steps": step, "max_steps": cfg.train.max_steps, "wall_s": round(float(state["wall_s"]), 3),
@@ -212,6 +213,32 @@ def _log(files: TrialFiles, line: str) -> None:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
+class Patience:
+    """Early stopping's count (train.early_stop_patience): evaluations in a row since the score last beat `ref`, the
+    score of the last evaluation that improved by more than min_delta. Saved with the resume state, so a resumed
+    trial stops where an uninterrupted one would."""
+
+    def __init__(self, ref: float = -math.inf, stale: int = 0, stopped: bool = False):
+        self.ref, self.stale, self.stopped = ref, stale, stopped
+
+    def update(self, score: float, min_delta: float, patience: int) -> bool:
+        """Count one evaluation; True once `patience` evaluations in a row have not improved (then `stopped`)."""
+        if math.isfinite(score) and score > self.ref + min_delta:
+            self.ref, self.stale = score, 0
+        else:
+            self.stale += 1
+        self.stopped = self.stale >= patience
+        return self.stopped
+
+    def state(self) -> dict:
+        return {"ref": None if self.ref == -math.inf else self.ref, "stale": self.stale, "stopped": self.stopped}
+
+    @classmethod
+    def of(cls, state: dict) -> "Patience":
+        ref = state.get("ref")
+        return cls(-math.inf if ref is None else float(ref), int(state.get("stale", 0)), bool(state.get("stopped")))
+
+
 class _Trainer:
     """The loop's state, kept in one place so that checkpoint and resume cover all of it."""
 
@@ -228,6 +255,10 @@ class _Trainer:
         self.opt, self.sched = build_optimizer([self.model.prompt], cfg.optim, max_steps=cfg.train.max_steps)
         self.step, self.wall_before = 0, 0.0
         self.best_score, self.best_step, self.best_metrics = -math.inf, None, {}
+        self.patience = Patience()
+        self.keys = None  # bucketed batching's sort keys: the training rows' lengths
+        if cfg.train.batching == "bucketed":
+            self.keys = bucket_keys(self.data.train.inputs.lengths(), self.data.train.targets.lengths())
         self.history: list[dict] = []
         self.loss_sum, self.loss_n = 0.0, 0
 
@@ -244,6 +275,7 @@ class _Trainer:
             "best_metrics": json.dumps(self.best_metrics),
             "history": json.dumps(self.history),
             "wall_s": self._wall(),
+            "patience": json.dumps(self.patience.state()),
         }
         if self.bb.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.bb.device)
@@ -266,6 +298,7 @@ class _Trainer:
         self.best_score = float(state["best_score"])
         self.best_step = None if int(state["best_step"]) < 0 else int(state["best_step"])
         self.best_metrics, self.history = json.loads(state["best_metrics"]), json.loads(state["history"])
+        self.patience = Patience.of(json.loads(state.get("patience", "{}")))
         _log(self.files, f"resumed at step {self.step}")
 
     def _checkpoint(self, status: str) -> None:
@@ -285,6 +318,7 @@ class _Trainer:
             "best_metrics": self.best_metrics,
             "steps": self.step,
             "max_steps": self.cfg.train.max_steps,
+            **({"stopped_early": self.patience.stopped} if self.cfg.train.early_stop_patience else {}),
             "precision": self.precision,
             "wall_s": round(self._wall(), 3),
             "history": self.history,
@@ -305,7 +339,7 @@ class _Trainer:
             _log(self.files, f"start task={self.cfg.task} seed={self.cfg.seed} source={self.cfg.source} "
                              f"precision={self.precision}")
         _log(self.files, f"data: {self.data.source}")
-        if self.step >= self.cfg.train.max_steps:  # finished earlier: make sure the record says so (and is whole)
+        if self._finished():  # finished earlier: make sure the record says so (and is whole)
             try:
                 done = read_json(self.files.result).get("status") == "done"
             except (OSError, ValueError, AttributeError):
@@ -318,7 +352,7 @@ class _Trainer:
         self.bb.model.train()  # dropout as configured; the weights stay frozen
         set_activation_checkpointing(self.bb.model, train.activation_checkpointing)
         try:
-            while self.step < train.max_steps:
+            while not self._finished():
                 self._train_step(loss, pad_id)
                 self.step += 1
                 if self.step % train.save_every == 0:
@@ -337,7 +371,8 @@ class _Trainer:
         the summed gradient is the full batch's up to float rounding, whatever the micro-batch size.
         """
         cfg, train = self.cfg, self.cfg.train
-        idx = batch_indices(len(self.data.train), train.batch_size, seed=cfg.seed, step=self.step)
+        idx = training_batch(train.batching, self.keys, len(self.data.train), train.batch_size, seed=cfg.seed,
+                             step=self.step)
         size = train.micro_batch
         parts = [make_batch(self.data.train, idx[i : i + size], pad_id, self.bb.device) for i in range(0, len(idx), size)]
         units = [loss.units(b, pad_id) for b in parts]
@@ -370,13 +405,22 @@ class _Trainer:
         self.loss_sum, self.loss_n = 0.0, 0
         entry = {"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0], **metrics}
         self.history.append(entry)
-        done = self.step >= self.cfg.train.max_steps
+        train = self.cfg.train
+        if train.early_stop_patience and self.patience.update(score, train.early_stop_min_delta,
+                                                              train.early_stop_patience):
+            _log(self.files, f"early stop at step {self.step}: {train.early_stop_patience} evaluations without an "
+                             f"improvement over {train.early_stop_min_delta:g} (best {self._best_or_nan():.4g} at "
+                             f"step {self.best_step})")
+        done = self._finished()
         self._checkpoint("done" if done else "running")
         _log(self.files, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
         out = {"step": self.step, "score": score, "loss": loss, "best_score": self._best_or_nan(),
                "best_step": self.best_step, "wall_s": self._wall(), "done": done,
                **{f"eval_{k}": v for k, v in metrics.items() if k != "score"}}
         self.report(out, True)
+
+    def _finished(self) -> bool:
+        return self.step >= self.cfg.train.max_steps or self.patience.stopped
 
     def _best_or_nan(self) -> float:
         return self.best_score if self.best_step is not None else float("nan")

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from itsel_ray.runs.cost import cost_lines
 from itsel_ray.runs.resources import ClusterInfo, ResourceError, concurrency, local_resources, memory_lines, resource_plan
 from itsel_ray.runs.storage import Storage, StorageError, sweep_root
 from itsel_ray.runs.sweep_file import load_sweep, pick_sweep
@@ -214,6 +215,7 @@ def describe_plan(sweep: Sweep, storage: Storage, info: ClusterInfo, max_concurr
         lines.append(f"per trial: CANNOT RUN HERE: {err}")
         runnable = False
     lines += memory_lines(sweep, info.gpu_memory)
+    lines += cost_lines(sweep, storage)
     for stage in ("tune", "transfer"):
         trials = plan_stage(sweep, stage)
         roles: dict[str, int] = {}

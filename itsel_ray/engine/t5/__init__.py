@@ -7,8 +7,8 @@ model class (where the prompt goes, how a target is scored, what memory a trial 
 model at all, and a randomly initialised backbone has no config.json to read a type from. A model of another
 family is refused with a one-line error naming `model.name`, before any trial starts.
 
-Only the model-specific parts live in this package (`shapes.py`, `memory.py`, `model.py`); the trial loop and the
-rest are shared with every prompt-tuning engine (`engine/tuning.py`).
+Only the model-specific parts live in this package (`shapes.py`, `memory.py`, `cost.py`, `model.py`); the trial loop
+and the rest are shared with every prompt-tuning engine (`engine/tuning.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ class T5Engine(PromptTuningEngine):
         from itsel_ray.engine.t5.memory import trial_memory
 
         return trial_memory(cfg, device=device, bf16_capable=bf16_capable)
+
+    def trial_cost(self, cfg: TrialConfig, lengths):
+        from itsel_ray.engine.t5.cost import trial_cost
+
+        return trial_cost(cfg, lengths)
 
     def check_model(self, model: ModelConfig) -> None:
         if model.config is not None:

@@ -82,14 +82,16 @@ class PromptedT5(PromptedModel):
         out = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
         return out.last_hidden_state, mask
 
-    def decode_logits(self, enc: torch.Tensor, mask: torch.Tensor, decoder_input_ids: torch.Tensor) -> torch.Tensor:
-        """fp32 LM logits [B, T, V] for given decoder inputs and encoder states.
+    def decode_logits(self, enc: torch.Tensor, mask: torch.Tensor, decoder_input_ids: torch.Tensor,
+                      decoder_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """fp32 LM logits [B, T, V] for given decoder inputs and encoder states; `decoder_mask` replaces the causal
+        self-attention mask ([1, 1, T, T], True = attend, as `packed_self_mask` builds it).
 
         The head runs outside autocast: in bf16, logits near 30 are spaced 0.125 apart, coarser than the gaps
         between the label scores that rank classification compares.
         """
-        out = self.backbone.decoder(input_ids=decoder_input_ids, encoder_hidden_states=enc,
-                                    encoder_attention_mask=mask, use_cache=False)
+        out = self.backbone.decoder(input_ids=decoder_input_ids, attention_mask=decoder_mask,
+                                    encoder_hidden_states=enc, encoder_attention_mask=mask, use_cache=False)
         hidden = out.last_hidden_state
         cfg = self.backbone.config
         if getattr(cfg, "scale_decoder_outputs", getattr(cfg, "tie_word_embeddings", True)):
@@ -128,13 +130,76 @@ class PromptedT5(PromptedModel):
 
 
 def label_scores(model: PromptedT5, enc: torch.Tensor, mask: torch.Tensor, labels: LabelSet) -> torch.Tensor:
-    """[B, K] summed log-probabilities of each label sequence given each encoded input, in one decoder pass over
-    [batch x labels] rows."""
-    batch, k = enc.shape[0], labels.ids.shape[0]
+    """[B, K] summed log-probabilities of each label sequence given each encoded input, in one decoder pass.
+
+    Single-token labels share the decoder input: one position per example. Longer labels are packed into one
+    decoder sequence per example (`PackedLabels`), each label's tokens attending only to themselves (a
+    block-diagonal causal mask; T5's relative position bias depends only on distances within a block, so every
+    label sees exactly what it would see alone). The encoder states, and each layer's cross-attention keys and
+    values, are then computed once per example instead of once per label.
+    """
     if labels.ids.shape[1] == 1:  # single-token labels share the decoder input: one row per example suffices
-        start = labels.ids.new_zeros(batch, 1)
+        start = labels.ids.new_zeros(enc.shape[0], 1)
         logp = model.decode_logits(enc, mask, start)[:, 0].float().log_softmax(dim=-1)
         return logp[:, labels.ids[:, 0]]
+    packed = PackedLabels.of(labels)
+    self_mask = packed_self_mask(packed.block, model.backbone.config._attn_implementation)
+    if self_mask is None:  # an attention implementation without 4D masks: one decoder row per (example, label)
+        return _label_scores_by_row(model, enc, mask, labels)
+    batch = enc.shape[0]
+    logits = model.decode_logits(enc, mask, packed.inputs.expand(batch, -1), self_mask)
+    logp = logits.float().log_softmax(dim=-1).gather(-1, packed.targets.expand(batch, -1).unsqueeze(-1)).squeeze(-1)
+    scores = logp.new_zeros(batch, labels.ids.shape[0])
+    return scores.index_add(1, packed.block, logp)
+
+
+class PackedLabels:
+    """A label set's tokens as one decoder sequence: `inputs` [1, S] (each label's tokens shifted right behind the
+    start token), `targets` [1, S] and `block` [S] (the label each position belongs to)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, block: torch.Tensor):
+        self.inputs, self.targets, self.block = inputs, targets, block
+
+    _cache: dict[int, tuple[LabelSet, "PackedLabels"]] = {}
+
+    @classmethod
+    def of(cls, labels: LabelSet) -> "PackedLabels":
+        """The packed form of `labels`, built once per label set (a trial scores the same set at every step)."""
+        hit = cls._cache.get(id(labels))
+        if hit is not None and hit[0] is labels:
+            return hit[1]
+        if len(cls._cache) > 16:
+            cls._cache.clear()
+        packed = cls._build(labels)
+        cls._cache[id(labels)] = (labels, packed)
+        return packed
+
+    @classmethod
+    def _build(cls, labels: LabelSet) -> "PackedLabels":
+        lengths = labels.mask.sum(dim=1).tolist()
+        targets = torch.cat([labels.ids[j, :n] for j, n in enumerate(lengths)])
+        inputs = torch.cat([shift_right(labels.ids[j : j + 1, :n])[0] for j, n in enumerate(lengths)])
+        block = torch.repeat_interleave(torch.arange(len(lengths), device=labels.ids.device),
+                                        torch.tensor(lengths, device=labels.ids.device))
+        return cls(inputs.unsqueeze(0), targets.unsqueeze(0), block)
+
+
+def packed_self_mask(block: torch.Tensor, attn_implementation: str) -> torch.Tensor | None:
+    """[1, 1, S, S] causal attention within each label's block, in the form the attention implementation adds to
+    its scores (sdpa: boolean, True = attend; eager: additive float); None for an implementation it does not know."""
+    n = block.shape[0]
+    allowed = (block[:, None] == block[None, :]) & torch.ones(n, n, dtype=torch.bool, device=block.device).tril()
+    allowed = allowed[None, None]
+    if attn_implementation == "sdpa":
+        return allowed
+    if attn_implementation == "eager":
+        return torch.zeros(allowed.shape, device=block.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    return None
+
+
+def _label_scores_by_row(model: PromptedT5, enc: torch.Tensor, mask: torch.Tensor, labels: LabelSet) -> torch.Tensor:
+    """Each label in its own decoder row, the encoder states repeated per label (the general path)."""
+    batch, k = enc.shape[0], labels.ids.shape[0]
     enc_rep = enc.repeat_interleave(k, dim=0)  # row b*k + j = input b, label j
     mask_rep = mask.repeat_interleave(k, dim=0)
     targets = labels.ids.repeat(batch, 1)
