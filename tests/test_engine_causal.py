@@ -374,3 +374,59 @@ def test_a_sequence_longer_than_the_models_positions_is_refused_before_the_trial
     cfg = tiny_causal_trial("gpt2", model={"config": {"n_positions": 40}})
     with pytest.raises(TrialError, match=r"prompt.length 10 \+ max_source_length .* more than the 40 of 'model.config'"):
         CAUSAL.validate_config(cfg)
+
+
+# ------------------------------------------------------------------------------------------------ readouts
+
+
+@pytest.fixture(scope="module")
+def causal_prompts(tmp_path_factory):
+    """{related: a Llama prompt tuned 150 steps on syn_has0 (syn_and01 reads group 0), random<i>: untrained
+    prompts of three seeds}."""
+    work = tmp_path_factory.mktemp("causal_has0")
+    cfg = tiny_causal_trial("llama", train={"max_steps": 150, "batch_size": 32, "eval_every": 150,
+                                            "save_every": 150})
+    CAUSAL.run_trial(cfg, work)
+    emb = CAUSAL.backbone(cfg.model, "cpu").model.get_input_embeddings().weight
+    randoms = {f"random{s}": initial_prompt(cfg.prompt, emb, seed=s).numpy() for s in (1, 2, 3)}
+    return {"related": load_prompt(TrialFiles(work).best_prompt), **randoms}
+
+
+def test_probe_and_logme_read_the_causal_model_under_each_prompt(causal_prompts):
+    from itsel_ray.selection import MODEL_INPUTS
+    from itsel_ray.selection.logme import logme
+
+    cfg = tiny_causal_trial("llama", task="syn_and01")
+    readout = CAUSAL.readout(cfg, causal_prompts, max_examples=40, batch_size=16)
+    probe, logme_scores = MODEL_INPUTS.get("probe").scores(readout), MODEL_INPUTS.get("logme").scores(readout)
+    assert readout.rows == 40 and set(probe) == set(logme_scores) == set(causal_prompts)
+    # PROBE: minus the label loss of one batch of the same 40 rows (a row-weighted mean over 16 + 16 + 8)
+    bb = CAUSAL.backbone(cfg.model, "cpu")
+    data = prepare_data(cfg, get_task(cfg.task), bb)
+    rows = batch_indices(len(data.train), 40, seed=0, step=0)
+    pad = bb.tokenizer.pad_token_id
+    batch = make_batch(data.train, rows, pad, bb.device)
+    labels = np.array([data.train.labels[i] for i in rows])
+    bb.model.eval()
+    try:
+        with torch.no_grad():
+            for name, arr in causal_prompts.items():
+                model = CAUSAL.prompted(bb.model, torch.from_numpy(arr))
+                loss = float(LOSSES.get("label")(model, batch, data.labels, pad))
+                assert probe[name] == pytest.approx(-loss, rel=1e-5, abs=1e-6)
+                # LOGME: of the last-position features of those rows
+                feats = model.features(batch.input_ids, batch.attention_mask).numpy()
+                assert feats.shape == (40, 64)
+                assert logme_scores[name] == pytest.approx(logme(feats, labels), rel=1e-5)
+    finally:
+        bb.model.train()
+
+
+def test_a_related_source_prompt_scores_better_than_random_ones_under_probe_and_logme(causal_prompts):
+    # measured on 512 rows: PROBE related -0.64, random -1.06 to -1.13; LOGME related -0.66, random -0.83 to -0.84
+    from itsel_ray.selection import MODEL_INPUTS
+
+    readout = CAUSAL.readout(tiny_causal_trial("llama", task="syn_and01"), causal_prompts, max_examples=256)
+    for name in ("probe", "logme"):
+        scores = MODEL_INPUTS.get(name).scores(readout)
+        assert scores["related"] > max(v for k, v in scores.items() if k.startswith("random")), (name, scores)
