@@ -87,6 +87,25 @@ def test_the_sequence_loss_is_the_models_own_loss_on_the_target_tokens_only(fami
 
 
 @pytest.mark.parametrize("family", LAYOUTS)
+def test_the_loss_is_peft_prompt_tunings_loss_with_the_same_prompt(family):
+    peft = pytest.importorskip("peft")
+    model = _model(family)
+    ids, mask = _pad(INPUTS)
+    tgt, tmask = _pad(TARGETS)
+    ours = model.sequence_loss(Batch(ids, mask, tgt, None, tmask), PAD).item()
+    peer = peft.get_peft_model(model.backbone, peft.PromptTuningConfig(task_type=peft.TaskType.CAUSAL_LM,
+                                                                       num_virtual_tokens=P))
+    with torch.no_grad():
+        peer.prompt_encoder["default"].embedding.weight.copy_(model.prompt)
+        total = 0.0
+        for inp, target in zip(INPUTS, TARGETS):  # one unpadded row at a time, peft's labels -100 on the context
+            ctx = _context(inp)
+            out = peer(input_ids=torch.tensor([ctx + target]), labels=torch.tensor([[-100] * len(ctx) + target]))
+            total += float(out.loss) * len(target)
+    assert ours == pytest.approx(total / sum(map(len, TARGETS)), rel=1e-5)
+
+
+@pytest.mark.parametrize("family", LAYOUTS)
 @pytest.mark.parametrize("words", [[[30, EOS], [31, EOS], [32, 33, EOS]], [[30], [31], [40]]])
 def test_label_scores_are_the_summed_log_likelihood_of_each_label_after_the_input(family, words):
     model = _model(family)
