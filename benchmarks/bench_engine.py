@@ -258,6 +258,9 @@ def main(argv=None) -> None:
     ap.add_argument("what", choices=["train", "train-causal", "eval", "memory", "all", "_memory_child"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                    help="train-causal: the autocast precisions of the GPT-2-small rows (bf16 is slow on CPUs "
+                         "without native bf16)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for train/eval (default 1, as a trial)")
     args = ap.parse_args(argv)
     if args.what == "_memory_child":
@@ -270,7 +273,7 @@ def main(argv=None) -> None:
     if args.what in ("train-causal", "all"):
         rows.append(bench_train_causal("tiny-gpt2", batch=32, seq=32, prompt_len=20, repeats=max(args.repeats, 10),
                                        precision="fp32"))
-        for precision in ("fp32", "bf16"):
+        for precision in args.precisions:
             rows.append(bench_train_causal("gpt2", batch=8, seq=128, prompt_len=100, repeats=args.repeats,
                                            precision=precision))
     if args.what in ("eval", "all"):
@@ -278,7 +281,7 @@ def main(argv=None) -> None:
     if args.what in ("memory", "all"):
         rows.append(bench_memory(args.steps))
     for row in rows:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 
 if __name__ == "__main__":
