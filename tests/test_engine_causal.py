@@ -82,7 +82,7 @@ def test_the_sequence_loss_is_the_models_own_loss_on_the_target_tokens_only(fami
     assert ours.item() == pytest.approx(total / count, rel=1e-5)
     # a pad id equal to EOS (GPT-2's and Llama's tokenizers) must not hide the targets' closing EOS
     eos_padded = tgt.masked_fill(tmask == 0, EOS)
-    assert model.sequence_loss(Batch(ids, mask, eos_padded, None, tmask), EOS).item() == pytest.approx(ours, rel=1e-6)
+    assert model.sequence_loss(Batch(ids, mask, eos_padded, None, tmask), EOS).item() == pytest.approx(ours.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("family", LAYOUTS)
