@@ -1,6 +1,7 @@
 """Engine benchmarks: training-step throughput against peft, rank vs generation evaluation, trial peak memory.
 
     python benchmarks/bench_engine.py train      # the trial's step vs peft's (Adafactor both), wall and thread CPU time
+    python benchmarks/bench_engine.py train-causal  # the causal engine vs peft's CAUSAL_LM prompt tuning
     python benchmarks/bench_engine.py eval       # rank classification vs greedy generation, same predictions
     python benchmarks/bench_engine.py rank       # rank evaluation: labels packed per example vs one row per label
     python benchmarks/bench_engine.py memory     # peak RSS of one t5-small-shaped trial on CPU
@@ -105,6 +106,89 @@ def bench_train(shape: str, batch: int, seq: int, prompt_len: int, repeats: int)
             "ours_s": med["ours"], "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"],
             "ours_thread_cpu_s": med_cpu["ours"], "peft_thread_cpu_s": med_cpu["peft"],
             "cpu_speedup_vs_peft": med_cpu["peft"] / med_cpu["ours"], "repeats": repeats}
+
+
+CAUSAL_SHAPES = {
+    "tiny-gpt2": dict(model_type="gpt2", vocab_size=300, n_embd=128, n_layer=2, n_head=4, n_positions=512),
+    "gpt2": dict(model_type="gpt2", vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024),
+}
+
+
+def _causal(shape: str, seed: int = 0):
+    import transformers
+
+    from itsel_ray.engine.causal.shapes import FAMILIES
+
+    fields = dict(CAUSAL_SHAPES[shape])
+    family = fields.pop("model_type")
+    torch.manual_seed(seed)
+    config = getattr(transformers, FAMILIES[family][1])(**fields, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                                        bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    return getattr(transformers, FAMILIES[family][2])(config).requires_grad_(False).eval()
+
+
+def bench_train_causal(shape: str, batch: int, seq: int, prompt_len: int, repeats: int, precision: str) -> dict:
+    """Median seconds per optimiser step: our PromptedCausalLM + sequence loss vs peft's prompt tuning for causal LMs,
+    on the same sequences: prompt + `seq` - 1 input tokens + a 1-token separator + 4 target tokens, loss on the
+    target tokens only, Adam, `precision` autocast on both sides."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    from itsel_ray.engine.causal.model import PromptedCausalLM, SequenceFormat
+    from itsel_ray.engine.objectives import Batch, sequence_loss
+    from itsel_ray.engine.precision import autocast
+
+    gen = torch.Generator().manual_seed(0)
+    vocab, sep = CAUSAL_SHAPES[shape]["vocab_size"], 2
+    ids = torch.randint(3, vocab, (batch, seq), generator=gen)
+    ids[:, -1] = 1  # the input's closing EOS, which the causal engine replaces by the separator
+    mask = torch.ones_like(ids)
+    target = torch.randint(3, vocab, (batch, 4), generator=gen)
+    init = torch.randn(prompt_len, CAUSAL_SHAPES[shape]["n_embd"], generator=gen) * 0.02
+
+    ours = PromptedCausalLM(_causal(shape), init.clone(), SequenceFormat(eos_id=1, pad_id=0, separator=(sep,)))
+    ours_opt = torch.optim.Adam([ours.prompt], lr=0.1)
+    b = Batch(ids, mask, target, None, torch.ones_like(target))
+
+    peer = get_peft_model(_causal(shape), PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
+                                                             num_virtual_tokens=prompt_len))
+    peer_params = [p for p in peer.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in peer_params) == init.numel(), "peft must train exactly one [P, H] prompt"
+    with torch.no_grad():
+        peer_params[0].copy_(init)  # the same starting prompt: both sides compute the same loss
+    peer_opt = torch.optim.Adam(peer_params, lr=0.1)
+    full = torch.cat([ids[:, :-1], torch.full((batch, 1), sep), target], dim=1)
+    labels = torch.cat([torch.full((batch, seq), -100), target], dim=1)  # input and separator: context only
+
+    def step_ours():
+        with autocast(precision, torch.device("cpu")):
+            loss = sequence_loss(ours, b, None, 0)
+        ours_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ours_opt.step()
+
+    def step_peer():
+        with autocast(precision, torch.device("cpu")):
+            loss = peer(input_ids=full, attention_mask=torch.ones_like(full), labels=labels).loss
+        peer_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        peer_opt.step()
+
+    with torch.no_grad():
+        same = (float(sequence_loss(ours, b, None, 0)), float(peer(input_ids=full, labels=labels).loss))
+    assert abs(same[0] - same[1]) < 1e-4 * abs(same[1]), f"not the same computation: loss {same[0]} vs peft {same[1]}"
+    ours.backbone.train()
+    peer.train()
+    times = {"ours": [], "peft": []}
+    step_ours(), step_peer()  # warm-up
+    for _ in range(repeats):
+        for name, fn in (("ours", step_ours), ("peft", step_peer)):
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"shape": shape, "precision": precision, "batch": batch, "tokens": f"{prompt_len}+{seq}+4",
+            "ours_s": med["ours"], "peft_s": med["peft"], "speedup_vs_peft": med["peft"] / med["ours"],
+            "repeats": repeats}
 
 
 def bench_eval(shape: str, n_eval: int, repeats: int, train_steps: int) -> list[dict]:
@@ -234,9 +318,12 @@ def bench_memory(steps: int) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["train", "eval", "rank", "memory", "all", "_memory_child"])
+    ap.add_argument("what", choices=["train", "train-causal", "eval", "rank", "memory", "all", "_memory_child"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                    help="train-causal: the autocast precisions of the GPT-2-small rows (bf16 is slow on CPUs "
+                         "without native bf16)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for train/eval (default 1, as a trial)")
     args = ap.parse_args(argv)
     if args.what == "_memory_child":
@@ -246,6 +333,12 @@ def main(argv=None) -> None:
     if args.what in ("train", "all"):
         rows.append(bench_train("tiny", batch=32, seq=32, prompt_len=20, repeats=max(args.repeats, 10)))
         rows.append(bench_train("t5-small", batch=32, seq=128, prompt_len=100, repeats=args.repeats))
+    if args.what in ("train-causal", "all"):
+        rows.append(bench_train_causal("tiny-gpt2", batch=32, seq=32, prompt_len=20, repeats=max(args.repeats, 10),
+                                       precision="fp32"))
+        for precision in args.precisions:
+            rows.append(bench_train_causal("gpt2", batch=8, seq=128, prompt_len=100, repeats=args.repeats,
+                                           precision=precision))
     if args.what in ("eval", "all"):
         rows.extend(bench_eval("tiny", n_eval=512, repeats=args.repeats, train_steps=80))
     if args.what in ("rank", "all"):
@@ -253,7 +346,7 @@ def main(argv=None) -> None:
     if args.what in ("memory", "all"):
         rows.append(bench_memory(args.steps))
     for row in rows:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/demo_check.py                      # runs `python -m itsel_ray.sweep transfer --sweep demo`
     python benchmarks/demo_check.py --existing runs/demo # only reads a finished demo sweep
+    python benchmarks/demo_check.py --sweep demo-causal  # the same demo on a tiny causal LM
 
 Prints the wall time and peak memory of the whole command (the sum of the proportional set sizes of every process
 on the machine above the idle baseline, sampled every second: Ray's processes included), the transfer gap between
@@ -41,7 +42,7 @@ def total_pss_bytes() -> int:
     return total
 
 
-def run_demo(storage: Path, extra: list[str]) -> dict:
+def run_demo(storage: Path, extra: list[str], sweep: str = "demo") -> dict:
     baseline, peak, done = total_pss_bytes(), [0], threading.Event()
 
     def sample():
@@ -52,7 +53,7 @@ def run_demo(storage: Path, extra: list[str]) -> dict:
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     t0 = time.time()
-    cmd = [sys.executable, "-m", "itsel_ray.sweep", "transfer", "--sweep", "demo", "--storage", str(storage),
+    cmd = [sys.executable, "-m", "itsel_ray.sweep", "transfer", "--sweep", sweep, "--storage", str(storage),
            "--quiet", *extra]
     code = subprocess.call(cmd)
     wall = time.time() - t0
@@ -106,10 +107,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--existing", type=Path, help="a finished demo sweep folder (<storage>/demo) to read only")
     ap.add_argument("--storage", type=Path, default=Path("runs-demo-check"))
+    ap.add_argument("--sweep", default="demo", help="a demo sweep with the synthetic tasks (demo, demo-causal)")
     args, extra = ap.parse_known_args(argv)
     if args.existing is None:
-        stats = run_demo(args.storage, extra)
-        root = args.storage / "demo"
+        stats = run_demo(args.storage, extra, args.sweep)
+        root = args.storage / args.sweep
         print(f"demo: wall {stats['wall_s'] / 60:.1f} min, peak memory {stats['peak_mib']:.0f} MiB (PSS, all processes)")
     else:
         root = args.existing

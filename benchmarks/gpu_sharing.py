@@ -6,8 +6,10 @@
 The memory check builds a t5-base-shaped frozen T5 (random init from a T5Config, no download, dropout 0.1) and
 runs one prompt-tuning step (100 prompt tokens, batch 32, sequence loss, 3 target tokens) at 128 and 512 input
 tokens, fp32 and bf16, plus a micro-batch and a checkpointed row, and the same four rows on a flan-t5-base shape
-(the gated tanh-GELU FFN of T5 v1.1 / Flan-T5 / mT5, whose CUDA profile runs `pow` in fp32 under autocast). Per row
-it prints the prediction of `itsel_ray.engine.t5.memory.predict_trial_memory` (cuda profile) next to the measured
+(the gated tanh-GELU FFN of T5 v1.1 / Flan-T5 / mT5, whose CUDA profile runs `pow` in fp32 under autocast), then
+rows for the causal engine on GPT-2-small and Qwen2.5-0.5B shapes (dropout as their configs). Per row it prints
+the prediction of the engine's `predict_trial_memory` (`engine/t5/memory.py`, `engine/causal/memory.py`; cuda
+profile) next to the measured
 bytes: kept after the forward
 pass (memory_allocated), peak over forward and backward (max_memory_allocated) and the device's own peak, with the
 GPU share `gpu_fraction` would request. The rows also go to $OUT/gpu_memory.json when $OUT is set.
@@ -35,7 +37,12 @@ T5_BASE = dict(vocab_size=32128, d_model=768, d_ff=3072, d_kv=64, num_layers=12,
                num_heads=12, dropout_rate=0.1, feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0,
                eos_token_id=1)
 FLAN_T5_BASE = {**T5_BASE, "d_ff": 2048, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}
-SHAPES = {"t5-base": T5_BASE, "flan-t5-base": FLAN_T5_BASE}
+# decoder-only shapes for the causal engine (engine/causal/memory.py): GPT-2 small and the Qwen2.5-0.5B layout
+GPT2 = dict(model_type="gpt2", vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024)
+QWEN2_05B = dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                 num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True)
+SHAPES = {"t5-base": T5_BASE, "flan-t5-base": FLAN_T5_BASE, "gpt2": GPT2, "qwen2.5-0.5b": QWEN2_05B}
+ENGINE_OF = {"gpt2": "causal", "qwen2.5-0.5b": "causal"}  # the others: t5
 
 
 def require_cuda() -> None:
@@ -152,6 +159,8 @@ MEMORY_ROWS = [  # (model shape, text tokens, precision, micro-batch, activation
     ("t5-base", 512, "bf16", 8, False), ("t5-base", 512, "bf16", None, True),
     ("flan-t5-base", 128, "fp32", None, False), ("flan-t5-base", 128, "bf16", None, False),
     ("flan-t5-base", 512, "fp32", None, False), ("flan-t5-base", 512, "bf16", None, False),
+    ("gpt2", 128, "fp32", None, False), ("gpt2", 512, "bf16", None, False), ("gpt2", 512, "bf16", None, True),
+    ("qwen2.5-0.5b", 128, "bf16", None, False), ("qwen2.5-0.5b", 512, "bf16", 8, False),
 ]
 
 
@@ -162,8 +171,9 @@ def memory_check(batch: int = 32, prompt_len: int = 100, target_len: int = 3) ->
 
     import torch
 
-    from itsel_ray.engine.t5.memory import GIB, predict_trial_memory
-    from itsel_ray.engine.t5.memory_probe import measure_step
+    import importlib
+
+    from itsel_ray.engine.base import GIB
     from itsel_ray.runs.resources import gpu_fraction
 
     dev = torch.device("cuda")
@@ -172,6 +182,9 @@ def memory_check(batch: int = 32, prompt_len: int = 100, target_len: int = 3) ->
     for shape, text, precision, micro, ckpt in MEMORY_ROWS:
         kw = dict(input_tokens=text + prompt_len, target_tokens=target_len, precision=precision,
                   activation_checkpointing=ckpt)
+        engine = ENGINE_OF.get(shape, "t5")
+        predict_trial_memory = importlib.import_module(f"itsel_ray.engine.{engine}.memory").predict_trial_memory
+        measure_step = importlib.import_module(f"itsel_ray.engine.{engine}.memory_probe").measure_step
         est = predict_trial_memory(SHAPES[shape], batch=batch, micro_batch=micro, prompt_tokens=prompt_len, **kw)
         gc.collect()
         torch.cuda.empty_cache()

@@ -42,6 +42,28 @@ def tiny_trial(**overrides) -> TrialConfig:
     return TrialConfig.from_dict(merge(base, overrides))
 
 
+# Tiny random decoder-only models of the two layouts the causal engine knows (GPT-2's; Llama's, with grouped-query
+# attention). initializer_range 0.2 rather than the families' 0.02: with weights that small a random frozen model
+# passes almost nothing of the input on to the last position, and no prompt could learn a task through it.
+TINY_CAUSAL_MODELS = {
+    "gpt2": {"config": {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256,
+                        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "initializer_range": 0.2},
+             "tokenizer": "vocab:synthetic"},
+    "llama": {"config": {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
+                         "initializer_range": 0.2},
+              "tokenizer": "vocab:synthetic"},
+}
+
+
+def tiny_causal_trial(family: str = "llama", **overrides) -> TrialConfig:
+    """`tiny_trial` on a tiny random causal LM of `family`; `model` overrides merge into that model's entry."""
+    model = merge(TINY_CAUSAL_MODELS[family], overrides.pop("model", {}))
+    data = tiny_trial(**overrides).to_dict()
+    data["model"] = model
+    return TrialConfig.from_dict(data)
+
+
 @pytest.fixture
 def trial_cfg():
     return tiny_trial

@@ -11,7 +11,7 @@ from itsel_ray.engine.base import MemoryEstimate, ModelInfo
 from itsel_ray.registry import UnknownNameError
 from itsel_ray.runs.sweep_file import load_sweep
 from itsel_ray.schema import ConfigError
-from tests.conftest import tiny_trial
+from tests.conftest import tiny_causal_trial, tiny_trial
 
 CONTRACT = ("validate_config", "run_trial", "recover_record", "describe_model", "predict_memory", "readout")
 
@@ -26,16 +26,17 @@ def test_every_registered_engine_implements_the_contract(name):
     run = inspect.signature(engine.run_trial).parameters
     assert list(run)[:2] == ["cfg", "work_dir"] and {"report", "init_prompt"} <= set(run)
     assert all(run[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("report", "init_prompt"))
-    info = engine.describe_model(tiny_trial().model)
+    cfg = tiny_causal_trial() if name == "causal" else tiny_trial()  # each engine's own tiny model
+    info = engine.describe_model(cfg.model)
     assert isinstance(info, ModelInfo) and info.d_model > 0 and info.line()
 
 
 def test_torch_is_the_t5_engines_older_name_and_an_unknown_engine_lists_the_valid_ones():
     assert get_engine("torch") is get_engine("t5")
     assert load_sweep("smoke", overrides=["engine=torch"]).spec.engine == "torch"
-    with pytest.raises(UnknownNameError, match="valid names: fake, t5, torch"):
+    with pytest.raises(UnknownNameError, match="valid names: causal, fake, t5, torch"):
         get_engine("t6")
-    with pytest.raises(ConfigError, match="engine must be one of fake, t5, torch"):
+    with pytest.raises(ConfigError, match="engine must be one of causal, fake, t5, torch"):
         load_sweep("smoke", overrides=["engine=t6"])
 
 

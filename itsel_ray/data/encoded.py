@@ -134,8 +134,33 @@ class Encoded:
 ENCODE_CHUNK = 4096  # examples per tokenizer call: the tokenizer's Python lists are temporary, per chunk
 
 
+def encode_targets(tokenizer, texts: Sequence[str], *, max_length: int | None = None) -> list[list[int]]:
+    """Target token ids as every engine scores them: a continuation that ends with EOS and has no BOS.
+
+    T5's tokenizer (and the word-level ones) already write a target that way. A causal LM's does not: GPT-2's
+    appends no EOS, so a model trained on its ids would never learn to stop, and the label set could not drop a
+    closing EOS it never had; Llama's puts a BOS in front, which would train the model to emit a document start
+    mid-sequence. So a leading BOS (distinct from EOS) is dropped and a missing EOS appended, within `max_length`
+    ids when given (the EOS replaces the last token of a truncated target). A tokenizer without an EOS is left as
+    it is.
+    """
+    kw = {"truncation": True, "max_length": max_length} if max_length else {}
+    ids = tokenizer(list(texts), **kw)["input_ids"] if len(texts) else []
+    bos, eos = getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)
+    out = []
+    for seq in ids:
+        seq = list(seq)
+        if bos is not None and bos != eos and seq[:1] == [bos]:
+            seq = seq[1:]
+        if eos is not None and seq[-1:] != [eos]:
+            seq = seq[: max_length - 1] + [eos] if max_length else seq + [eos]
+        out.append(seq)
+    return out
+
+
 def encode_examples(tokenizer, examples: Sequence[Example], *, max_source: int, max_target: int) -> Encoded:
-    """Tokenise inputs (truncated to `max_source` text tokens, EOS kept) and targets (to `max_target`)."""
+    """Tokenise inputs (truncated to `max_source` tokens, with the tokenizer's own special tokens: T5's closing EOS,
+    Llama's BOS) and targets (`encode_targets`: ending with EOS, `max_target` ids at most)."""
     if len(examples) > ENCODE_CHUNK:
         return Encoded.concat([encode_examples(tokenizer, examples[i : i + ENCODE_CHUNK], max_source=max_source,
                                                max_target=max_target) for i in range(0, len(examples), ENCODE_CHUNK)])
@@ -145,7 +170,7 @@ def encode_examples(tokenizer, examples: Sequence[Example], *, max_source: int, 
     src = tokenizer([e.input for e in examples], truncation=True, max_length=max_source)["input_ids"]
     # a closed label set repeats a handful of targets: tokenise each distinct one once
     distinct = list(dict.fromkeys(e.target for e in examples))
-    ids = dict(zip(distinct, tokenizer(distinct, truncation=True, max_length=max_target)["input_ids"]))
+    ids = dict(zip(distinct, encode_targets(tokenizer, distinct, max_length=max_target)))
     labels = np.array([NO_LABEL if e.label is None else e.label for e in examples], dtype=np.int32)
     return Encoded(Ragged.from_lists(src), Ragged.from_lists(ids[e.target] for e in examples), labels)
 

@@ -16,7 +16,18 @@ def build_tokenizer(spec: str):
         return word_tokenizer(vocabulary_words(spec))
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(spec)
+    return with_pad_token(AutoTokenizer.from_pretrained(spec))
+
+
+def with_pad_token(tokenizer):
+    """`tokenizer`, its EOS also its pad token when it has none (GPT-2's and Llama's have none).
+
+    Batches are padded with the pad id, but every engine reads which positions are real from the masks, never from
+    the id, so a pad id equal to EOS is safe; adding a new token instead would grow a pretrained embedding table.
+    """
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def vocabulary_words(spec: str) -> list[str]:

@@ -3,7 +3,7 @@ contract in `engine/base.py` (run a trial, validate a config, recover a record, 
 read the model out for model-backed selector inputs).
 
 `t5` (engine/t5/) prompt-tunes a frozen T5-family model; `torch` is its older name, kept so existing sweep files
-work. `fake` (engine/fake.py) is a stand-in with the same contract and file layout that trains nothing, so the
+work. `causal` (engine/causal/) prompt-tunes a frozen decoder-only language model (GPT-2, Llama, Mistral, Qwen). `fake` (engine/fake.py) is a stand-in with the same contract and file layout that trains nothing, so the
 sweep's scheduling, resume and fault handling can be tested and benchmarked in seconds. Importing this package loads
 no torch: an engine imports its model code when a method runs. Another engine registers with `ENGINES.add(name,
 engine)` (e.g. from a plugin module).
@@ -12,6 +12,7 @@ engine)` (e.g. from a plugin module).
 from __future__ import annotations
 
 from itsel_ray.engine.base import Engine, MemoryEstimate, ModelInfo, TrialError
+from itsel_ray.engine.causal import CAUSAL
 from itsel_ray.engine.fake import FAKE
 from itsel_ray.engine.t5 import T5
 from itsel_ray.registry import Registry
@@ -19,6 +20,7 @@ from itsel_ray.registry import Registry
 ENGINES: Registry[Engine] = Registry("engine")
 ENGINES.add("t5", T5)
 ENGINES.add("torch", T5)  # the T5 engine's name before there was a second model family
+ENGINES.add("causal", CAUSAL)
 ENGINES.add("fake", FAKE)
 
 

@@ -83,7 +83,7 @@ def _prepare(spec: dict, bb: Backbone) -> TrialData:
 
 def make_batch(data: Encoded, idx: list[int], pad_id: int, device) -> Batch:
     ids, mask = pad([data.inputs[i] for i in idx], pad_id)
-    tgt, _ = pad([data.targets[i] for i in idx], pad_id)
+    tgt, tmask = pad([data.targets[i] for i in idx], pad_id)
     labels = data.labels[np.asarray(idx, dtype=np.int64)]
     lab = torch.from_numpy(labels.astype(np.int64)).to(device) if (labels >= 0).all() else None
-    return Batch(ids.to(device), mask.to(device), tgt.to(device), lab)
+    return Batch(ids.to(device), mask.to(device), tgt.to(device), lab, tmask.to(device))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
+from itsel_ray.data.encoded import encode_targets
 from itsel_ray.engine.objectives import LabelSet, decode_texts
 from itsel_ray.examples import Example
 from itsel_ray.tasks import TaskSpec
@@ -24,8 +25,8 @@ class LabelSetError(ValueError):
 
 
 def label_token_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
-    """Untruncated token ids (EOS included) of each label word."""
-    return [list(ids) for ids in tokenizer(list(words))["input_ids"]]
+    """Untruncated token ids of each label word, written as a target (`encode_targets`: EOS included)."""
+    return encode_targets(tokenizer, words)
 
 
 def check_label_tokens(task: TaskSpec, label_style: str, words: Sequence[str], ids: Sequence[Sequence[int]],
@@ -69,7 +70,7 @@ def as_generated(tokenizer, examples: Sequence[Example], *, max_target: int) -> 
     if not free:
         return list(examples)
     texts = [t for i in free for t in (examples[i].target, *examples[i].answers)]
-    ids = tokenizer(texts, truncation=True, max_length=max_target)["input_ids"]
+    ids = encode_targets(tokenizer, texts, max_length=max_target)
     decoded = iter(decode_texts(tokenizer, ids))
     out = list(examples)
     for i in free:

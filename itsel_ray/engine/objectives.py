@@ -26,6 +26,14 @@ class Batch:
     attention_mask: torch.Tensor  # [B, L]
     target_ids: torch.Tensor  # [B, T], pad = tokenizer pad id
     labels: torch.Tensor | None  # [B] label indices, closed label sets only
+    target_mask: torch.Tensor | None = None  # [B, T] 1 on target tokens; None: every id but the pad id
+
+    def targets(self, pad_id: int) -> torch.Tensor:
+        """[B, T] bool: the real target tokens. From the mask, so a pad id equal to EOS (GPT-2, Llama, whose
+        tokenizers have no pad token) never hides a target's closing EOS."""
+        if self.target_mask is not None:
+            return self.target_mask.bool()
+        return self.target_ids != pad_id
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ def sequence_loss(model: PromptedModel, batch: Batch, labels: LabelSet | None, p
 
 
 def target_tokens(batch: Batch, pad_id: int) -> int:
-    return int((batch.target_ids != pad_id).sum())
+    return int(batch.targets(pad_id).sum())
 
 
 def label_loss(model: PromptedModel, batch: Batch, labels: LabelSet | None, pad_id: int) -> torch.Tensor:

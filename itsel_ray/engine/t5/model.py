@@ -103,7 +103,7 @@ class PromptedT5(PromptedModel):
     def sequence_loss(self, batch: Batch, pad_id: int) -> torch.Tensor:
         enc, mask = self.encode(batch.input_ids, batch.attention_mask)
         logits = self.decode_logits(enc, mask, shift_right(batch.target_ids))
-        targets = batch.target_ids.masked_fill(batch.target_ids == pad_id, -100)
+        targets = batch.target_ids.masked_fill(~batch.targets(pad_id), -100)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def label_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: LabelSet) -> torch.Tensor:
