@@ -46,7 +46,7 @@ Re-running a command after Ctrl-C, a killed driver or a lost worker continues th
 kept, interrupted ones resume from their last state. One driver at a time per sweep storage.
 
 exit status: 0 ok, 1 some trials failed, 2 bad sweep file, override or argument, 3 cannot run here (resources,
-cluster, storage, another driver), 130 interrupted (rerun to continue).
+cluster, storage, another driver), 130 interrupted by Ctrl-C, 143 by SIGTERM (rerun to continue).
 """
 
 

@@ -4,4 +4,5 @@ OK = 0
 FAILED_TRIALS = 1  # the stage ran, some trials failed (see the results table and the trial folders)
 BAD_INPUT = 2  # a bad sweep file, override, argument or input file: nothing was started
 CANNOT_RUN = 3  # the plan cannot run here: resources, the cluster, the storage or another driver
-INTERRUPTED = 130  # stopped before the stage finished (Ctrl-C, SIGTERM): rerun the command to continue
+INTERRUPTED = 130  # stopped before the stage finished (Ctrl-C): rerun the command to continue
+TERMINATED = 143  # the same, stopped by SIGTERM (a scheduler, `kill`, `ray job stop`)
