@@ -141,3 +141,37 @@ def test_ctrl_c_outside_a_stage_interrupts_at_once_and_exits_130():
         assert stops.exit_code == 130 and stops.name == "SIGINT"
     finally:
         stops.restore()
+
+
+def test_the_job_metadata_names_sweep_command_and_storage(tmp_path):
+    from itsel_ray.runs.storage import Storage
+    from itsel_ray.runs.sweep_file import load_sweep
+    from itsel_ray.sweep.driver import job_metadata
+
+    sweep = load_sweep("smoke", check_engine=False)
+    meta = job_metadata("transfer", sweep, Storage(tmp_path / "smoke"))
+    assert meta == {"job_name": "itsel-ray smoke transfer", "command": "transfer", "tool": "itsel-ray",
+                    "sweep": "smoke", "storage": str(tmp_path / "smoke")}
+    assert job_metadata("all", None, None) == {"job_name": "itsel-ray all", "command": "all", "tool": "itsel-ray"}
+
+
+def test_who_holds_a_port_is_named():
+    import socket
+    import subprocess
+    import sys
+
+    from itsel_ray.sweep.cluster import _listener
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert _listener(port) == f"process {os.getpid()} ({__import__('psutil').Process().name()})"
+    child = subprocess.Popen([sys.executable, "-c", "import socket,sys,time; s=socket.socket(); "
+                              "s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); "
+                              "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert _listener(int(child.stdout.readline())) == "ours"  # a descendant of this process
+    finally:
+        child.kill()
+        child.wait()

@@ -56,13 +56,19 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console, stop
         if owns_ray:
             if not args.address:  # the private instance must not outlive this process, however it ends
                 watchdog = reaper.spawn()
-            info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard)
+            info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard,
+                              metadata=job_metadata(args.stage, sweep, storage))
         else:
             info = cl.cluster_info(args.address)
         stops.install()  # again: starting Ray put its own SIGTERM handler in place
         console.quiet_ray(args.verbose)
         if info.dashboard_url:
             console.info(f"Ray dashboard: {info.dashboard_url}")
+        if owns_ray and not args.address and not args.no_dashboard:
+            for problem in cl.dashboard_problems(info.dashboard_url):
+                console.warning(f"{problem}. The sweep runs as usual: follow it here, with `itsel-ray status` and "
+                                "in <storage>/<sweep>/logs; stop the other Ray instance to have the whole "
+                                "dashboard")
         console.info(f"Ray: {info.describe()}")
         if sweep is None:
             sweep = _pick(args, info.gpus, console)
@@ -100,6 +106,19 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console, stop
         if lock is not None:
             _upload_log(console, storage)
             lock.release()
+
+
+def job_metadata(command: str, sweep, storage) -> dict:
+    """What the dashboard's Jobs page shows for this driver: the Name (`job_name`) says sweep and command, the
+    metadata the storage. Joining a cluster without --sweep, the sweep is chosen after Ray starts (by the
+    cluster's GPUs), so the name says the command only."""
+    name = f"itsel-ray {sweep.name} {command}" if sweep is not None else f"itsel-ray {command}"
+    out = {"job_name": name, "command": command, "tool": "itsel-ray"}
+    if sweep is not None:
+        out["sweep"] = sweep.name
+    if storage is not None:
+        out["storage"] = storage.root
+    return out
 
 
 def _pick(args, gpus: float, console: Console):
