@@ -148,6 +148,16 @@ def connect(address: str | None, *, num_cpus: int | None = None, dashboard: bool
     return cluster_info(address, dashboard_url=f"http://{url}" if url and not url.startswith("http") else url)
 
 
+def metrics_url() -> str | None:
+    """This node's Prometheus endpoint, where Ray's metrics and the sweep's (itsel_ray/sweep/sweep_metrics.py) are
+    exported; None when the node exports none."""
+    import ray
+
+    node = ray._private.worker.global_worker.node
+    port = getattr(node, "metrics_export_port", None)
+    return f"http://{node.node_ip_address}:{port}/metrics" if port and port > 0 else None
+
+
 AGENT_PORT = 52365  # the dashboard agent's fixed port (Ray's default; a private instance cannot change it)
 
 

@@ -64,6 +64,9 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console, stop
         console.quiet_ray(args.verbose)
         if info.dashboard_url:
             console.info(f"Ray dashboard: {info.dashboard_url}")
+        metrics = cl.metrics_url()
+        if metrics:
+            console.info(f"sweep metrics (Prometheus): {metrics}")
         if owns_ray and not args.address and not args.no_dashboard:
             for problem in cl.dashboard_problems(info.dashboard_url):
                 console.warning(f"{problem}. The sweep runs as usual: follow it here, with `itsel-ray status` and "
