@@ -1,7 +1,7 @@
-"""The sweep on the Ray dashboard, end to end: the Jobs page names the sweep (the job's metadata, read from the
-dashboard's API and, where Debian's chromium and playwright are installed, seen in a headless browser, with
-screenshots kept in $ITSEL_RAY_SCREENSHOTS or the test's folder), and a dashboard agent that could not bind its
-port is told on the console."""
+"""The sweep on the Ray dashboard, end to end: the Jobs page names the sweep (the job's metadata) and, with one
+actor per trial, the Actors page names each trial by its key (read from the dashboard's API and, where Debian's
+chromium and playwright are installed, seen in a headless browser, with screenshots kept in $ITSEL_RAY_SCREENSHOTS
+or the test's folder); a dashboard agent that could not bind its port is told on the console."""
 
 import json
 import os
@@ -61,7 +61,8 @@ def test_the_jobs_page_names_the_sweep(tmp_path):
     sweep.write_text(yaml.safe_dump(data))
     store = tmp_path / "store"
     log = tmp_path / "driver.log"
-    proc = driver(["transfer", "--sweep", str(sweep), "--set", "engine=fake", "--storage", str(store)], log)
+    proc = driver(["transfer", "--sweep", str(sweep), "--set", "engine=fake", "--set", "execution.reuse_actors=false",
+                   "--storage", str(store)], log)
     shots = Path(os.environ.get("ITSEL_RAY_SCREENSHOTS") or tmp_path / "shots")
     try:
         url = wait_for(lambda: (re.findall(r"^Ray dashboard: (\S+)$", log.read_text(), re.M) or [None])[0], proc, log)
@@ -74,6 +75,15 @@ def test_the_jobs_page_names_the_sweep(tmp_path):
         (job,) = wait_for(ours, proc, log, timeout=60)
         assert job["metadata"]["sweep"] == "onboard" and job["metadata"]["command"] == "transfer"
         assert job["metadata"]["storage"] == str(store / "onboard") and job["status"] == "RUNNING"
+
+        def trial_actors():  # one actor per trial (reuse off), each named by its trial's key
+            body = json.loads(urllib.request.urlopen(f"{url}/api/v0/actors?detail=1&limit=1000", timeout=30).read())
+            names = {a.get("repr_name") for a in body["data"]["result"]["result"] if a.get("state") == "ALIVE"}
+            return {n for n in names if n and n.startswith("transfer/")}
+
+        keys = wait_for(trial_actors, proc, log, timeout=120)
+        assert keys <= {f"transfer/{s}__{t}/seed=28" for s in ("syn_has0", "syn_has1")
+                        for t in ("syn_and01", "syn_cnt2")}
 
         chromium = shutil.which("chromium")
         playwright = pytest.importorskip("playwright.sync_api") if chromium else None
@@ -88,7 +98,7 @@ def test_the_jobs_page_names_the_sweep(tmp_path):
                 page.get_by_text("itsel-ray onboard transfer").first.wait_for(timeout=60_000)
                 page.screenshot(path=str(shots / "jobs.png"), full_page=True)
                 page.goto(f"{url}/#/actors")
-                page.get_by_text("ImplicitFunc").first.wait_for(timeout=60_000)  # the trials' actors
+                page.get_by_text(sorted(keys)[0]).first.wait_for(timeout=60_000)  # a running trial's actor
                 page.screenshot(path=str(shots / "actors.png"), full_page=True)
             finally:
                 browser.close()

@@ -30,7 +30,7 @@ from itsel_ray.sweep.callbacks import StageProgress
 from itsel_ray.sweep.stopper import NO_TUNE_HANDLER
 from itsel_ray.sweep.scheduling import (PENDING_ENV, OpenOnFirstStart, PlanQueue, RecoveredFirst, environment,
                                         pending_window)
-from itsel_ray.sweep.trainable import StageContext, sweep_trial
+from itsel_ray.sweep.trainable import StageContext, named_trainable, sweep_trial
 
 TUNE_DIR = "ray_tune"
 EXPERIMENT_STATE_S = "900"  # Tune's experiment snapshot: only for Tune's own tools, never restored here
@@ -112,10 +112,11 @@ def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_
         extra["prompts"] = {source: ray.put(p) for source, p in prompts.items()}  # one put per source prompt
     ctx = StageContext(sweep=sweep, stage=stage, storage_root=storage.root, source_index=index,
                        **trial_data(sweep, storage))
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx, **extra), _Requests(sweep, stage, plan))
+    reuse = sweep.spec.execution.reuse_actors
+    trainable = tune.with_resources(named_trainable(tune.with_parameters(sweep_trial, ctx=ctx, **extra), sweep=sweep,
+                                                    stage=stage, reuse=reuse), _Requests(sweep, stage, plan))
     cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
     fit = slots(plan, cluster, cap)
-    reuse = sweep.spec.execution.reuse_actors
     run = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     progress = StageProgress(sweep, stage, storage.root, run=run, total=before.total, done_before=before.done,
                              todo=len(trials), slots=fit, console=console,

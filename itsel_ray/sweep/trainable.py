@@ -126,6 +126,28 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         shutil.rmtree(work, ignore_errors=True)
 
 
+def named_trainable(fn, *, sweep: Sweep, stage: str, reuse: bool):
+    """`fn` (the trial function, with its parameters) as a Tune trainable class whose actors the dashboard's Actors
+    page can tell apart: Ray shows an actor's repr, taken once when the actor starts. Without actor reuse each
+    trial has its own actor, named by the trial's key ("transfer/<source>__<target>/seed=<seed>"); with reuse an
+    actor runs trial after trial, so it is named for its stage and its log names each trial."""
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    base = wrap_function(fn)
+
+    class SweepTrial(base):
+        def __repr__(self):
+            if reuse:
+                return f"itsel-ray {sweep.name} {stage} (trials run one after another: see its log)"
+            try:
+                return trial_from_config(sweep, stage, self.config).key
+            except Exception:  # no config yet
+                return f"itsel-ray {sweep.name} {stage}"
+
+    SweepTrial.__name__ = SweepTrial.__qualname__ = "SweepTrial"
+    return SweepTrial
+
+
 def trial_line(trial: PlannedTrial, sweep: str, what: str) -> str:
     """The line that opens and the one that closes a trial in its actor's log (the dashboard's Actors page): the
     trial's key, sweep, stage, task, source and seed, and what happened."""
