@@ -41,6 +41,7 @@ class StageProgress(tune.Callback):
         self._last_counts = 0.0
         self.prior_s, self.later = prior_s, later  # a trial's duration from storage; trials after this stage
         self.metrics = SweepMetrics(sweep.name, stage) if metrics and sweep is not None else None
+        self.live: dict[str, dict] = {}  # running trial -> its latest step and score, set again with the counts
 
     def __getstate__(self):  # Tune may pickle callbacks into its experiment state: the log is enough
         return {}
@@ -53,6 +54,7 @@ class StageProgress(tune.Callback):
         self.progress.trial_line(key, state, time.time())
         self.log.write("trial", trial=key, state=state, **fields)
         if self.metrics is not None and state != "running":
+            self.live.pop(key, None)
             self.metrics.trial(key, running=False)
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -60,11 +62,14 @@ class StageProgress(tune.Callback):
         self.retrying.discard(key)
         self._transition(key, "running")
         if self.metrics is not None:
+            self.live[key] = {}
             self.metrics.trial(key, running=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.metrics is not None:
-            self.metrics.trial(self._key(trial), step=result.get("step"), score=result.get("score"))
+            key = self._key(trial)
+            self.live[key] = {"step": result.get("step"), "score": result.get("score")}
+            self.metrics.trial(key, **self.live[key])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         key = self._key(trial)
@@ -120,6 +125,8 @@ class StageProgress(tune.Callback):
             self.metrics.counts({"done": done, "running": running, "retrying": retrying, "failed": failed,
                                  "waiting": waiting}, eta_seconds(remaining, self.progress, now, prior_s=self.prior_s),
                                 self.progress.completions, now, self.t0)
+            for key, latest in self.live.items():  # Ray exports only the series set since its last export
+                self.metrics.trial(key, running=True, **latest)
 
     def _numbers(self) -> tuple[int, int, int, int, int]:
         """done (storage's before this run, and this run's), failed, running, retrying, waiting."""

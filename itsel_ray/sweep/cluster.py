@@ -99,6 +99,13 @@ def check_cluster(address: str, *, timeout_s: float = 5.0) -> None:
 # ------------------------------------------------------------------------------------------------ starting
 
 
+def loopback_env() -> None:
+    """The settings of a private instance, set before Ray is imported (Ray reads them at import)."""
+    for key, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # nothing but this machine's own processes can reach it
+
+
 def job_config(metadata: dict | None):
     """The driver's job: its metadata (strings) is what the dashboard's Jobs page shows, `job_name` as the Name.
     Under `ray job submit` the submission's own metadata wins key by key (Ray merges it in)."""
@@ -111,9 +118,7 @@ def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_
                 object_store_memory: int | None = None, num_gpus: float | None = None,
                 metadata: dict | None = None) -> str | None:
     """Start the private loopback-only instance; returns the dashboard URL (None without a dashboard)."""
-    for key, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # nothing but this machine's own processes can reach it
+    loopback_env()
     import ray
 
     kwargs = {} if num_gpus is None else {"num_gpus": num_gpus}

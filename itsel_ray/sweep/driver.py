@@ -56,6 +56,10 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console, stop
         if owns_ray:
             if not args.address:  # the private instance must not outlive this process, however it ends
                 watchdog = reaper.spawn()
+                cl.loopback_env()  # before Ray is imported, which it is here so that its start-up line is quiet
+            import ray  # noqa: F401
+
+            console.quiet_ray(args.verbose)
             info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard,
                               metadata=job_metadata(args.stage, sweep, storage))
         else:

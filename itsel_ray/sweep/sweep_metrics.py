@@ -11,8 +11,10 @@ most every COUNTS_EVERY_S, and one per reported result of a running trial:
     itsel_ray_completions_per_minute{sweep, stage} trials finished over the last RATE_WINDOW_S of this run
     itsel_ray_trial_step{sweep, stage, trial}      a trial's latest reported training step
     itsel_ray_trial_score{sweep, stage, trial}     its latest validation score
-    itsel_ray_trial_running{sweep, stage, trial}   1 while it runs, 0 once it ended (a gauge's series stays, so
-                                                   panels of running trials filter on this)
+    itsel_ray_trial_running{sweep, stage, trial}   1 while it runs, then 0 (panels of running trials filter on it)
+
+Ray exports a series only when it was set since its last export, so the driver sets the counts and every running
+trial's series again with each count update; a trial's series end a little after the trial does.
 
 docs/grafana_sweep.json (a Grafana dashboard) plots them; docs/cluster.md says how the head runs Prometheus and Grafana.
 """
