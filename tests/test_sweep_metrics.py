@@ -48,6 +48,29 @@ def test_the_rate_is_over_the_recent_window_or_the_run_so_far():
     assert completions_per_minute(old, now=600.0, started=0.0) == pytest.approx(3 * 60 / 300)
 
 
+def test_a_finished_stage_stays_on_the_endpoint_while_the_next_runs(monkeypatch):
+    from itsel_ray.sweep import sweep_metrics
+
+    class Recorder:
+        def __init__(self):
+            self.values = {}
+
+        def set(self, value, tags):
+            self.values[tuple(sorted(tags.items()))] = value
+
+    gauges = {name: Recorder() for name in ("trials", "eta", "rate", "step", "score", "running")}
+    monkeypatch.setattr(sweep_metrics, "_GAUGES", gauges)
+    monkeypatch.setattr(sweep_metrics, "_STAGES", {})
+    done = {"done": 4, "running": 0, "retrying": 0, "failed": 0, "waiting": 0}
+    sweep_metrics.SweepMetrics("s", "tune").counts(done, 0.0, [1.0], now=2.0, started=0.0)
+    gauges["trials"].values.clear()  # as after an export
+    sweep_metrics.SweepMetrics("s", "transfer").counts({**done, "done": 1, "running": 2, "waiting": 1}, 30.0, [],
+                                                       now=3.0, started=2.0)
+    trials = {(dict(k)["stage"], dict(k)["state"]): v for k, v in gauges["trials"].values.items()}
+    assert trials[("tune", "done")] == 4 and trials[("transfer", "running")] == 2 and len(trials) == 10
+    assert gauges["eta"].values[(("stage", "transfer"), ("sweep", "s"))] == 30.0
+
+
 def test_the_grafana_dashboard_plots_the_metrics_the_sweep_exports():
     import inspect
     import json

@@ -13,8 +13,8 @@ most every COUNTS_EVERY_S, and one per reported result of a running trial:
     itsel_ray_trial_score{sweep, stage, trial}     its latest validation score
     itsel_ray_trial_running{sweep, stage, trial}   1 while it runs, then 0 (panels of running trials filter on it)
 
-Ray exports a series only when it was set since its last export, so the driver sets the counts and every running
-trial's series again with each count update; a trial's series end a little after the trial does.
+Ray exports a series only when it was set since its last export, so the driver sets the counts (of every stage it
+ran) and every running trial's series again with each count update; a trial's series end a little after the trial.
 
 docs/grafana_sweep.json (a Grafana dashboard) plots them; docs/cluster.md says how the head runs Prometheus and Grafana.
 """
@@ -28,6 +28,7 @@ METRICS = ("itsel_ray_trials", "itsel_ray_eta_seconds", "itsel_ray_completions_p
            "itsel_ray_trial_score", "itsel_ray_trial_running")
 RATE_WINDOW_S = 300.0
 _GAUGES: dict = {}
+_STAGES: dict = {}  # (sweep, stage) -> its latest trial counts, set again with every update of any stage
 
 
 def _gauges() -> dict:
@@ -56,9 +57,15 @@ class SweepMetrics:
         self.tags = {"sweep": sweep, "stage": stage}
 
     def counts(self, counts: dict, eta: float | None, completions: list, now: float, started: float) -> None:
+        """This stage's counts, and again those of the stages this driver ran before (a finished stage stays on
+        the endpoint while the command runs)."""
         g = _gauges()
-        for state in STATES:
-            g["trials"].set(float(counts.get(state, 0)), tags={**self.tags, "state": state})
+        _STAGES[(self.tags["sweep"], self.tags["stage"])] = dict(counts)
+        for (sweep, stage), latest in _STAGES.items():
+            if sweep != self.tags["sweep"]:
+                continue
+            for state in STATES:
+                g["trials"].set(float(latest.get(state, 0)), tags={"sweep": sweep, "stage": stage, "state": state})
         if eta is not None:
             g["eta"].set(float(eta), tags=self.tags)
         g["rate"].set(completions_per_minute(completions, now, started), tags=self.tags)
