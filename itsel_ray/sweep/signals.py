@@ -3,8 +3,8 @@
 Tune's own SIGINT handler ends a run with "Resume experiment with: Tuner.restore(...)", which contradicts what
 resumes a sweep here (rerunning the same command), and SIGTERM reaches Ray's native handler, which aborts the driver
 with a stack dump. So the driver owns both signals from the moment Ray is up: the first SIGINT or SIGTERM asks the
-running stage to stop (a Tune stopper, stopper.StopOnRequest, ends the experiment at its next step, the trial folders keep every finished
-trial), a second one interrupts at once. Either way the driver writes the tables, stops Ray, releases the lock and
+running stage to stop (a Tune stopper, stopper.StopOnRequest, ends the experiment at its next step; the trial
+folders keep every finished trial), a second one, or one outside a stage, interrupts at once. Either way the driver writes the tables, stops Ray, releases the lock and
 exits 130 (SIGINT) or 143 (SIGTERM, as a shell reports a process ended by it).
 """
 
