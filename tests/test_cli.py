@@ -2,6 +2,7 @@
 an example for each, a wheel that carries the sweep and analysis definitions and plans the paper sweep from any
 folder, a quiet console, and runs sent to MLflow."""
 
+import glob
 import os
 import subprocess
 import sys
@@ -113,3 +114,18 @@ def test_the_console_is_quiet_and_runs_reach_mlflow(tmp_path):
     assert all(t["source"] in ("syn_has0", "syn_has1") and t["seed"] == "28" and t["trial"].startswith("transfer/")
                for t in transfer)
     assert all("score" in r.data.metrics for r in runs)
+    # charted against the training step (evaluations every 10 steps), the resolved settings as params, and none
+    # of Tune's bookkeeping among the metrics
+    run = next(r for r in runs if r.data.tags["stage"] == "transfer")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "score")] == [10, 20]
+    assert run.data.params["optim.lr"] == "0.3" and run.data.params["train.max_steps"] == "20"
+    assert {"train.loss", "train.eval_mode", "prompt.length"} <= set(run.data.params)
+    assert not {"time_this_iter_s", "training_iteration", "trial_done", "wall_s", "pid"} & set(run.data.metrics)
+
+    from tests.tensorboard_events import scalars
+
+    (events,) = glob.glob(str(store / "smoke" / "ray_tune" / "transfer-*" / "syn_has0__syn_and01_seed=28" /
+                                "events.out.tfevents.*"))
+    charts = scalars(events)
+    assert [step for step, _ in charts["itsel_ray/score"]] == [10, 20]
+    assert all(tag.startswith("itsel_ray/") for tag in charts), sorted(charts)

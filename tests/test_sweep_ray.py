@@ -81,6 +81,23 @@ def test_smoke_sweep_end_to_end(local_ray, tmp_path):
     assert env["torch"]["threads"] == 1 and env["cpu"]["model"] and env["versions"]["torch"]
     starts = [read_json(f) for f in glob.glob(str(root / "events" / "*" / "**" / "*-start.json"), recursive=True)]
     assert len(starts) == 8 and all(e["env"]["cpu"] == env["cpu"] for e in starts)
+    # each trial's log (its actor's worker log on the Actors page; Tune's copy in the trial's stdout) opens with a
+    # line naming the trial and closes with its outcome
+    for row in results.itertuples():
+        key = row.trial_dir.removeprefix("../")
+        stage_dir = "transfer-*" if row.stage == "transfer" else "tune-*"
+        name = (f"{row.source}__" if row.stage == "transfer" else "") + f"{row.task}_seed={row.seed}"
+        (stdout,) = glob.glob(str(root / "ray_tune" / stage_dir / name / "stdout"))
+        lines = [line for line in Path(stdout).read_text().splitlines() if line.startswith("[itsel-ray] trial ")]
+        assert lines[0].startswith(f"[itsel-ray] trial {key} starts (sweep smoke, stage {row.stage}, ")
+        assert lines[-1].startswith(f"[itsel-ray] trial {key} done at step ")
+    import ray
+
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    worker_lines = [line for f in logs.glob("worker-*.out") for line in f.read_text().splitlines()
+                    if line.startswith("[itsel-ray] trial transfer/")]
+    transfers = {d.removeprefix("../") for d in results[results.stage == "transfer"].trial_dir}
+    assert {line.split()[2] for line in worker_lines} == transfers
     from itsel_ray.runs.progress import latest_run
     from itsel_ray.runs.storage import Storage
 

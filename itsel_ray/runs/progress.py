@@ -175,7 +175,7 @@ def latest_run(storage: Storage, stage: str, *, until: float | None = None) -> R
 RECENT = 16  # with at least this many completions, the rate is measured over the recent half only
 
 
-def eta_seconds(remaining: int, progress: RunProgress, now: float) -> float | None:
+def eta_seconds(remaining: int, progress: RunProgress, now: float, *, prior_s: float | None = None) -> float | None:
     """Time left at the rate trials finish in this run, less the time since the latest completion.
 
     Once RECENT trials have finished, the rate is the one observed over the latest half of the completions: it
@@ -185,21 +185,34 @@ def eta_seconds(remaining: int, progress: RunProgress, now: float) -> float | No
     more are running. So the start-up (Ray, actors starting, data loading) is left out, a first wave of trials
     that finish together does not read as one trial's duration per trial, and slots still filling do not read as
     slots that stay empty. Measuring up to the latest completion (not to now) keeps the estimate steady between
-    completions. None until a trial has finished in this run.
+    completions.
+
+    Before a trial has finished in this run (a resumed sweep), `prior_s` (one trial's duration as storage knows it
+    from the trials finished earlier, as `status` uses it) stands in for the mean duration, less the time the
+    first of this run's trials has been running; without it, None.
     """
     if remaining <= 0:
         return 0.0
-    done = progress.completions
-    if not done or progress.started is None:
+    per_trial = seconds_per_trial(remaining, progress, prior_s=prior_s)
+    if per_trial is None:
         return None
+    if progress.completions:
+        return max(0.0, remaining * per_trial - max(0.0, now - progress.completions[-1]))
+    first = min(progress.starts.values(), default=now)
+    return max(0.0, remaining * per_trial - min(max(0.0, now - first), prior_s or 0.0))
+
+
+def seconds_per_trial(remaining: int, progress: RunProgress, *, prior_s: float | None = None) -> float | None:
+    """The wall time each further trial adds to the run (a trial's duration over the trials run at once)."""
+    done = progress.completions
+    at_once = max(progress.running, min(progress.slots, max(remaining, 1)), 1)
+    if not done or progress.started is None:
+        return prior_s / at_once if prior_s and progress.started is not None else None
     last, half = done[-1], len(done) // 2
     if len(done) >= RECENT and last > done[half - 1]:  # the latest half, from the completion before it
         per_trial = (last - done[half - 1]) / (len(done) - half)
     elif progress.durations:
-        at_once = max(progress.running, min(progress.slots, remaining), 1)
         per_trial = sum(progress.durations) / len(progress.durations) / at_once
     else:  # no start seen in this run (a log without trial starts)
         per_trial = (last - progress.started) / len(done)
-    if per_trial <= 0:
-        return None
-    return max(0.0, remaining * per_trial - max(0.0, now - last))
+    return per_trial if per_trial > 0 else None

@@ -32,7 +32,8 @@ class AnalysisUnavailable(RuntimeError):
 
 
 def run_analyze(sweep: Sweep, storage: Storage, *, console, recover=None, use_ray: bool = True) -> str:
-    """Write the tables and run the analysis; returns the report's path."""
+    """Write the tables and run the analysis; returns the report's path. The headline table (every selector's
+    nDCG and Regret@1 over all targets, with intervals) goes to the console."""
     log = ProgressLog(storage, "analyze", f"analyze-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     log.write("run", host=socket.gethostname(), pid=os.getpid())
     try:
@@ -89,4 +90,39 @@ def _analyze(sweep: Sweep, storage: Storage, *, console, recover, use_ray: bool)
         report = storage.path(f"{ANALYSIS_DIR}/{Path(result.report).name}")
     for message in result.messages:
         console.info(f"[analyze] {message}")
+    table3 = result.files.get("table3")
+    if table3 is not None and Path(table3).is_file():
+        import pandas as pd
+
+        text = headline_table(pd.read_csv(table3, index_col=0))
+        if text:
+            console.summary(text)
     return report
+
+
+HEADLINE = (("nDCG", "ALL nDCG"), ("Regret@1", "ALL R@1"))  # (shown as, Table 3's column over all targets)
+
+
+def headline_table(table3) -> str:
+    """Selectors x nDCG / Regret@1 over all targets, each "mean [low, high]", from Table 3 (its wide CSV, one row
+    per selector, interval columns "<column> low|high"), as a plain-text table; "" when it has neither column."""
+    import math
+
+    shown = [(name, column) for name, column in HEADLINE if column in table3.columns]
+    if not shown:
+        return ""
+
+    def cell(selector, column):
+        values = [table3.at[selector, c] if c in table3.columns else math.nan
+                  for c in (column, f"{column} low", f"{column} high")]
+        if not math.isfinite(values[0]):
+            return "-"
+        interval = f" [{values[1]:.2f}, {values[2]:.2f}]" if all(map(math.isfinite, values[1:])) else ""
+        return f"{values[0]:.2f}{interval}"
+
+    rows = [["selector", *[f"{name} (ALL)" for name, _ in shown]]]
+    rows += [[str(selector), *[cell(selector, column) for _, column in shown]] for selector in table3.index]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in rows]
+    return "\n".join(["[analyze] headline over all targets (nDCG x100; intervals as in the report's Table 3):", *lines])

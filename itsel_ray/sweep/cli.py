@@ -47,7 +47,8 @@ Re-running a command after Ctrl-C, a killed driver or a lost worker continues th
 kept, interrupted ones resume from their last state. One driver at a time per sweep storage.
 
 exit status: 0 ok, 1 some trials failed, 2 bad sweep file, override, argument or task data, 3 cannot run here
-(resources, cluster, storage, a full disk, another driver), 130 interrupted or Ray lost (rerun to continue).
+(resources, cluster, storage, a full disk, another driver), 130 interrupted by Ctrl-C or Ray lost, 143 stopped by
+SIGTERM (rerun to continue).
 """
 
 

@@ -138,26 +138,33 @@ def _init(runtime_env: dict | None, **kwargs):
 
 
 def loopback_first() -> None:
-    """Set the loopback-only environment before anything can import Ray (a user's plugin may): Ray reads it at
-    import, so setting it later, in `start_local`, would come too late."""
+    """Set the private instance's settings before anything can import Ray (a user's plugin may): Ray reads them at
+    import, so setting them later, in `start_local`, would come too late."""
     for key, value in LOOPBACK_ENV.items():
         os.environ.setdefault(key, value)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # nothing but this machine's own processes can reach it
+
+
+def job_config(metadata: dict | None):
+    """The driver's job: its metadata (strings) is what the dashboard's Jobs page shows, `job_name` as the Name.
+    Under `ray job submit` the submission's own metadata wins key by key (Ray merges it in)."""
+    import ray
+
+    return ray.job_config.JobConfig(metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 
 def start_local(num_cpus: int | None = None, *, dashboard: bool = False, log_to_driver: bool = False,
                 object_store_memory: int | None = None, num_gpus: float | None = None,
-                runtime_env: dict | None = None) -> str | None:
+                runtime_env: dict | None = None, metadata: dict | None = None) -> str | None:
     """Start the private loopback-only instance; returns the dashboard URL (None without a dashboard)."""
-    for key, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # nothing but this machine's own processes can reach it
+    loopback_first()
     import ray
 
     kwargs = {} if num_gpus is None else {"num_gpus": num_gpus}
     try:
         ctx = _init(runtime_env, address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
                     dashboard_host="127.0.0.1", object_store_memory=object_store_memory or object_store_bytes(),
-                    log_to_driver=log_to_driver, **kwargs)
+                    log_to_driver=log_to_driver, job_config=job_config(metadata), **kwargs)
     except Exception as err:  # Ray raises bare Exception, TimeoutError or RuntimeError when its processes are slow
         raise ClusterError(start_failure(err)) from None
     node_ip = ray.util.get_node_ip_address()
@@ -187,22 +194,91 @@ def start_failure(err: BaseException) -> str:
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, dashboard: bool = True,
-            log_to_driver: bool = False, plugins: PluginSet | None = None) -> ClusterInfo:
-    """Start or join Ray; the job's runtime_env ships `plugins` to every worker of every node."""
+            log_to_driver: bool = False, plugins: PluginSet | None = None,
+            metadata: dict | None = None) -> ClusterInfo:
+    """Start or join Ray; the job's runtime_env ships `plugins` to every worker of every node; `metadata`: the
+    job's, shown on the dashboard's Jobs page (job_name, sweep, command, storage)."""
     runtime_env = plugin_runtime_env(plugins)
     if address is None:
         return cluster_info(None, dashboard_url=start_local(num_cpus, dashboard=dashboard,
-                                                            log_to_driver=log_to_driver, runtime_env=runtime_env))
+                                                            log_to_driver=log_to_driver, runtime_env=runtime_env,
+                                                            metadata=metadata))
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # a shared cluster: every client authenticates
     check_cluster(address)
 
     try:
-        ctx = _init(runtime_env, address=address, log_to_driver=log_to_driver)
+        ctx = _init(runtime_env, address=address, log_to_driver=log_to_driver, job_config=job_config(metadata))
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ClusterError(f"--address {address}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") \
             from None
     url = getattr(ctx, "dashboard_url", None) or None
     return cluster_info(address, dashboard_url=f"http://{url}" if url and not url.startswith("http") else url)
+
+
+def metrics_url() -> str | None:
+    """This node's Prometheus endpoint, where Ray's metrics and the sweep's (itsel_ray/sweep/sweep_metrics.py) are
+    exported; None when the node exports none."""
+    import ray
+
+    node = ray._private.worker.global_worker.node
+    port = getattr(node, "metrics_export_port", None)
+    return f"http://{node.node_ip_address}:{port}/metrics" if port and port > 0 else None
+
+
+AGENT_PORT = 52365  # the dashboard agent's fixed port (Ray's default; a private instance cannot change it)
+
+
+def dashboard_problems(dashboard_url: str | None) -> list[str]:
+    """What of the private instance's dashboard does not work, in words (empty: all of it works).
+
+    The dashboard picks a free port, but its agent on each node listens on a fixed one: with another Ray instance
+    on the machine, the agent of the second cannot bind it, stays up without its HTTP service (the port it records
+    is -1), and every log view of that dashboard fails without a word on the console."""
+    import ray
+
+    if dashboard_url is None:
+        return ["the Ray dashboard did not start (see the full log)"]
+    problems = []
+    port = getattr(ray._private.worker.global_worker.node, "dashboard_agent_listen_port", None)
+    if port is not None and port < 0:
+        holder = _listener(AGENT_PORT)
+        problems.append(f"the Ray dashboard's agent could not listen on port {AGENT_PORT} (held by "
+                        f"{holder or 'another process'}: another Ray instance on this machine?), so the "
+                        "dashboard's log views and this node's metrics will not load")
+    try:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{dashboard_url}/api/version", timeout=5):
+            pass
+    except OSError as err:
+        problems.append(f"the Ray dashboard at {dashboard_url} does not answer ({err})")
+    return problems
+
+
+def _listener(port: int) -> str | None:
+    """Who listens on `port`: "ours" for a descendant of this process, else "process PID (NAME)" (None: nobody
+    this user may see)."""
+    import psutil
+
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):  # not allowed to see every process: look at ours only
+        connections = []
+        for pid in ours:
+            try:
+                connections += [c._replace(pid=pid) for c in psutil.Process(pid).net_connections(kind="tcp")]
+            except psutil.Error:
+                continue
+    for c in connections:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+            if c.pid in ours:
+                return "ours"
+            try:
+                return f"process {c.pid} ({psutil.Process(c.pid).name()})" if c.pid else "another process"
+            except psutil.Error:
+                return f"process {c.pid}"
+    return None
 
 
 def cluster_info(address: str | None = None, *, dashboard_url: str | None = None) -> ClusterInfo:

@@ -28,6 +28,7 @@ from itsel_ray.sweep import cluster as cl
 from itsel_ray.sweep import exit_codes, reaper
 from itsel_ray.sweep.console import Console
 from itsel_ray.sweep.instance_watch import InstanceWatch
+from itsel_ray.sweep.signals import StopRequests
 
 
 class Interrupted(Exception):
@@ -36,13 +37,15 @@ class Interrupted(Exception):
 
 def run_command(args, storage_base: str, *, explicit_storage: bool = True) -> int:
     console = Console(level=args.log_level)
+    stops = StopRequests()
     try:
-        return _run(args, storage_base, explicit_storage, console)
+        return _run(args, storage_base, explicit_storage, console, stops)
     finally:
+        stops.restore()
         console.close()
 
 
-def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> int:
+def _run(args, storage_base: str, explicit_storage: bool, console: Console, stops: StopRequests) -> int:
     started = time.time()
     owns_ray = not cl.is_initialized()
     info = None
@@ -51,22 +54,36 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
     run = _Running(console)
     run.sweep = sweep
     try:
+        stops.install()
         run.storage, run.lock = _claim(sweep, storage_base, args.stage)
         storage = run.storage
         _keep_log(console, storage, run.lock, args.stage)
         if owns_ray:
             if not args.address:  # the private instance must not outlive this process, however it ends
                 run.reaper = reaper.spawn()
+                cl.loopback_first()  # before Ray is imported, which it is here so that its start-up line is quiet
+            import ray  # noqa: F401
+
+            console.quiet_ray(args.verbose)
             info = cl.connect(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard,
-                              plugins=plugins)
+                              plugins=plugins, metadata=job_metadata(args.stage, sweep, storage))
             if not args.address:  # its raylet or GCS dying ends the driver at once, with the rerun message
                 run.watch = InstanceWatch.start(run.instance_lost)
         else:
             cl.check_job_ships(plugins)
             info = cl.cluster_info(args.address)
+        stops.install()  # again: starting Ray put its own SIGTERM handler in place
         console.quiet_ray(args.verbose)
         if info.dashboard_url:
             console.info(f"Ray dashboard: {info.dashboard_url}")
+        metrics = cl.metrics_url()
+        if metrics:
+            console.info(f"sweep metrics (Prometheus): {metrics}")
+        if owns_ray and not args.address and not args.no_dashboard:
+            for problem in cl.dashboard_problems(info.dashboard_url):
+                console.warning(f"{problem}. The sweep runs as usual: follow it here, with `itsel-ray status` and "
+                                "in <storage>/<sweep>/logs; stop the other Ray instance to have the whole "
+                                "dashboard")
         console.info(f"Ray: {info.describe()}")
         if plugins:
             console.info(f"plugins shipped to every worker: {', '.join(m.name for m in plugins.modules) or '-'}; "
@@ -77,16 +94,17 @@ def _run(args, storage_base: str, explicit_storage: bool, console: Console) -> i
             console.warning(f"storage defaults to {storage.root} on this node; a multi-node cluster needs shared "
                             "storage (--storage /shared/path or s3://...)")
         storage.write_bytes("sweep.yaml", yaml.safe_dump(dict(sweep.raw), sort_keys=False).encode())
-        code = _run_stages(args, sweep, storage, info, console)
+        code = _run_stages(args, sweep, storage, info, console, stops)
         _outcome_line(console, code, started, storage)
         return code
     except (cl.ClusterError, LockedError, ResourceError, StorageError) as err:
         console.error(str(err))
         return exit_codes.CANNOT_RUN
     except (KeyboardInterrupt, Interrupted) as err:
-        console.error(f"interrupted{': ' + str(err) if str(err) else ''}. Finished trials are kept; rerun the same "
+        console.error(f"interrupted{' by ' + stops.name if stops.first else ''}"
+                      f"{': ' + str(err) if str(err) else ''}. Finished trials are kept; rerun the same "
                       "command to continue from the trials' last state.")
-        return exit_codes.INTERRUPTED
+        return stops.exit_code
     except Exception as err:
         fault = classify_fault(err)
         if fault is None:
@@ -136,7 +154,8 @@ class _Running:
 
 
 OUTCOMES = {exit_codes.FAILED_TRIALS: "some trials failed", exit_codes.BAD_INPUT: "bad input, nothing was started",
-            exit_codes.CANNOT_RUN: "cannot run here", exit_codes.INTERRUPTED: "interrupted, rerun to continue"}
+            exit_codes.CANNOT_RUN: "cannot run here", exit_codes.INTERRUPTED: "interrupted, rerun to continue",
+            exit_codes.TERMINATED: "stopped by SIGTERM, rerun to continue"}
 
 
 def _outcome_line(console: Console, code: int, started: float, storage) -> None:
@@ -173,6 +192,18 @@ def _is_task_error(err: BaseException) -> bool:
     """A RayTaskError carries an exception raised by our own code in a task: not a Ray failure."""
     task_error = getattr(getattr(sys.modules.get("ray"), "exceptions", None), "RayTaskError", None)
     return task_error is not None and isinstance(err, task_error)
+
+
+def job_metadata(command: str, sweep, storage) -> dict:
+    """What the dashboard's Jobs page shows for this driver: the Name (`job_name`) says sweep and command, the
+    metadata the storage."""
+    name = f"itsel-ray {sweep.name} {command}" if sweep is not None else f"itsel-ray {command}"
+    out = {"job_name": name, "command": command, "tool": "itsel-ray"}
+    if sweep is not None:
+        out["sweep"] = sweep.name
+    if storage is not None:
+        out["storage"] = storage.root
+    return out
 
 
 def _pick(args, console: Console):
@@ -224,16 +255,24 @@ def runs_trials(command: str) -> bool:
     return any(stage in ("tune", "transfer") for stage in STAGE_RUNS.get(command, [command]))
 
 
-def _run_stages(args, sweep, storage, info, console: Console) -> int:
+def _run_stages(args, sweep, storage, info, console: Console, stops: StopRequests | None = None) -> int:
     from itsel_ray.analysis.inputs import InputError
     from itsel_ray.artifacts import PromptFileError
     from itsel_ray.sweep.analyze_stage import AnalysisUnavailable, run_analyze
+    from itsel_ray.sweep.stages import outcome
 
     stages = list(STAGE_RUNS.get(args.stage, [args.stage]))
     if args.stage == "transfer" and args.no_analyze:
         stages.remove("analyze")
+    if args.stage == "transfer":
+        tune_state = outcome(sweep, storage, "tune", recover=_recover(sweep))
+        if not tune_state.complete:
+            console.info(f"[transfer] tune results missing ({len(tune_state.unfinished)} of {tune_state.total} "
+                         "trials unfinished): running tune first")
+            stages = ["prepare", "tune", *stages]
     failed = False
-    for stage in stages:
+    for k, stage in enumerate(stages, 1):
+        console.step = (k, len(stages)) if len(stages) > 1 else None
         if stage == "prepare":
             if not _prepare(sweep, storage, console):
                 return exit_codes.BAD_INPUT
@@ -261,24 +300,42 @@ def _run_stages(args, sweep, storage, info, console: Console) -> int:
                               + traceback.format_exc())
                 failed = True
             continue
-        if stage == "transfer":
-            from itsel_ray.sweep.stages import outcome
-
-            tune_state = outcome(sweep, storage, "tune", recover=_recover(sweep))
-            if not tune_state.complete:
-                console.info(f"[transfer] tune results missing ({len(tune_state.unfinished)} of {tune_state.total} "
-                             "trials unfinished): running tune first")
-                if not _prepare(sweep, storage, console):
-                    return exit_codes.BAD_INPUT
-                failed |= _one_stage(args, sweep, storage, info, "tune", console)
-            try:
-                failed |= _one_stage(args, sweep, storage, info, "transfer", console)
-            except MissingSourcesError as err:
-                console.error(str(err))
-                return exit_codes.FAILED_TRIALS
-        else:
-            failed |= _one_stage(args, sweep, storage, info, stage, console)
+        try:
+            failed |= _one_stage(args, sweep, storage, info, stage, console,
+                                 later=_later_trials(sweep, stage, stages[k:]), stops=stops)
+        except MissingSourcesError as err:
+            console.error(str(err))
+            return exit_codes.FAILED_TRIALS
+    console.step = None
     return exit_codes.FAILED_TRIALS if failed else exit_codes.OK
+
+
+def _prior_s(sweep, storage, stage: str) -> float | None:
+    """A transfer trial's duration before any has finished: the tune trials' time per step (from storage) times
+    the transfer trials' steps; None for other stages or without finished tune trials."""
+    from itsel_ray.runs.plan import plan_stage
+    from itsel_ray.sweep.stages import outcome
+
+    if stage != "transfer":
+        return None
+    step_s = outcome(sweep, storage, "tune", recover=_recover(sweep)).step_s
+    steps = [sweep.settings[t.role].train.max_steps for t in plan_stage(sweep, "transfer")]
+    return step_s * sum(steps) / len(steps) if step_s and steps else None
+
+
+def _later_trials(sweep, stage: str, later: list[str]) -> float:
+    """The trials of the `later` stages, in units of this stage's trials (by their steps), for the command's ETA.
+    A later stage's trials count whole (what storage already holds of it is not read before it runs)."""
+    from itsel_ray.runs.plan import plan_stage
+
+    def steps(name: str) -> list[int]:
+        return [sweep.settings[t.role].train.max_steps for t in plan_stage(sweep, name)]
+
+    here = steps(stage)
+    if not here:
+        return 0.0
+    mean = sum(here) / len(here)
+    return sum(s for name in later if name in ("tune", "transfer") for s in steps(name)) / max(mean, 1)
 
 
 def _prepare(sweep, storage, console: Console) -> bool:
@@ -311,7 +368,8 @@ def _prepare(sweep, storage, console: Console) -> bool:
     return True
 
 
-def _one_stage(args, sweep, storage, info, stage: str, console: Console) -> bool:
+def _one_stage(args, sweep, storage, info, stage: str, console: Console, *, later: float = 0.0,
+               stops: StopRequests | None = None) -> bool:
     """Run one stage; True when trials failed. Raises Interrupted when trials were left unfinished."""
     from itsel_ray.sweep.stages import outcome, run_stage
     from itsel_ray.sweep.tracking import tracking_callbacks
@@ -324,9 +382,9 @@ def _one_stage(args, sweep, storage, info, stage: str, console: Console) -> bool
                  + (f" ({len(before.failed)} failed before: retried)" if before.failed else ""))
     after = run_stage(sweep, stage, storage, info, max_concurrent=args.max_concurrent, verbose=args.verbose,
                       console=console, callbacks=tracking_callbacks(sweep, stage, storage), recover=_recover(sweep),
-                      before=before)
+                      before=before, later=later, stops=stops, prior_s=_prior_s(sweep, storage, stage))
     write_tables(sweep, storage, recover=_recover(sweep))
     console.info(after.line())
-    if not after.complete:
+    if not after.complete or (stops is not None and stops.requested):
         raise Interrupted(f"{stage}: {len(after.unfinished)} trial(s) unfinished")
     return bool(after.failed)

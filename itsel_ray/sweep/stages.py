@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -26,9 +27,10 @@ from itsel_ray.runs.source_prompts import persist_source_prompts, source_index
 from itsel_ray.runs.storage import Storage
 from itsel_ray.runs.trial_state import read_stage
 from itsel_ray.sweep.callbacks import StageProgress
+from itsel_ray.sweep.stopper import NO_TUNE_HANDLER
 from itsel_ray.sweep.scheduling import (PENDING_ENV, OpenOnFirstStart, PlanQueue, RecoveredFirst, environment,
                                         pending_window)
-from itsel_ray.sweep.trainable import StageContext, sweep_trial
+from itsel_ray.sweep.trainable import StageContext, named_trainable, sweep_trial
 
 TUNE_DIR = "ray_tune"
 EXPERIMENT_STATE_S = "900"  # Tune's experiment snapshot: only for Tune's own tools, never restored here
@@ -42,6 +44,8 @@ class StageOutcome:
     failed: list = field(default_factory=list)
     unfinished: list = field(default_factory=list)
     damaged: list = field(default_factory=list)
+    trial_s: float | None = None  # the median wall time of the finished trials (what a resumed run's ETA starts from)
+    step_s: float | None = None  # the median wall time per training step of the finished trials
 
     @property
     def complete(self) -> bool:
@@ -59,10 +63,15 @@ class StageOutcome:
 def outcome(sweep, storage: Storage, stage: str, *, recover=None) -> StageOutcome:
     index = source_index(sweep, storage).entries if stage == "transfer" else None
     records = read_stage(sweep, storage, plan_stage(sweep, stage), index=index, recover=recover)
+    finished = [r.result for r in records if r.status == "done" and r.result and r.result.get("wall_s") is not None]
+    walls = [float(r["wall_s"]) for r in finished]
+    per_step = [float(r["wall_s"]) / int(r["steps"]) for r in finished if int(r.get("steps") or 0) > 0]
     return StageOutcome(stage, len(records), done=sum(r.status == "done" for r in records),
                         failed=[r.trial.key for r in records if r.status == "failed"],
                         unfinished=[r.trial.key for r in records if r.status in ("pending", "running", "damaged")],
-                        damaged=[r.trial.key for r in records if r.status == "damaged"])
+                        damaged=[r.trial.key for r in records if r.status == "damaged"],
+                        trial_s=statistics.median(walls) if walls else None,
+                        step_s=statistics.median(per_step) if per_step else None)
 
 
 class _Requests:
@@ -86,9 +95,13 @@ def _trial_name(trial) -> str:
 
 def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_concurrent: int | None = None,
               verbose: int = 0, console=None, callbacks=(), recover=None,
-              before: StageOutcome | None = None) -> StageOutcome:
+              before: StageOutcome | None = None, later: float = 0.0, stops=None,
+              prior_s: float | None = None) -> StageOutcome:
     """Run the stage's unfinished trials in a fresh Tuner and return what storage says afterwards (`before`: what
-    storage said just now, when the caller has read it)."""
+    storage said just now, when the caller has read it; `later`: the trials the command runs after this stage,
+    in this stage's trial lengths, for the command's ETA; `prior_s`: a trial's duration guessed from another stage,
+    used for the ETA until one of this stage's trials finished; `stops`: the driver's StopRequests, which end the
+    experiment on Ctrl-C or SIGTERM instead of Tune's own handler)."""
     before = before or outcome(sweep, storage, stage, recover=recover)
     todo_keys = set(before.unfinished) | set(before.failed)
     trials = [t for t in plan_stage(sweep, stage) if t.key in todo_keys]
@@ -99,17 +112,21 @@ def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_
         extra["prompts"] = {source: ray.put(p) for source, p in prompts.items()}  # one put per source prompt
     ctx = StageContext(sweep=sweep, stage=stage, storage_root=storage.root, source_index=index,
                        **trial_data(sweep, storage))
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx, **extra), _Requests(sweep, stage, plan))
+    reuse = sweep.spec.execution.reuse_actors
+    trainable = tune.with_resources(named_trainable(tune.with_parameters(sweep_trial, ctx=ctx, **extra), sweep=sweep,
+                                                    stage=stage, reuse=reuse), _Requests(sweep, stage, plan))
     cap = max_concurrent or sweep.spec.execution.max_concurrent_trials
     fit = slots(plan, cluster, cap)
-    reuse = sweep.spec.execution.reuse_actors
     run = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     progress = StageProgress(sweep, stage, storage.root, run=run, total=before.total, done_before=before.done,
-                             todo=len(trials), slots=fit, console=console)
+                             todo=len(trials), slots=fit, console=console,
+                             prior_s=before.trial_s or prior_s, later=later)
     progress.log.write("run", total=before.total, todo=len(trials), host=socket.gethostname(), pid=os.getpid(),
                        resources={f"{r}/{t}": m.share for (r, t), m in plan.tasks.items()}, cpu=plan.cpu,
                        cluster=cluster.describe(), max_concurrent=cap, slots=fit, reuse_actors=reuse)
     settings = {"TUNE_GLOBAL_CHECKPOINT_S": EXPERIMENT_STATE_S, PENDING_ENV: str(pending_window(fit))}
+    if stops is not None:
+        settings.update(NO_TUNE_HANDLER)
     if not verbose:  # Tune's new console output prints its experiment table even when silent; the old one does not
         settings["RAY_AIR_NEW_OUTPUT"] = "0"
     queue = PlanQueue(trials, head_start=min(fit, max(1, os.cpu_count() or 1)))
@@ -121,11 +138,18 @@ def run_stage(sweep, stage: str, storage: Storage, cluster: ClusterInfo, *, max_
         failure_config=tune.FailureConfig(max_failures=sweep.spec.execution.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # with log_to_file: stdout/stderr reach storage
-        log_to_file=True, callbacks=[OpenOnFirstStart(queue), progress, *callbacks], verbose=verbose)
+        log_to_file=True, callbacks=[OpenOnFirstStart(queue), progress, *callbacks], verbose=verbose,
+        stop=stops.stopper() if stops is not None else None)
     outcome_kind = "interrupted"
     try:
         with environment(**settings):  # Tune reads these when the Tuner runs
-            tune.Tuner(trainable, tune_config=tune_config, run_config=run_config).fit()
+            if stops is not None:
+                stops.in_stage = True
+            try:
+                tune.Tuner(trainable, tune_config=tune_config, run_config=run_config).fit()
+            finally:
+                if stops is not None:
+                    stops.in_stage = False
         after = outcome(sweep, storage, stage, recover=recover)
         outcome_kind = "complete" if after.complete and not after.failed else (
             "failed" if after.complete else "interrupted")

@@ -83,6 +83,7 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         record_attempt(storage, trial, "repair", note=record.note)
     if record.status == "done":
         record_attempt(storage, trial, "skip", steps=record.result.get("steps"))
+        announce(trial, ctx.sweep.name, "skipped: already done")
         tune.report(_final_metrics(trial, record.result))
         return
 
@@ -98,9 +99,12 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         os.environ[CACHE_ENV] = local_cache(ctx.data_cache, ctx.prepared.get(cfg.task, {}))
     init = ray.get(prompts[trial.source]) if trial.stage == "transfer" else None
     reporter = _Reporter(ctx, trial, storage, work, stored)
-    record_attempt(storage, trial, "start", resumed_from_step=_resume_step(work), host=socket.gethostname(),
+    resumed = _resume_step(work)
+    record_attempt(storage, trial, "start", resumed_from_step=resumed, host=socket.gethostname(),
                    node=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
                    omp_threads=os.environ.get("OMP_NUM_THREADS"), set_aside=stale, env=describe())
+    started = time.time()
+    announce(trial, ctx.sweep.name, "starts" + (f", resumed from step {resumed}" if resumed else ""))
     try:
         try:
             engine.run_trial(cfg, work, report=reporter, init_prompt=init)
@@ -115,13 +119,51 @@ def sweep_trial(config: dict, *, ctx: StageContext, prompts: dict | None = None)
         env = record_environment(work)  # what the engine ran with, its libraries loaded
         record_attempt(storage, trial, "error", error=f"{type(err).__name__}: {err}", step=reporter.last_step,
                        environment=env["fingerprint"])
+        announce(trial, ctx.sweep.name, f"stopped at step {reporter.last_step} after {time.time() - started:.1f}s: "
+                                        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         reporter.upload()
         raise
     env = record_environment(work)
     reporter.upload()
     record_attempt(storage, trial, "end", steps=reporter.last_step, environment=env["fingerprint"])
+    announce(trial, ctx.sweep.name, f"done at step {reporter.last_step} in {time.time() - started:.1f}s")
     if storage.remote:  # everything is stored: the node keeps no copy of a finished trial
         shutil.rmtree(work, ignore_errors=True)
+
+
+def named_trainable(fn, *, sweep: Sweep, stage: str, reuse: bool):
+    """`fn` (the trial function, with its parameters) as a Tune trainable class whose actors the dashboard's Actors
+    page can tell apart: Ray shows an actor's repr, taken once when the actor starts. Without actor reuse each
+    trial has its own actor, named by the trial's key ("transfer/<source>__<target>/seed=<seed>"); with reuse an
+    actor runs trial after trial, so it is named for its stage and its log names each trial."""
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    base = wrap_function(fn)
+
+    class SweepTrial(base):
+        def __repr__(self):
+            if reuse:
+                return f"itsel-ray {sweep.name} {stage} (trials run one after another: see its log)"
+            try:
+                return trial_from_config(sweep, stage, self.config).key
+            except Exception:  # no config yet
+                return f"itsel-ray {sweep.name} {stage}"
+
+    SweepTrial.__name__ = SweepTrial.__qualname__ = "SweepTrial"
+    return SweepTrial
+
+
+def trial_line(trial: PlannedTrial, sweep: str, what: str) -> str:
+    """The line that opens and the one that closes a trial in its actor's log (the dashboard's Actors page): the
+    trial's key, sweep, stage, task, source and seed, and what happened."""
+    source = f", source {trial.source}" if trial.source else ""
+    return (f"[itsel-ray] trial {trial.key} {what} (sweep {sweep}, stage {trial.stage}, {trial.role} task "
+            f"{trial.task}{source}, seed {trial.seed}, pid {os.getpid()})")
+
+
+def announce(trial: PlannedTrial, sweep: str, what: str) -> None:
+    """Print the trial's line to the actor's stdout (Ray's worker log; Tune also copies it to the trial's own)."""
+    print(trial_line(trial, sweep, what), flush=True)
 
 
 def _scratch(ctx: StageContext, trial: PlannedTrial) -> Path:
