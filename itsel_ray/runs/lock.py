@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from itsel_ray.runs import object_store
@@ -37,6 +38,7 @@ class Holder:
     started: float
     heartbeat: float
     command: str = ""
+    token: str = ""  # this lock object's own id: two drivers of one process (a notebook, a test) are two holders
 
     def describe(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
@@ -70,7 +72,8 @@ def _parse(raw: bytes) -> Holder | None:
 def _from_dict(data) -> Holder | None:
     try:
         return Holder(host=str(data["host"]), pid=int(data["pid"]), started=float(data["started"]),
-                      heartbeat=float(data["heartbeat"]), command=str(data.get("command", "")))
+                      heartbeat=float(data["heartbeat"]), command=str(data.get("command", "")),
+                      token=str(data.get("token", "")))
     except (TypeError, KeyError, ValueError):
         return None
 
@@ -92,6 +95,7 @@ class DriverLock:
     def __init__(self, storage: Storage, command: str):
         self.storage, self.command = storage, command
         self.started = time.time()
+        self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._etag: str | None = None  # object stores with conditional writes: the lock object's ETag as we wrote it
@@ -100,7 +104,7 @@ class DriverLock:
 
     def _record(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid(), "started": self.started,
-                "heartbeat": time.time(), "command": self.command}
+                "heartbeat": time.time(), "command": self.command, "token": self.token}
 
     def acquire(self) -> "DriverLock":
         current = holder(self.storage)
@@ -182,6 +186,8 @@ class DriverLock:
         grabbed.unlink(missing_ok=True)
 
     def _is_me(self, h: Holder | None) -> bool:
+        if h is not None and h.token:
+            return h.token == self.token
         return h is not None and h.host == socket.gethostname() and h.pid == os.getpid() \
             and abs(h.started - self.started) < 1e-3
 
