@@ -18,7 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from itsel_ray.engine.causal import cost as cc
-from itsel_ray.engine.causal.model import PromptedCausalLM, SequenceFormat
+from itsel_ray.engine.causal.model import SEPARATOR_BOUND, PromptedCausalLM, SequenceFormat
 from itsel_ray.engine.causal.shapes import shape_from_config
 from itsel_ray.engine.cost import Batch, SplitLengths, TaskLengths, eval_batches, train_batches
 from itsel_ray.engine.objectives import LOSSES, Batch as TrainBatch, LabelSet
@@ -34,14 +34,14 @@ EOS, PAD, SEP = 1, 0, (7, 8)
 P = 3
 
 
-def build(name: str):
-    fields = dict(SHAPES[name])
+def build(name: str, **extra):
+    fields = {**SHAPES[name], **extra}
     family = fields.pop("model_type")
     config_cls, model_cls = {"gpt2": (transformers.GPT2Config, transformers.GPT2LMHeadModel),
                              "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM)}[family]
     torch.manual_seed(0)
     lm = model_cls(config_cls(bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD, **fields)).requires_grad_(False)
-    shape = shape_from_config(SHAPES[name])
+    shape = shape_from_config({**SHAPES[name], **extra})
     model = PromptedCausalLM(lm, torch.randn(P, shape.hidden), SequenceFormat(EOS, PAD, SEP))
     return model, shape
 
@@ -98,6 +98,35 @@ def test_a_sequence_loss_step_is_counted_exactly(name):
     assert cc.train_step(shape, [b], **KW) == forward + backward
     # without the recorded joined length and target tokens, the shape's bounds: more, never less
     assert cc.train_step(shape, [Batch(3, 9, 6)], **KW) > forward + backward
+
+
+NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+
+
+@pytest.mark.parametrize("name, extra", [("gpt2", {}), ("gpt2", NO_DROPOUT), ("llama-gqa", {})],
+                         ids=["gpt2", "gpt2-no-dropout", "llama-gqa"])
+def test_activation_checkpointing_replays_each_layer_up_to_its_last_saved_tensor(name, extra):
+    from itsel_ray.engine.backbone import set_activation_checkpointing
+
+    model, shape = build(name, **extra)
+    set_activation_checkpointing(model.backbone, True)
+    gen = torch.Generator().manual_seed(1)
+    inputs = random_rows(gen, [9, 4, 7], shape.vocab_size)
+    targets = random_rows(gen, [2, 6, 3], shape.vocab_size)
+    ids, mask = padded(inputs)
+    tgt, _ = padded(targets)
+    model.backbone.train()
+    box = {}
+    forward = counted(lambda: box.update(loss=LOSSES.get("sequence")(model, TrainBatch(ids, mask, tgt, None), None,
+                                                                     PAD)))
+    backward = counted(lambda: box["loss"].backward())
+    length = P + 11 - 1 + len(SEP)
+    plain = cc.sequence_pass(shape, 3, length, 11)
+    assert forward == plain[0] and backward == plain[1] + cc.replayed(shape, 3, length)
+    skipped = cc.backbone(shape, 3, length)[0] - cc.replayed(shape, 3, length)
+    assert skipped == (0 if extra is not NO_DROPOUT and name == "gpt2" else shape.layers * cc.linear(
+        3 * length, shape.intermediate, shape.hidden))
+    assert cc.train_step(shape, [shape_of(inputs, targets)], checkpointing=True, **KW) == forward + backward
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
@@ -202,6 +231,21 @@ def test_trial_cost_of_a_config():
     assert cost.eval_flops == cc.rank_flops(shape, [Batch(2, 12, 2), Batch(1, 14, 2)], label_tokens=(2, 2), **kw)
     assert cost.total_flops == pytest.approx(100 * step + 4 * cost.eval_flops)
     assert cost.tokens_per_step == cost.real_tokens_per_step == 4 * (P + 10)
+    ckpt = cc.trial_cost(trial(loss="label", eval_mode="rank", activation_checkpointing=True),
+                         TaskLengths(train, held, (2, 2), "test"), shape=shape)
+    assert ckpt.step_flops == pytest.approx(step + cc.replayed(shape, 4, P + 10))
+    assert ckpt.eval_flops == cost.eval_flops
+
+
+def test_a_tokenizer_that_cannot_be_loaded_counts_the_separators_bound(monkeypatch):
+    def unavailable(spec):
+        raise OSError(f"{spec} is not in the cache")
+
+    monkeypatch.setattr(cc, "sequence_format_lengths", unavailable)
+    lengths = TaskLengths(SplitLengths(np.array([10] * 8), np.array([2] * 8)), None, (2, 2), "test")
+    cost = cc.trial_cost(trial(loss="label", eval_mode="rank"), lengths, shape=shape_from_config(SHAPES["llama-gqa"]))
+    assert cost.tokens_per_step == 4 * (P + 10 + SEPARATOR_BOUND)
+    assert any("could not be loaded" in n for n in cost.notes)
 
 
 def test_padding_share_of_the_sequence_loss_counts_the_joined_rows():

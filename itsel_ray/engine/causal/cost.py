@@ -16,7 +16,8 @@ per target token (training), per label token or once per example (rank), once pe
 What autograd computes with frozen weights and a trainable prompt in front: no weight gradients, so a projection's
 backward is one product (the input's gradient), as its forward; an attention's backward is two products per forward
 product. The prompt sits at the first positions and every later position attends to it, so every layer's every
-position needs a gradient, and so do the head's rows.
+position needs a gradient, and so do the head's rows. With `train.activation_checkpointing` the backward replays
+each layer's forward first (`replayed`).
 
 Evaluation: `rank` scores a label set in one pass per batch when every label is one token (the next-token
 distribution after the separator), else it repeats each example once per label, its label's tokens appended
@@ -53,11 +54,25 @@ def projections(s: CausalShape, tokens):
     return qkv + linear(tokens, s.q_width, s.hidden) + (3 if s.gated else 2) * linear(tokens, s.hidden, s.intermediate)
 
 
-def backbone(s: CausalShape, rows, length) -> tuple:
+def backbone(s: CausalShape, rows, length, *, checkpointing: bool = False) -> tuple:
     """(forward, backward) FLOPs of the decoder stack over `rows` sequences of `length` positions (prompt
-    included), the LM head not included."""
+    included), the LM head not included; `checkpointing`: the backward replays each layer's forward
+    (`replayed`)."""
     proj, attn = projections(s, rows * length), attention(s, rows, length, length)
-    return s.layers * (proj + attn), s.layers * (proj + 2 * attn)
+    forward = s.layers * (proj + attn)
+    return forward, s.layers * (proj + 2 * attn) + (replayed(s, rows, length) if checkpointing else 0.0)
+
+
+def replayed(s: CausalShape, rows, length):
+    """What activation checkpointing recomputes in the backward pass: every layer's forward, except the MLP's
+    output projection when nothing after it saves a tensor. Non-reentrant checkpointing stops a layer's replay once
+    every tensor its backward needs is back; the output projection's result is needed only for a dropout mask
+    after it (GPT-2's residual dropout, on in training; taken to be on whenever the shape has dropout, which reads
+    max(resid_pdrop, embd_pdrop): one product per layer too many for a GPT-2 with only embedding dropout)."""
+    forward = s.layers * (projections(s, rows * length) + attention(s, rows, length, length))
+    if s.layout == "gpt2" and s.dropout > 0:
+        return forward
+    return forward - s.layers * linear(rows * length, s.intermediate, s.hidden)
 
 
 def head(s: CausalShape, tokens):
@@ -70,22 +85,22 @@ def bare_labels(label_tokens) -> list[int]:
     return [max(1, int(n) - 1) for n in label_tokens]
 
 
-def sequence_pass(s: CausalShape, rows, length, target_tokens) -> tuple:
+def sequence_pass(s: CausalShape, rows, length, target_tokens, *, checkpointing: bool = False) -> tuple:
     """(forward, backward) of the sequence loss: `rows` joined sequences of `length` positions, the head at the
     `target_tokens` real target tokens."""
-    fwd, bwd = backbone(s, rows, length)
+    fwd, bwd = backbone(s, rows, length, checkpointing=checkpointing)
     return fwd + head(s, target_tokens), bwd + head(s, target_tokens)
 
 
-def label_pass(s: CausalShape, rows, context, label_tokens) -> tuple:
+def label_pass(s: CausalShape, rows, context, label_tokens, *, checkpointing: bool = False) -> tuple:
     """(forward, backward) of scoring every label after `rows` contexts of `context` positions (prompt + input +
     separator, padded): one pass and one head row per example for single-token labels, else one sequence per
     (example, label), as long as the context and the longest label, the head at each label token."""
     bare = bare_labels(label_tokens)
     if max(bare) == 1:
-        fwd, bwd = backbone(s, rows, context)
+        fwd, bwd = backbone(s, rows, context, checkpointing=checkpointing)
         return fwd + head(s, rows), bwd + head(s, rows)
-    fwd, bwd = backbone(s, rows * len(bare), context + max(bare))
+    fwd, bwd = backbone(s, rows * len(bare), context + max(bare), checkpointing=checkpointing)
     return fwd + head(s, rows * sum(bare)), bwd + head(s, rows * sum(bare))
 
 
@@ -113,16 +128,18 @@ def sequence_format_lengths(tokenizer: str) -> tuple[int, int]:
 
 
 def train_step(s: CausalShape, batches: list[Batch], *, prompt: int, separator: int, drop: int = 0,
-               label_tokens=None) -> float:
+               label_tokens=None, checkpointing: bool = False) -> float:
     """Forward + backward FLOPs of one step over its micro-batches: the sequence loss, or the label loss when
     `label_tokens` (the label words' token counts, EOS included) is given. `drop`: tokens the engine drops from each
-    input (its closing EOS)."""
+    input (its closing EOS); `checkpointing`: train.activation_checkpointing."""
     total = 0.0
     for b in batches:
         if label_tokens is None:
-            total += sum(sequence_pass(s, b.rows, prompt + b.joined - drop + separator, b.real_targets))
+            total += sum(sequence_pass(s, b.rows, prompt + b.joined - drop + separator, b.real_targets,
+                                       checkpointing=checkpointing))
         else:
-            total += sum(label_pass(s, b.rows, prompt + b.inputs - drop + separator, label_tokens))
+            total += sum(label_pass(s, b.rows, prompt + b.inputs - drop + separator, label_tokens,
+                                    checkpointing=checkpointing))
     return total
 
 
@@ -145,7 +162,16 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: CausalShape | None = None,
 
     task = get_task(cfg.task)
     s = shape or resolve_shape(cfg.model.name, cfg.model.config, cfg.model.tokenizer).shape
-    sep, drop = format_lengths or sequence_format_lengths(cfg.model.tokenizer or cfg.model.name)
+    notes = []
+    spec = cfg.model.tokenizer or cfg.model.name
+    try:
+        sep, drop = format_lengths or sequence_format_lengths(spec)
+    except (OSError, ValueError):  # not in the local cache and no network: the separator's bound, no EOS dropped
+        from itsel_ray.engine.causal.model import SEPARATOR_BOUND
+
+        sep, drop = SEPARATOR_BOUND, 0
+        notes.append(f"tokenizer {spec!r} could not be loaded here: the separator counted as {SEPARATOR_BOUND} "
+                     "tokens and every input's closing token kept (an upper bound)")
     train, prompt = cfg.train, cfg.prompt.length
     rows = lengths.train.head(train.max_train_examples)
     label_loss = train.loss == "label"
@@ -156,7 +182,8 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: CausalShape | None = None,
     steps = train_batches(rows, batch_size=train.batch_size, micro_batch=train.micro_batch_size,
                           batching=train.batching)
     kw = dict(prompt=prompt, separator=sep, drop=drop)
-    step_flops = float(np.mean([train_step(s, b, label_tokens=labels, **kw) for b in steps]))
+    ckpt = train.activation_checkpointing
+    step_flops = float(np.mean([train_step(s, b, label_tokens=labels, checkpointing=ckpt, **kw) for b in steps]))
     inputs, targets = rows.inputs.astype(np.float64) - drop, rows.targets.astype(np.float64)
     context = prompt + inputs + sep  # each row alone, at its own length
     if label_loss:
@@ -164,14 +191,13 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: CausalShape | None = None,
         k, extra = (1, 0) if max(bare) == 1 else (len(bare), max(bare))
         tokens = float(np.mean([sum(m.rows * k * (prompt + m.inputs - drop + sep + extra) for m in b)
                                 for b in steps]))
-        alone = sum(label_pass(s, 1, context, labels))
+        alone = sum(label_pass(s, 1, context, labels, checkpointing=ckpt))
         real_tokens = train.batch_size * k * float(np.mean(context + extra))
     else:
         tokens = float(np.mean([sum(m.rows * (prompt + m.joined - drop + sep) for m in b) for b in steps]))
-        alone = sum(sequence_pass(s, 1, context + targets, targets))
+        alone = sum(sequence_pass(s, 1, context + targets, targets, checkpointing=ckpt))
         real_tokens = train.batch_size * float(np.mean(context + targets))
     unpadded = train.batch_size * float(np.mean(alone))
-    notes = []
     if train.early_stop_patience:
         notes.append("early stopping is on: training and evaluation are counted to max_steps, an upper bound")
     eval_flops = eval_rows = None
