@@ -23,6 +23,7 @@ from itsel_ray.engine.causal.shapes import shape_from_config
 from itsel_ray.engine.cost import Batch, SplitLengths, TaskLengths, eval_batches, train_batches
 from itsel_ray.engine.objectives import LOSSES, Batch as TrainBatch, LabelSet
 from itsel_ray.trial_config import TrialConfig
+from tests.test_engine_features import T5_TOKENIZER
 
 SHAPES = {
     "gpt2": dict(model_type="gpt2", vocab_size=57, n_embd=24, n_layer=3, n_head=4, n_inner=40, n_positions=64),
@@ -277,3 +278,35 @@ def test_dry_run_of_a_causal_sweep_prints_a_cost_table(tmp_path, capsys):
     rows = [line.split() for line in out.splitlines() if line.endswith("declared limits (upper bound)")]
     assert {(r[0], r[1], r[2]) for r in rows} == {("tune", "source", "syn_has0"), ("tune", "target", "syn_and45"),
                                                ("transfer", "transfer", "syn_and45")}
+
+
+@pytest.mark.skipif(not T5_TOKENIZER.is_dir(), reason="the real T5 tokenizer anchor is not available")
+def test_real_t5_tokenised_text_through_the_engines_own_model_is_counted_exactly():
+    """The chain a trial runs, under the real T5 vocabulary: its tokenizer's separator and closing EOS (read by
+    `sequence_format_lengths`), rows encoded as `prepare` encodes them, the backbone `build_model` makes, and the
+    cost model applied to the batch shape engine/cost.py records from the rows' lengths."""
+    from itsel_ray.data.encoded import encode_targets
+    from itsel_ray.data.tokenizers import build_tokenizer
+    from itsel_ray.engine.causal.model import build_model
+    from itsel_ray.trial_config import ModelConfig
+
+    spec = str(T5_TOKENIZER)
+    tok = build_tokenizer(spec)
+    config = {**SHAPES["llama-gqa"], "vocab_size": 64}
+    lm = build_model(ModelConfig(config=config, tokenizer=spec), vocab_size=len(tok)).requires_grad_(False)
+    shape = shape_from_config({**config, "vocab_size": lm.get_input_embeddings().weight.shape[0]})
+    model = PromptedCausalLM(lm, torch.randn(P, shape.hidden))
+    texts = ["sst2 sentence: a gripping, beautifully shot film", "sst2 sentence: dull", "sst2 sentence: it is fine"]
+    inputs = tok(texts)["input_ids"]
+    targets = encode_targets(tok, ["positive", "negative", "not entirely clear"])
+    separator, drop = cc.sequence_format_lengths(spec)
+    assert drop == 1 and separator == len(model.fmt.separator) >= 1
+    ids, mask = padded(inputs)
+    tgt, _ = padded(targets)
+    model.backbone.train()
+    box = {}
+    flops = counted(lambda: box.update(loss=LOSSES.get("sequence")(model, TrainBatch(ids, mask, tgt, None), None,
+                                                                    model.fmt.pad_id)))
+    flops += counted(lambda: box["loss"].backward())
+    b = shape_of(inputs, targets)
+    assert cc.train_step(shape, [b], prompt=P, separator=separator, drop=drop) == flops
