@@ -65,11 +65,25 @@ class TaskLengths:
 
 @dataclass(frozen=True)
 class Batch:
-    """One (micro-)batch's shape: `rows` examples padded to `inputs` text tokens and `targets` target tokens."""
+    """One (micro-)batch's shape: `rows` examples padded to `inputs` text tokens and `targets` target tokens.
+
+    A decoder-only engine joins each row's input and target into one sequence, padded to the longest joined row
+    (`longest`, input + target tokens, at most inputs + targets), and reads the LM head at its real target tokens only
+    (`target_tokens`, at most rows x targets); 0 (not recorded) stands for those bounds."""
 
     rows: int
     inputs: int
     targets: int
+    longest: int = field(default=0, compare=False)
+    target_tokens: int = field(default=0, compare=False)
+
+    @property
+    def joined(self) -> int:
+        return self.longest or self.inputs + self.targets
+
+    @property
+    def real_targets(self) -> int:
+        return self.target_tokens or self.rows * self.targets
 
 
 def train_batches(lengths: SplitLengths, *, batch_size: int, micro_batch: int | None = None,
@@ -99,7 +113,7 @@ def train_batches(lengths: SplitLengths, *, batch_size: int, micro_batch: int | 
     out = []
     for step in idx:
         parts = [step[i : i + size] for i in range(0, batch_size, size)]
-        out.append([Batch(len(p), int(lengths.inputs[p].max()), int(lengths.targets[p].max())) for p in parts])
+        out.append([_batch(lengths, p) for p in parts])
     return out
 
 
@@ -119,8 +133,13 @@ def eval_batches(lengths: SplitLengths, *, batch_size: int) -> list[Batch]:
     out = []
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        out.append(Batch(len(chunk), int(lengths.inputs[chunk].max()), int(lengths.targets[chunk].max())))
+        out.append(_batch(lengths, chunk))
     return out
+
+
+def _batch(lengths: SplitLengths, rows: np.ndarray) -> Batch:
+    inputs, targets = lengths.inputs[rows], lengths.targets[rows]
+    return Batch(len(rows), int(inputs.max()), int(targets.max()), int((inputs + targets).max()), int(targets.sum()))
 
 
 def evaluations(max_steps: int, eval_every: int) -> int:

@@ -8,8 +8,8 @@ scored, what memory a trial needs), and a random backbone has no config.json to 
 another family is refused with a one-line error naming `model.name` (a T5 one with a pointer to `engine: t5`),
 before any trial starts.
 
-Only the model-specific parts live in this package (`shapes.py`, `memory.py`, `model.py`); the trial loop, the
-losses, the evaluation modes and the readouts are the shared ones (`engine/tuning.py`).
+Only the model-specific parts live in this package (`shapes.py`, `memory.py`, `cost.py`, `model.py`); the trial
+loop, the losses, the evaluation modes and the readouts are the shared ones (`engine/tuning.py`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ class CausalEngine(PromptTuningEngine):
         from itsel_ray.engine.causal.memory import trial_memory
 
         return trial_memory(cfg, device=device, bf16_capable=bf16_capable)
+
+    def trial_cost(self, cfg: TrialConfig, lengths):
+        from itsel_ray.engine.causal.cost import trial_cost
+
+        return trial_cost(cfg, lengths)
 
     def check_model(self, model: ModelConfig) -> None:
         if model.config is not None:
