@@ -56,7 +56,10 @@ def test_every_slot_is_busy_in_one_worker_each_and_the_first_eta_holds(tmp_path)
         print(stage, occ)
         assert occ.trials == len(plan_stage(sweep, stage)) == run.todo  # each ran once, none twice
         assert occ.peak == SLOTS  # every slot ran a trial at once, and never more than the slots
-        assert occ.mean_middle >= 0.9 * SLOTS, occ  # and kept running them
+        # and kept running them: 8 actors, the driver and Ray share 2 cores here, so 2-second trials leave a slot
+        # idle now and then (6.6 of 8 on average in CI); trials run one at a time, the failure this guards
+        # against, read 1-2. benchmarks/bench_sweep_scale.py measures the paper-sized runs.
+        assert occ.mean_middle >= 0.75 * SLOTS, occ
         assert SLOTS <= occ.workers <= SLOTS + 2, occ  # one worker per slot: actors reused, not serialised
 
     # the first ETA `status` gave in the transfer stage (at its first completion) against the time really left
