@@ -1,6 +1,6 @@
 """The sweep keeps every slot busy, counted from what really ran: a 192-trial sweep of 2-second stand-in trials on
 8 fake slots (8 CPUs, 2 fake GPUs at 0.25 per trial) on a local instance. In each stage the trials' own start/end
-records show all 8 slots running trials at once, nearly all the time over the stage's middle half, in one worker
+records show all 8 slots running trials at once, and most of the time over the stage's middle half, in one worker
 process per slot (actors reused, not one per trial, not all trials in one); the first ETA reading, before 16
 completions, is close to the time really left. The benchmark (benchmarks/bench_sweep_scale.py) runs the same at
 the paper's size, 10x and 100x."""
