@@ -196,3 +196,12 @@ def test_each_trial_names_the_environments_it_ran_in(sweep, tmp_path, monkeypatc
     assert list(table) == [first["fingerprint"], second["fingerprint"]]  # most trials first
     assert table[first["fingerprint"]]["trials"] == 3 and table[second["fingerprint"]]["trials"] == 1
     assert table[second["fingerprint"]]["summary"].startswith("Another CPU (avx512f)")
+
+
+def test_durations_are_never_negative():
+    from itsel_ray.runs.status import format_duration
+
+    # a progress line stamped a moment after `now` (read order, clock ticks) read "-1h59m old"
+    assert format_duration(-5.0) == "0s"
+    assert [format_duration(s) for s in (0, 59.6, 61, 3661)] == ["0s", "1m00s", "1m01s", "1h01m"]
+    assert format_duration(None) == "?" and format_duration(float("nan")) == "?"

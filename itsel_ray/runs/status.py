@@ -29,7 +29,7 @@ COLUMNS = ["stage", "total", "done", "running", "retrying", "interrupted", "fail
 def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds:
         return "?"
-    seconds = int(round(seconds))
+    seconds = max(0, int(round(seconds)))  # a moment in the future by a clock tick (a line written after `now`)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
