@@ -72,6 +72,28 @@ def test_the_first_eta_leaves_the_start_up_out():
                        now=22.0) == pytest.approx(25.0)
 
 
+def test_the_first_eta_uses_the_trials_own_time_not_tunes_start_which_includes_the_actors_start_up(tmp_path):
+    # Tune marks 16 trials started at once (0 s) while their actors take 20 s to start; each then trains 2 s. The
+    # time since Tune's start says 22 s per trial (1.4 s per further trial over 16 slots: 11x too high); the trial's
+    # own time (Tune's time_total_s, logged as `took`) says 2 s, so 0.125 s per further trial.
+    storage = Storage(tmp_path)
+    log = ProgressLog(storage, "transfer", "r1")
+    log.write("run", total=101, todo=101, slots=16)
+    run = RunProgress(started=0.0, slots=16)
+    for i in range(16):
+        run.trial_line(f"t{i}", "running", 0.0)
+        log.write("trial", trial=f"t{i}", state="running")
+    run.trial_line("t0", "done", 22.0, took=2.0)
+    log.write("trial", trial="t0", state="done", took=2.0)
+    assert run.durations == [2.0]
+    assert eta_seconds(100, run, now=22.0) == pytest.approx(12.5)
+    assert latest_run(storage, "transfer").durations == [2.0]  # `status` reads the same from the log
+    without = RunProgress(started=0.0, slots=16)  # an older log, without `took`: the time since Tune's start
+    without.trial_line("t0", "running", 0.0)
+    without.trial_line("t0", "done", 22.0)
+    assert without.durations == [22.0]
+
+
 def test_a_first_wave_that_finishes_together_is_not_one_trial_per_wave():
     # 16 trials of 10 s each start together after 20 s and finish together: 10 s / 16 per trial, whether or not
     # RECENT completions have come in (the recent half spans no time)

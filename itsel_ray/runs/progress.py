@@ -137,8 +137,10 @@ class RunProgress:
         """Trials running now: the trial lines' count (written as each starts), else Tune's last count."""
         return self.count("running") or int(self.tune.get("running") or 0)
 
-    def trial_line(self, key: str, state: str, t: float) -> None:
-        """Follow one trial's transition (the driver's callback and `latest_run` both feed this)."""
+    def trial_line(self, key: str, state: str, t: float, took: float | None = None) -> None:
+        """Follow one trial's transition (the driver's callback and `latest_run` both feed this). `took`: the trial's
+        own running time as its worker measured it (Tune's time_total_s), which leaves out the actor's start-up that
+        the time since Tune started the trial includes (about 20 s for a first wave of 16 actors on 2 cores)."""
         self.states[key] = state
         if state == "running":
             self.starts[key] = t
@@ -146,7 +148,9 @@ class RunProgress:
         started = self.starts.pop(key, None)
         if state in ("done", "failed"):
             self.completions.append(t)
-            if started is not None:
+            if took is not None and took > 0:
+                self.durations.append(took)
+            elif started is not None:
                 self.durations.append(t - started)
 
 
@@ -163,7 +167,7 @@ def latest_run(storage: Storage, stage: str, *, until: float | None = None) -> R
         elif line.get("run") != progress.run:
             continue
         elif kind == "trial" and line.get("state") in TRIAL_STATES:
-            progress.trial_line(line.get("trial"), line["state"], line["t"])
+            progress.trial_line(line.get("trial"), line["state"], line["t"], line.get("took"))
         elif kind == "tune":
             progress.tune = dict(line.get("counts") or {})
         elif kind == "end":

@@ -51,7 +51,7 @@ class StageProgress(tune.Callback):
 
     # -------------------------------------------------------------- hooks
     def _transition(self, key: str, state: str, **fields) -> None:
-        self.progress.trial_line(key, state, time.time())
+        self.progress.trial_line(key, state, time.time(), fields.get("took"))
         self.log.write("trial", trial=key, state=state, **fields)
         if self.metrics is not None and state != "running":
             self.live.pop(key, None)
@@ -76,7 +76,9 @@ class StageProgress(tune.Callback):
         skipped = bool((trial.last_result or {}).get("skipped"))
         self.finished[key] = "done"
         self.skipped += skipped
-        self._transition(key, "skipped" if skipped else "done")  # a skip takes no time: not a completion
+        took = (trial.last_result or {}).get("time_total_s")  # the trial's own time, its actor's start-up left out
+        self._transition(key, "skipped" if skipped else "done",  # a skip takes no time: not a completion
+                         **({"took": round(float(took), 3)} if isinstance(took, (int, float)) and not skipped else {}))
         self._update(trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
