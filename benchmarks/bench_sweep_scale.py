@@ -186,9 +186,10 @@ class LogFollower:
                 continue
             kind = line.get("kind")
             if kind == "run":
-                self.run = RunProgress(run=line.get("run"), started=line["t"], todo=int(line.get("todo") or 0))
+                self.run = RunProgress(run=line.get("run"), started=line["t"], todo=int(line.get("todo") or 0),
+                                       slots=int(line.get("slots") or 0))  # as `status` reads it (latest_run)
             elif kind == "trial" and line.get("state") in TRIAL_STATES:
-                self.run.trial_line(line.get("trial"), line["state"], line["t"])
+                self.run.trial_line(line.get("trial"), line["state"], line["t"], line.get("took"))
             elif kind == "tune":
                 self.run.tune = dict(line.get("counts") or {})
             elif kind == "end":
