@@ -1,10 +1,10 @@
 """The paper sweep's cost as `--dry-run` models it, in itsel-ray's default setup and in the authors' (fp32), side by
 side (docs/cluster.md prints its output).
 
-Before `prepare` the cost model knows a task's training size and length limits, not the size of its validation
-split; this script passes the official validation sizes of the paper's datasets (their Hub dataset cards, the
-splits the task declarations read) so that evaluation is counted. CR's split is a local file whose size is not
-published with it, so its evaluation stays uncounted. Lengths are the declared limits: an upper bound on FLOPs.
+Before `prepare` the cost model knows a task's training size, length limits and, where the task file declares it,
+the size of its validation split (tasks/paper.yaml gives the dataset cards' sizes; ReCoRD's 1,000 queries are
+carved; CR's local split publishes none, so its evaluation stays uncounted). Lengths are the declared limits: an
+upper bound on FLOPs.
 
     python benchmarks/sweep_cost.py [--storage DIR] [--set KEY=VALUE ...]
 """
@@ -19,16 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from itsel_ray.runs.cost import cost_lines, sweep_costs, throughput  # noqa: E402
 from itsel_ray.runs.storage import Storage  # noqa: E402
 from itsel_ray.runs.sweep_file import load_sweep  # noqa: E402
-
-VALIDATION_ROWS = {  # rows of the validation split each paper task reads (record is carved: 1,000 queries)
-    "mnli": 9_832,  # validation_mismatched
-    "qqp": 40_430, "qnli": 5_463, "cxc": 1_000, "squad": 10_570, "drop": 9_535, "sst2": 872,
-    "winogrande": 1_267,  # winogrande_xl
-    "hellaswag": 10_042, "multirc": 4_848, "cosmosqa": 2_985,
-    "race": 368,  # middle
-    "boolq": 3_270, "cola": 1_043, "stsb": 1_500, "wic": 638, "mrpc": 408, "rte": 277, "wsc": 104, "copa": 100,
-    "cb": 56,
-}
 
 SETUPS = {
     "itsel-ray default (train.precision auto: bf16 autocast on the GPU)": [],
@@ -47,8 +37,8 @@ def main(argv=None) -> int:
     for label, extra in SETUPS.items():
         sweep = load_sweep(args.sweep, overrides=[*args.overrides, *extra])
         print(f"## {label}")
-        print("\n".join(cost_lines(sweep, storage, eval_rows=VALIDATION_ROWS)))
-        costs = sweep_costs(sweep, storage, eval_rows=VALIDATION_ROWS)
+        print("\n".join(cost_lines(sweep, storage)))
+        costs = sweep_costs(sweep, storage)
         rate = throughput(storage)
         flops = sum(c.trials * c.cost.total_flops for c in costs)
         hours = sum(c.trials * c.cost.total_flops / rate.of(c.precision) / 3600 for c in costs)

@@ -24,6 +24,7 @@ from itsel_ray.runs.sweep_file import load_sweep
 from itsel_ray.schema import ConfigError
 from itsel_ray.sweep import cli
 from itsel_ray.tasks import get_task
+from itsel_ray.tasks.declare import declare_task
 from itsel_ray.trial_config import DataConfig, ModelConfig, TrialConfig
 
 TINY = {"d_model": 16, "d_ff": 32, "num_layers": 1, "num_decoder_layers": 1, "num_heads": 2, "d_kv": 8}
@@ -56,10 +57,26 @@ def test_declared_lengths_are_the_tasks_limits():
     assert set(lengths.train.targets) == {max(lengths.labels)}
     assert len(lengths.eval) == 30  # max_eval_examples bounds an otherwise unknown split
     assert declared_lengths(trial()).eval is None  # neither prepared, carved nor declared: unknown
-    assert len(declared_lengths(trial(), eval_rows=77).eval) == 77
     carved = TrialConfig.from_dict({**trial().to_dict(), "data": {"eval_split": "heldout", "heldout_size": 12}})
     held = declared_lengths(carved)
     assert len(held.eval) == 12 and len(held.train) == spec.train_size - 12
+
+
+def test_a_declared_validation_size_counts_evaluation_before_prepare():
+    rte = declared_lengths(trial("rte"))
+    assert len(rte.eval) == get_task("rte").validation_size == 277  # GLUE RTE's validation split (its dataset card)
+    assert len(declared_lengths(trial("rte", max_eval_examples=100)).eval) == 100  # still capped by the trial
+    record = declared_lengths(trial("record"))  # carved from training: the carve, not a declared size
+    assert len(record.eval) == 1000 and get_task("record").validation_size is None
+
+
+def test_a_task_file_declares_its_validation_size_and_a_bad_one_is_refused():
+    entry = {"name": "mine", "data": {"kind": "local", "path": "data"}, "fields": ["text"], "labels": ["a", "b"],
+             "train_size": 10}
+    assert declare_task({**entry, "validation_size": 7}, register=False).validation_size == 7
+    assert declare_task(entry, register=False).validation_size is None
+    with pytest.raises(ConfigError, match=r"tasks\.mine: validation_size must be >= 1, got 0 in t\.yaml"):
+        declare_task({**entry, "validation_size": 0}, where="t.yaml", register=False)
 
 
 def test_prepared_lengths_are_the_token_counts_the_trial_reads(tmp_path):

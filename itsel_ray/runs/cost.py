@@ -88,9 +88,10 @@ def label_token_bound(word: str, max_target: int) -> int:
     return min(max_target, len(word) + 2)
 
 
-def declared_lengths(cfg, eval_rows: int | None = None) -> TaskLengths:
-    """The task's declared limits as lengths: `train_size` training rows and, for evaluation, the carved size, or
-    `eval_rows` (the validation split's size when the caller knows it), or max_eval_examples; every input at
+def declared_lengths(cfg) -> TaskLengths:
+    """The task's declared limits as lengths: `train_size` training rows and, for evaluation, the carved size or
+    the task's declared `validation_size`, capped by max_eval_examples (max_eval_examples alone when neither is
+    known); every input at
     max_source_length, every target at max_target_length or at its label words' bound. An upper bound: real rows
     are shorter."""
     from itsel_ray.tasks import get_task
@@ -102,7 +103,7 @@ def declared_lengths(cfg, eval_rows: int | None = None) -> TaskLengths:
     carve = spec.carve_size(cfg.data.eval_split, cfg.data.heldout_size)
     n_train = spec.train_size - (carve or 0)
     n_train = min(n_train, cfg.train.max_train_examples or n_train)
-    n_eval = carve or eval_rows
+    n_eval = carve or spec.validation_size
     if cfg.train.max_eval_examples:
         n_eval = min(n_eval or cfg.train.max_eval_examples, cfg.train.max_eval_examples)
 
@@ -158,11 +159,11 @@ def prepared_folders(storage: Storage) -> dict[str, Path]:
     return out
 
 
-def task_lengths(cfg, folders: dict[str, Path], eval_rows: dict[str, int] | None = None) -> TaskLengths:
+def task_lengths(cfg, folders: dict[str, Path]) -> TaskLengths:
     """The prepared lengths of trial `cfg` when its task was prepared, else the declared ones."""
     folder = folders.get(cfg.task)
     found = prepared_lengths(cfg, folder) if folder is not None else None
-    return found or declared_lengths(cfg, (eval_rows or {}).get(cfg.task))
+    return found or declared_lengths(cfg)
 
 
 # ------------------------------------------------------------------------------------------------- the sweep
@@ -181,10 +182,8 @@ class TaskCost:
     precision: str
 
 
-def sweep_costs(sweep, storage: Storage | None = None,
-                eval_rows: dict[str, int] | None = None) -> list[TaskCost] | None:
-    """Per (stage, role, task) trial costs of the sweep; None when its engine models no cost. eval_rows: {task:
-    evaluation rows} for tasks neither prepared nor carved (`declared_lengths`)."""
+def sweep_costs(sweep, storage: Storage | None = None) -> list[TaskCost] | None:
+    """Per (stage, role, task) trial costs of the sweep; None when its engine models no cost."""
     engine = get_engine(sweep.spec.engine)
     folders = prepared_folders(storage) if storage is not None else {}
     out, seen = [], {}
@@ -197,7 +196,7 @@ def sweep_costs(sweep, storage: Storage | None = None,
             cfg = sweep.trial_config(role, task=task, seed=first.seed, source=first.source or None)
             key = (role, task)
             if key not in seen:
-                lengths = task_lengths(cfg, folders, eval_rows)
+                lengths = task_lengths(cfg, folders)
                 cost = engine.trial_cost(cfg, lengths)
                 if cost is None:
                     return None
@@ -218,11 +217,10 @@ def _eng(x: float) -> str:
     return f"{x:.3g} "
 
 
-def cost_lines(sweep, storage: Storage | None = None, rate: Throughput | None = None,
-               eval_rows: dict[str, int] | None = None) -> list[str]:
+def cost_lines(sweep, storage: Storage | None = None, rate: Throughput | None = None) -> list[str]:
     """--dry-run's cost table: per stage, role and task the tokens of a step, the padding share, the training and
     evaluation FLOPs of one trial, and the GPU-hours of all its trials; then the sweep's total."""
-    costs = sweep_costs(sweep, storage, eval_rows)
+    costs = sweep_costs(sweep, storage)
     if costs is None:
         return [f"cost: not modelled (engine {sweep.spec.engine!r})"]
     rate = rate or throughput(storage)
@@ -248,7 +246,7 @@ def cost_lines(sweep, storage: Storage | None = None, rate: Throughput | None = 
     lines.append(f"sweep total: {_eng(total_flops)}FLOP, {total_hours:,.1f} GPU-hours ({rate.source})")
     if unknown:
         lines.append(f"    evaluation not counted for {', '.join(sorted(set(unknown)))}: the size of the evaluation "
-                     "split is neither prepared nor declared")
+                     "split is neither prepared nor declared (declare the task's `validation_size`)")
     if any(c.lengths.upper_bound for c in costs):
         lines.append("    'declared limits' rows are upper bounds (every row at the task's max lengths); "
                      "run `prepare` for the real lengths")

@@ -97,7 +97,9 @@ class TaskDecl:
     formatter, its options and the columns unless they are given. columns: the dataset columns the formatter reads
     (checked before any row is formatted). select_metric: the metric that picks the best checkpoint (default: the
     only metric, or "average" of several). train_size: rows in the training split; counted from the data when not
-    given (a Hub dataset is counted from its metadata, which needs the Hub or its local cache).
+    given (a Hub dataset is counted from its metadata, which needs the Hub or its local cache). validation_size:
+    rows in the validation split, when known: only the cost model reads it, to count evaluation in `--dry-run`
+    before `prepare` has seen the data.
     """
 
     name: str
@@ -118,6 +120,7 @@ class TaskDecl:
     max_source_length: int = 128
     max_target_length: int = 128
     train_size: int | None = None
+    validation_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ def _spec(d: TaskDecl, origin: str) -> TaskSpec:
         select_metric=select, train_size=d.train_size or 0, labels=_labels(d.labels),
         max_source_length=_positive("max_source_length", d.max_source_length),
         max_target_length=_positive("max_target_length", d.max_target_length), role=d.role,
+        validation_size=None if d.validation_size is None else _positive("validation_size", d.validation_size),
         description=d.description, format_options=_frozen(options), origin=origin,
     )
 

@@ -122,6 +122,8 @@ class TaskSpec:
     parameters (e.g. which columns become "name: value" fields), so one formatter serves many tasks. labels: the
     closed label set, None for free-text targets. metrics: `TASK_METRICS` names, x100; select_metric: one of them, or
     "average" (their mean), picks the best checkpoint. train_size: rows in the training split (SIZE uses it).
+    validation_size: rows in the declared validation split, when known (the cost model counts evaluation with it
+    before the data is prepared; nothing else reads it).
     origin: the task file that declared the task ("" for one declared in Python); `local` data and a declared
     mirror are found relative to it. It is not part of what the task *is* (the prepared-data key leaves it out),
     since the same file lies at a different path on every node it is shipped to.
@@ -144,6 +146,7 @@ class TaskSpec:
     description: str = ""
     format_options: Mapping[str, Any] = field(default_factory=dict)
     origin: str = ""
+    validation_size: int | None = None
 
     def __post_init__(self):
         if self.category not in CATEGORIES:
