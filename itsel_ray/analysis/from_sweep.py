@@ -206,6 +206,7 @@ def _environments(folder: Path, results) -> tuple[dict, ...]:
         described = {}
     out = [{"fingerprint": fp, "summary": str(e.get("summary", "")), "trials": int(e.get("trials", 0))}
            for fp, e in (described.items() if isinstance(described, dict) else []) if isinstance(e, dict)]
+    out.sort(key=lambda e: -e["trials"])  # a JSON object's key order does not survive every writer (sorted keys)
     done = results[results["status"] == "done"]
     column = done["environment"] if "environment" in done.columns else None
     unrecorded = len(done) if column is None else int((column.isna() | column.astype(str).eq("")).sum())
