@@ -1,11 +1,13 @@
 """Predicted memory of one causal-LM prompt-tuning trial from the model's shape and the batch: what the sweep packs
 GPUs by, and what `--dry-run` prints.
 
-Pure arithmetic, no torch import, like the T5 engine's model (`engine/t5/memory.py`), and built the same way: the
+Pure arithmetic, no torch import, like the T5 engine's model (`engine/t5/memory.py`, with which it shares
+`engine/memory.py`: the optimiser state and how the parts add up), and built the same way: the
 tensors autograd keeps for the backward pass of a frozen decoder whose only trainable input is the prompt, counted
 per kind and checked tensor by tensor against `torch.autograd.graph.saved_tensors_hooks` on CPU
-(`engine/causal/memory_probe.py`, `tests/test_engine_causal_memory.py`; on a GPU, `benchmarks/gpu_sharing.py`). With frozen weights a matrix product keeps
-its weight (counted once, as a weight) and not its input, so what a block keeps is:
+(`engine/causal/memory_probe.py`, `tests/test_engine_causal_memory.py`; on a GPU, `benchmarks/gpu_sharing.py`).
+With frozen weights a matrix product keeps its weight (counted once, as a weight) and not its input, so what a
+block keeps is:
 
 - its two norms' inputs (the fp32 residual stream) and statistics (LayerNorm: mean and rstd; RMSNorm: rstd);
 - attention: the fused SDPA kernel (CPU without dropout, and CUDA) keeps q, k and v (k and v at the query heads
@@ -30,6 +32,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from itsel_ray.engine.base import GIB, MemoryEstimate
+from itsel_ray.engine.memory import (
+    KeptBytes, check_inputs, estimate, prompt_state_bytes, resolve_precision,
+)
 from itsel_ray.engine.causal.shapes import CausalShape, resolve_shape, shape_from_config
 
 __all__ = ["GIB", "CALIBRATION", "PROFILES", "Profile", "model_shape", "predict_trial_memory", "trial_memory"]
@@ -66,28 +71,16 @@ PROFILES: Mapping[tuple[str, str], Profile] = {
 CALIBRATION: Mapping[str, float] = {"cpu": 1.0, "cuda": 1.0}
 
 
-class _Count:
-    def __init__(self):
-        self.by_kind: dict[str, float] = {}
-
-    def add(self, kind: str, nbytes: float) -> None:
-        self.by_kind[kind] = self.by_kind.get(kind, 0.0) + nbytes
-
-    @property
-    def total(self) -> float:
-        return sum(self.by_kind.values())
-
-
 def _drop(p: Profile, dtype_bytes: int) -> int:
     return dtype_bytes if p.dropout_mask is None else p.dropout_mask
 
 
-def _norm(c: _Count, p: Profile, s: CausalShape, tokens: int) -> None:
+def _norm(c: KeptBytes, p: Profile, s: CausalShape, tokens: int) -> None:
     stats = 8 if s.layout == "gpt2" else 4  # LayerNorm: mean and rstd; RMSNorm: rstd
     c.add("norm_inputs", tokens * (s.hidden * p.residual + stats))
 
 
-def _attention(c: _Count, p: Profile, s: CausalShape, batch: int, length: int) -> None:
+def _attention(c: KeptBytes, p: Profile, s: CausalShape, batch: int, length: int) -> None:
     tokens = batch * length
     if s.attention_dropout > 0 and p.dropout_attention == "math":
         probs = batch * s.heads * length * length
@@ -99,7 +92,7 @@ def _attention(c: _Count, p: Profile, s: CausalShape, batch: int, length: int) -
     c.add("attention_mask", batch * length * math.ceil(length / p.mask_block) * p.mask_block * p.linear)
 
 
-def _mlp(c: _Count, p: Profile, s: CausalShape, tokens: int) -> None:
+def _mlp(c: KeptBytes, p: Profile, s: CausalShape, tokens: int) -> None:
     if s.gated:  # act(gate x) * up x: the activation's input and output, and the up projection
         if s.activation != "silu":
             raise ValueError(f"the memory model knows the gated SiLU MLP, not {s.activation!r}")
@@ -110,7 +103,7 @@ def _mlp(c: _Count, p: Profile, s: CausalShape, tokens: int) -> None:
         c.add("mlp_activation", tokens * s.intermediate * (3 * p.pointwise + p.linear))
 
 
-def _block(c: _Count, p: Profile, s: CausalShape, batch: int, length: int) -> None:
+def _block(c: KeptBytes, p: Profile, s: CausalShape, batch: int, length: int) -> None:
     tokens = batch * length
     dropout = s.dropout > 0
     _norm(c, p, s, tokens)
@@ -124,10 +117,10 @@ def _block(c: _Count, p: Profile, s: CausalShape, batch: int, length: int) -> No
 
 
 def _kept_tensors(p: Profile, s: CausalShape, *, batch: int, length: int, scored: int,
-                  checkpointing: bool) -> tuple[_Count, float]:
+                  checkpointing: bool) -> tuple[KeptBytes, float]:
     """(kept bytes by kind, the largest single block's bytes) of one forward pass over `batch` rows of `length`
     positions whose head reads `scored` positions."""
-    c, block = _Count(), _Count()
+    c, block = KeptBytes(), KeptBytes()
     _block(block, p, s, batch, length)
     tokens = batch * length
     if checkpointing:
@@ -182,13 +175,6 @@ def _eval_peak(p: Profile, s: CausalShape, *, batch: int, length: int, new_token
     return cache + states + max(attention, mlp) + 2 * scored * s.vocab_size * 4
 
 
-def _optimizer_bytes(optimizer: str, prompt: int) -> int:
-    state = {"adafactor": 0, "adam": 2 * prompt, "adamw": 2 * prompt}
-    if optimizer not in state:
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid names: {', '.join(sorted(state))}")
-    return state[optimizer]
-
-
 def model_shape(model: Mapping | str | CausalShape) -> CausalShape:
     """A CausalShape from config fields (with `model_type`), a model name or folder (its config.json), or itself."""
     if isinstance(model, CausalShape):
@@ -223,12 +209,8 @@ def predict_trial_memory(
     are kept (default target_tokens; 1 for single-token labels). precision "bf16" or "fp32" (resolve "auto" first);
     device "cuda" or "cpu" (the profile). prompt_tokens sizes the optimiser state.
     """
-    if precision not in ("bf16", "fp32") or device not in ("cpu", "cuda"):
-        raise ValueError(f"precision must be bf16 or fp32 and device cpu or cuda, got {precision!r} / {device!r}")
-    for key, value in (("batch", batch), ("input_tokens", input_tokens), ("target_tokens", target_tokens),
-                       ("rows_per_example", rows_per_example), ("micro_batch", micro_batch or 1)):
-        if value < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
+    check_inputs(precision, device, batch=batch, input_tokens=input_tokens, target_tokens=target_tokens,
+                 rows_per_example=rows_per_example, micro_batch=micro_batch or 1)
     s = model_shape(model_config)
     if s.layers < 1:
         raise ValueError(f"the model must have at least one layer, got {s.layers}")
@@ -238,20 +220,13 @@ def predict_trial_memory(
     rows, length = micro * rows_per_example, input_tokens + target_tokens
     kept, block = _kept_tensors(p, s, batch=rows, length=length, scored=rows * scored_per_row,
                                 checkpointing=activation_checkpointing)
-    activations = kept.total * scale
     workspace = _workspace(p, s, batch=rows, length=length, scored=rows * scored_per_row, block=block,
-                           checkpointing=activation_checkpointing) * scale
+                           checkpointing=activation_checkpointing)
     eb = eval_batch or batch
     eval_peak = _eval_peak(p, s, batch=eb * rows_per_example, length=length, new_tokens=target_tokens,
-                           scored=eb * rows_per_example * max(1, scored_per_row)) * scale
-    weights = s.parameter_count() * 4
-    prompt = prompt_tokens * s.hidden * 4
-    factored = (prompt_tokens + s.hidden) * 4 if optimizer == "adafactor" else 0
-    opt = 2 * prompt + factored + _optimizer_bytes(optimizer, prompt)
-    total = weights + opt + max(activations + workspace, eval_peak)
-    return MemoryEstimate(weights=int(weights), activations=int(activations), optimizer_state=int(opt),
-                          workspace=int(workspace), eval_peak=int(eval_peak), total=int(total),
-                          details={k: int(v * scale) for k, v in kept.by_kind.items()})
+                           scored=eb * rows_per_example * max(1, scored_per_row))
+    return estimate(weights=s.parameter_count() * 4, optimizer_state=prompt_state_bytes(optimizer, prompt_tokens,
+                    s.hidden), kept=kept, workspace=workspace, eval_peak=eval_peak, scale=scale)
 
 
 def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True, target_tokens: int | None = None,
@@ -269,9 +244,7 @@ def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True, target
     from itsel_ray.tasks import get_task
 
     task = get_task(cfg.task)
-    precision = cfg.train.precision
-    if precision == "auto":
-        precision = "bf16" if device == "cuda" and bf16_capable else "fp32"
+    precision = resolve_precision(cfg.train.precision, device, bf16_capable)
     words = task.label_words(cfg.data.label_style)
     rows = len(words) if cfg.train.loss == "label" and words else 1
     if shape is None:

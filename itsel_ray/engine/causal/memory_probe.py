@@ -1,15 +1,13 @@
-"""Measured memory of one causal-LM prompt-tuning step, to check and calibrate the pure model in
-`engine/causal/memory.py`: the same three numbers as the T5 probe (`engine/t5/memory_probe.py`, whose storage
-tracker it uses), on a randomly initialised, frozen GPT-2- or Llama-layout model with a trainable prompt.
+"""Measured memory of one causal-LM prompt-tuning step (`engine/memory_probe.py`'s three numbers), to check and
+calibrate the pure model in `engine/causal/memory.py`: a randomly initialised, frozen GPT-2- or Llama-layout model
+with a trainable prompt.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-from itsel_ray.engine.t5.memory_probe import LiveBytes, StepMemory
+from itsel_ray.engine.memory_probe import StepMemory, measure
 
 
 def build_prompted(model_config: dict, *, prompt_tokens: int, device: str = "cpu", seed: int = 0):
@@ -51,35 +49,8 @@ def measure_step(model_config: dict, *, batch: int, input_tokens: int, target_to
                  activation_checkpointing: bool = False, prompt_tokens: int = 10, device: str = "cpu") -> StepMemory:
     """Memory of one sequence-loss step at `input_tokens` positions before the target (prompt and separator
     included) and `target_tokens` target positions."""
-    from itsel_ray.engine.backbone import set_activation_checkpointing
-    from itsel_ray.engine.precision import PRECISIONS
-
-    dev = torch.device(device)
     model = build_prompted(model_config, prompt_tokens=prompt_tokens, device=device)
-    set_activation_checkpointing(model.backbone, activation_checkpointing)
     data = step_batch(model.backbone.config.vocab_size, batch=batch, text_tokens=input_tokens - prompt_tokens,
                       target_tokens=target_tokens, device=device)
-    params = {p.untyped_storage().data_ptr() for p in model.backbone.parameters()}
-    params |= {b.untyped_storage().data_ptr() for b in model.backbone.buffers()}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            saved.setdefault(st.data_ptr(), st.nbytes())
-        return t
-
-    cuda = dev.type == "cuda"
-    tracker = contextlib.nullcontext() if cuda else LiveBytes(params)
-    if cuda:
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-    with tracker:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), PRECISIONS.get(precision)(dev):
-            loss = model.sequence_loss(data, 0)
-        retained = torch.cuda.memory_allocated(dev) - base if cuda else tracker.now
-        loss.backward()
-        peak = torch.cuda.max_memory_allocated(dev) - base if cuda else tracker.peak
-    set_activation_checkpointing(model.backbone, False)
-    return StepMemory(saved=sum(saved.values()), retained=int(retained), peak=int(peak))
+    return measure(model, data, precision=precision, activation_checkpointing=activation_checkpointing,
+                   device=device)

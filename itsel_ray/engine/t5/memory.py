@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from itsel_ray.engine.base import GIB, MemoryEstimate
+from itsel_ray.engine.memory import (
+    KeptBytes, check_inputs, estimate, prompt_state_bytes, resolve_precision,
+)
 from itsel_ray.engine.t5.shapes import T5Shape, resolve_shape, shape_from_config
 
 __all__ = ["GIB", "CALIBRATION", "PROFILES", "MemoryEstimate", "Profile", "T5Shape", "model_shape",
@@ -61,25 +64,11 @@ PROFILES: Mapping[tuple[str, str], Profile] = {
 CALIBRATION: Mapping[str, float] = {"cpu": 1.0, "cuda": 1.0}
 
 
-class _Count:
-    """Accumulates kept bytes by kind, for the estimate's details."""
-
-    def __init__(self):
-        self.by_kind: dict[str, float] = {}
-
-    def add(self, kind: str, nbytes: float) -> None:
-        self.by_kind[kind] = self.by_kind.get(kind, 0.0) + nbytes
-
-    @property
-    def total(self) -> float:
-        return sum(self.by_kind.values())
-
-
 def _mask(p: Profile, dtype_bytes: int) -> int:
     return dtype_bytes if p.mask is None else p.mask
 
 
-def _attention(c: _Count, p: Profile, s: T5Shape, rows: int, q_len: int, k_len: int, *, dropout: bool,
+def _attention(c: KeptBytes, p: Profile, s: T5Shape, rows: int, q_len: int, k_len: int, *, dropout: bool,
                q_kept: bool = True, k_kept: bool = True) -> None:
     """One attention call's kept tensors: q [rows, q_len, inner], k and v [rows, k_len, inner], and the scores."""
     inner, h = s.inner, s.num_heads
@@ -93,7 +82,7 @@ def _attention(c: _Count, p: Profile, s: T5Shape, rows: int, q_len: int, k_len: 
         c.add("attention_scores", rows * h * q_len * math.ceil(k_len / 16) * 16 * p.scores)
 
 
-def _norm(c: _Count, p: Profile, s: T5Shape, tokens: int) -> None:
+def _norm(c: KeptBytes, p: Profile, s: T5Shape, tokens: int) -> None:
     c.add("norm_inputs", tokens * (s.d_model * p.residual + 4))
 
 
@@ -108,7 +97,7 @@ def _activation(p: Profile, act: str) -> tuple[int, int]:
     raise ValueError(f"the memory model knows the FFN activations relu, gelu, gelu_new and silu, not {act!r}")
 
 
-def _ffn(c: _Count, p: Profile, s: T5Shape, tokens: int, *, dropout: bool) -> None:
+def _ffn(c: KeptBytes, p: Profile, s: T5Shape, tokens: int, *, dropout: bool) -> None:
     """act(wi x) (v1.0), or act(wi_0 x) * wi_1 x (gated: the product keeps both factors, the activation's output
     unless it is already the tensor the activation keeps, as ReLU's is); then dropout."""
     _norm(c, p, s, tokens)
@@ -120,7 +109,7 @@ def _ffn(c: _Count, p: Profile, s: T5Shape, tokens: int, *, dropout: bool) -> No
         c.add("dropout_masks", tokens * (s.d_ff * _mask(p, out) + s.d_model * _mask(p, p.linear)))
 
 
-def _encoder_layer(c: _Count, p: Profile, s: T5Shape, batch: int, length: int, dropout: bool) -> None:
+def _encoder_layer(c: KeptBytes, p: Profile, s: T5Shape, batch: int, length: int, dropout: bool) -> None:
     tokens = batch * length
     _norm(c, p, s, tokens)
     _attention(c, p, s, batch, length, length, dropout=dropout)
@@ -129,7 +118,7 @@ def _encoder_layer(c: _Count, p: Profile, s: T5Shape, batch: int, length: int, d
     _ffn(c, p, s, tokens, dropout=dropout)
 
 
-def _decoder_layer(c: _Count, p: Profile, s: T5Shape, rows: int, length: int, targets: int, dropout: bool,
+def _decoder_layer(c: KeptBytes, p: Profile, s: T5Shape, rows: int, length: int, targets: int, dropout: bool,
                    first: bool) -> None:
     """Layer 0's self-attention reads only target embeddings, which need no gradient: autograd keeps nothing of
     it, and its cross-attention keeps no key (the query needs no gradient)."""
@@ -147,15 +136,15 @@ def _decoder_layer(c: _Count, p: Profile, s: T5Shape, rows: int, length: int, ta
 
 
 def _kept_tensors(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int, rows: int,
-                  checkpointing: bool) -> tuple[_Count, float]:
+                  checkpointing: bool) -> tuple[KeptBytes, float]:
     """(kept bytes by kind, the largest single block's bytes) of one forward pass."""
     dropout = s.dropout_rate > 0
-    c = _Count()
-    enc_block = _Count()
+    c = KeptBytes()
+    enc_block = KeptBytes()
     _encoder_layer(enc_block, p, s, batch, length, dropout)
-    last = _Count()
+    last = KeptBytes()
     _decoder_layer(last, p, s, rows, length, targets, dropout, first=False)
-    first = _Count()
+    first = KeptBytes()
     _decoder_layer(first, p, s, rows, length, targets, dropout, first=True)
     n_dec = s.decoder_layers
     block = max(enc_block.total, last.total if n_dec > 1 else first.total)
@@ -219,13 +208,6 @@ def _eval_peak(p: Profile, s: T5Shape, *, batch: int, length: int, targets: int,
     return states + cache + max(scores, ffn) + 2 * rows * targets * s.vocab_size * 4
 
 
-def _optimizer_bytes(optimizer: str, prompt: int) -> int:
-    state = {"adafactor": 0, "adam": 2 * prompt, "adamw": 2 * prompt}
-    if optimizer not in state:
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid names: {', '.join(sorted(state))}")
-    return state[optimizer]
-
-
 def model_shape(model: Mapping | str | T5Shape) -> T5Shape:
     """A T5Shape from T5Config fields, a model name or folder (its config.json, `resolve_shape`), or itself."""
     if isinstance(model, T5Shape):
@@ -258,12 +240,8 @@ def predict_trial_memory(
     labels; the label count for the label loss with multi-token labels). precision "bf16" or "fp32" (resolve
     "auto" first); device "cuda" or "cpu" (the profile). prompt_tokens sizes the optimiser state.
     """
-    if precision not in ("bf16", "fp32") or device not in ("cpu", "cuda"):
-        raise ValueError(f"precision must be bf16 or fp32 and device cpu or cuda, got {precision!r} / {device!r}")
-    for key, value in (("batch", batch), ("input_tokens", input_tokens), ("target_tokens", target_tokens),
-                       ("decoder_rows", decoder_rows), ("micro_batch", micro_batch or 1)):
-        if value < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
+    check_inputs(precision, device, batch=batch, input_tokens=input_tokens, target_tokens=target_tokens,
+                 decoder_rows=decoder_rows, micro_batch=micro_batch or 1)
     s = model_shape(model_config)
     if s.num_layers < 1 or s.decoder_layers < 1:
         raise ValueError(f"num_layers and num_decoder_layers must be >= 1, got {s.num_layers} / {s.decoder_layers}")
@@ -272,19 +250,12 @@ def predict_trial_memory(
     rows = micro * decoder_rows
     kept, block = _kept_tensors(p, s, batch=micro, length=input_tokens, targets=target_tokens, rows=rows,
                                 checkpointing=activation_checkpointing)
-    activations = kept.total * scale
     workspace = _workspace(p, s, batch=micro, length=input_tokens, targets=target_tokens, rows=rows, block=block,
-                           checkpointing=activation_checkpointing) * scale
+                           checkpointing=activation_checkpointing)
     eb = eval_batch or batch
-    eval_peak = _eval_peak(p, s, batch=eb, length=input_tokens, targets=target_tokens, rows=eb * decoder_rows) * scale
-    weights = s.parameter_count() * 4
-    prompt = prompt_tokens * s.d_model * 4
-    factored = (prompt_tokens + s.d_model) * 4 if optimizer == "adafactor" else 0
-    opt = 2 * prompt + factored + _optimizer_bytes(optimizer, prompt)
-    total = weights + opt + max(activations + workspace, eval_peak)
-    return MemoryEstimate(weights=int(weights), activations=int(activations), optimizer_state=int(opt),
-                          workspace=int(workspace), eval_peak=int(eval_peak), total=int(total),
-                          details={k: int(v * scale) for k, v in kept.by_kind.items()})
+    eval_peak = _eval_peak(p, s, batch=eb, length=input_tokens, targets=target_tokens, rows=eb * decoder_rows)
+    return estimate(weights=s.parameter_count() * 4, optimizer_state=prompt_state_bytes(optimizer, prompt_tokens,
+                    s.d_model), kept=kept, workspace=workspace, eval_peak=eval_peak, scale=scale)
 
 
 def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True, target_tokens: int | None = None,
@@ -299,9 +270,7 @@ def trial_memory(cfg, *, device: str = "cuda", bf16_capable: bool = True, target
     from itsel_ray.tasks import get_task
 
     task = get_task(cfg.task)
-    precision = cfg.train.precision
-    if precision == "auto":
-        precision = "bf16" if device == "cuda" and bf16_capable else "fp32"
+    precision = resolve_precision(cfg.train.precision, device, bf16_capable)
     words = task.label_words(cfg.data.label_style)
     rows = len(words) if cfg.train.loss == "label" and words else 1
     if shape is None:
