@@ -2,7 +2,8 @@
 them (`Engine.trial_cost`).
 
 Pure (numpy, no torch): the driver and `--dry-run` call it. Shared by every engine; only the FLOP formula is the
-model family's (the T5 family's in `engine/t5/cost.py`).
+model family's (`engine/t5/cost.py`, `engine/causal/cost.py`); the evaluation loop and the notes on what stays an
+upper bound are shared (`evaluation_cost`, `schedule_notes`).
 
 A trial's lengths are those of its data, as tokenised: the prepared data's real lengths when `prepare` has run, or
 the task's declared limits before it (every row at its max source length, every target at its max target length or
@@ -21,6 +22,7 @@ recompute in their backward pass are left out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -140,6 +142,41 @@ def eval_batches(lengths: SplitLengths, *, batch_size: int) -> list[Batch]:
 def _batch(lengths: SplitLengths, rows: np.ndarray) -> Batch:
     inputs, targets = lengths.inputs[rows], lengths.targets[rows]
     return Batch(len(rows), int(inputs.max()), int(targets.max()), int((inputs + targets).max()), int(targets.sum()))
+
+
+def check_label_set(cfg, lengths: TaskLengths) -> None:
+    """The label loss and rank evaluation read a closed label set: refuse a task without one, naming both."""
+    train = cfg.train
+    if (train.loss == "label" or train.eval_mode == "rank") and lengths.labels is None:
+        raise ValueError(f"task {cfg.task}: train.loss {train.loss!r} / eval_mode {train.eval_mode!r} need a closed "
+                         "label set")
+
+
+def evaluation_cost(cfg, lengths: TaskLengths, *, rank: Callable[[list[Batch]], float],
+                    generate: Callable[[list[Batch], int], float]) -> tuple[float | None, int | None, list[str]]:
+    """(FLOPs of one evaluation, its rows, notes) over the trial's evaluation split, batched as the trial loop does;
+    `rank(batches)` and `generate(batches, max_new_tokens)` are the engine's formulas. (None, None, []) when the
+    split's size is unknown."""
+    from itsel_ray.tasks import get_task
+
+    train = cfg.train
+    if lengths.eval is None:
+        return None, None, []
+    held = lengths.eval.head(train.max_eval_examples)
+    batches = eval_batches(held, batch_size=train.eval_batch_size)
+    if train.eval_mode == "rank":
+        return rank(batches), len(held), []
+    cap = train.max_new_tokens or get_task(cfg.task).max_target_length
+    return generate(batches, cap), len(held), [
+        "generation counted up to the longest gold target of each batch; a prompt that has not learnt to stop "
+        "decodes up to train.max_new_tokens (or the task's max target length)"]
+
+
+def schedule_notes(cfg) -> list[str]:
+    """What the cost leaves as an upper bound because of how long the trial really runs."""
+    if cfg.train.early_stop_patience:
+        return ["early stopping is on: training and evaluation are counted to max_steps, an upper bound"]
+    return []
 
 
 def evaluations(max_steps: int, eval_every: int) -> int:

@@ -35,7 +35,9 @@ from functools import lru_cache
 import numpy as np
 
 from itsel_ray.engine.causal.shapes import CausalShape, resolve_shape
-from itsel_ray.engine.cost import Batch, TaskLengths, TrialCost, eval_batches, evaluations, train_batches
+from itsel_ray.engine.cost import (
+    Batch, TaskLengths, TrialCost, check_label_set, evaluation_cost, evaluations, schedule_notes, train_batches,
+)
 
 
 def linear(tokens, d_in: int, d_out: int):
@@ -158,9 +160,6 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: CausalShape | None = None,
                format_lengths: tuple[int, int] | None = None) -> TrialCost:
     """The FLOPs of trial `cfg` on data of `lengths` (`Engine.trial_cost`). format_lengths: (separator tokens,
     input tokens dropped), default read from the trial's tokenizer."""
-    from itsel_ray.tasks import get_task
-
-    task = get_task(cfg.task)
     s = shape or resolve_shape(cfg.model.name, cfg.model.config, cfg.model.tokenizer).shape
     notes = []
     spec = cfg.model.tokenizer or cfg.model.name
@@ -174,10 +173,8 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: CausalShape | None = None,
                      "tokens and every input's closing token kept (an upper bound)")
     train, prompt = cfg.train, cfg.prompt.length
     rows = lengths.train.head(train.max_train_examples)
+    check_label_set(cfg, lengths)
     label_loss = train.loss == "label"
-    if (label_loss or train.eval_mode == "rank") and lengths.labels is None:
-        raise ValueError(f"task {cfg.task}: train.loss {train.loss!r} / eval_mode {train.eval_mode!r} need a closed "
-                         "label set")
     labels = lengths.labels if label_loss else None
     steps = train_batches(rows, batch_size=train.batch_size, micro_batch=train.micro_batch_size,
                           batching=train.batching)
@@ -198,21 +195,11 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: CausalShape | None = None,
         alone = sum(sequence_pass(s, 1, context + targets, targets, checkpointing=ckpt))
         real_tokens = train.batch_size * float(np.mean(context + targets))
     unpadded = train.batch_size * float(np.mean(alone))
-    if train.early_stop_patience:
-        notes.append("early stopping is on: training and evaluation are counted to max_steps, an upper bound")
-    eval_flops = eval_rows = None
-    if lengths.eval is not None:
-        held = lengths.eval.head(train.max_eval_examples)
-        batches = eval_batches(held, batch_size=train.eval_batch_size)
-        eval_rows = len(held)
-        if train.eval_mode == "rank":
-            eval_flops = rank_flops(s, batches, label_tokens=lengths.labels, **kw)
-        else:
-            cap = train.max_new_tokens or task.max_target_length
-            eval_flops = generate_flops(s, batches, max_new_tokens=cap, **kw)
-            notes.append("generation counted up to the longest gold target of each batch; a prompt that has not "
-                         "learnt to stop decodes up to train.max_new_tokens (or the task's max target length)")
+    eval_flops, eval_rows, eval_notes = evaluation_cost(
+        cfg, lengths, rank=lambda batches: rank_flops(s, batches, label_tokens=lengths.labels, **kw),
+        generate=lambda batches, cap: generate_flops(s, batches, max_new_tokens=cap, **kw))
     return TrialCost(steps=train.max_steps, step_flops=step_flops, unpadded_step_flops=unpadded,
                      tokens_per_step=tokens, real_tokens_per_step=real_tokens,
                      evaluations=evaluations(train.max_steps, train.eval_every), eval_flops=eval_flops,
-                     eval_rows=eval_rows, eval_mode=train.eval_mode, notes=tuple(notes))
+                     eval_rows=eval_rows, eval_mode=train.eval_mode,
+                     notes=tuple(notes + schedule_notes(cfg) + eval_notes))

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from itsel_ray.engine.cost import Batch, TaskLengths, TrialCost, eval_batches, evaluations, train_batches
+from itsel_ray.engine.cost import (
+    Batch, TaskLengths, TrialCost, check_label_set, evaluation_cost, evaluations, schedule_notes, train_batches,
+)
 from itsel_ray.engine.t5.shapes import T5Shape, resolve_shape
 
 
@@ -124,17 +126,11 @@ def generate_flops(s: T5Shape, batches: list[Batch], *, prompt: int, max_new_tok
 
 def trial_cost(cfg, lengths: TaskLengths, *, shape: T5Shape | None = None) -> TrialCost:
     """The FLOPs of trial `cfg` on data of `lengths` (`Engine.trial_cost`)."""
-    from itsel_ray.tasks import get_task
-
-    task = get_task(cfg.task)
     s = shape or resolve_shape(cfg.model.name, cfg.model.config, cfg.model.tokenizer).shape
     train, prompt = cfg.train, cfg.prompt.length
     rows = lengths.train.head(train.max_train_examples)
-    label_loss = train.loss == "label"
-    if (label_loss or train.eval_mode == "rank") and lengths.labels is None:
-        raise ValueError(f"task {cfg.task}: train.loss {train.loss!r} / eval_mode {train.eval_mode!r} need a closed "
-                         "label set")
-    positions = label_positions(lengths.labels)[0] if label_loss else None
+    check_label_set(cfg, lengths)
+    positions = label_positions(lengths.labels)[0] if train.loss == "label" else None
     steps = train_batches(rows, batch_size=train.batch_size, micro_batch=train.micro_batch_size,
                           batching=train.batching)
     step_flops = float(np.mean([train_step(s, b, prompt=prompt, decoder_positions=positions) for b in steps]))
@@ -145,22 +141,11 @@ def trial_cost(cfg, lengths: TaskLengths, *, shape: T5Shape | None = None) -> Tr
     alone = sum(encoder(s, 1, prompt + inputs)) + sum(decoder(s, 1, queries, prompt + inputs))
     unpadded = train.batch_size * float(np.mean(alone))
     real_tokens = train.batch_size * float(np.mean(prompt + inputs + queries))
-    notes = []
-    if train.early_stop_patience:
-        notes.append("early stopping is on: training and evaluation are counted to max_steps, an upper bound")
-    eval_flops = eval_rows = None
-    if lengths.eval is not None:
-        held = lengths.eval.head(train.max_eval_examples)
-        batches = eval_batches(held, batch_size=train.eval_batch_size)
-        eval_rows = len(held)
-        if train.eval_mode == "rank":
-            eval_flops = rank_flops(s, batches, prompt=prompt, label_tokens=lengths.labels)
-        else:
-            cap = train.max_new_tokens or task.max_target_length
-            eval_flops = generate_flops(s, batches, prompt=prompt, max_new_tokens=cap)
-            notes.append("generation counted up to the longest gold target of each batch; a prompt that has not "
-                         "learnt to stop decodes up to train.max_new_tokens (or the task's max target length)")
+    eval_flops, eval_rows, eval_notes = evaluation_cost(
+        cfg, lengths, rank=lambda batches: rank_flops(s, batches, prompt=prompt, label_tokens=lengths.labels),
+        generate=lambda batches, cap: generate_flops(s, batches, prompt=prompt, max_new_tokens=cap))
     return TrialCost(steps=train.max_steps, step_flops=step_flops, unpadded_step_flops=unpadded,
                      tokens_per_step=tokens, real_tokens_per_step=real_tokens,
                      evaluations=evaluations(train.max_steps, train.eval_every), eval_flops=eval_flops,
-                     eval_rows=eval_rows, eval_mode=train.eval_mode, notes=tuple(notes))
+                     eval_rows=eval_rows, eval_mode=train.eval_mode,
+                     notes=tuple(schedule_notes(cfg) + eval_notes))
