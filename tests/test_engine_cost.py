@@ -135,10 +135,8 @@ def test_rank_evaluation_is_counted_exactly_and_costs_less_than_one_row_per_labe
     assert flops < encoder_only + by_row
 
 
-@pytest.mark.parametrize("name", ["gated", "one-decoder-layer"])  # more decoder than encoder layers: see note
+@pytest.mark.parametrize("name", ["plain", "gated", "one-decoder-layer"])
 def test_greedy_generation_is_counted_exactly(name):
-    """(transformers 5's generation cache is sized by the encoder's layer count, so a T5 with more decoder than
-    encoder layers, the "plain" shape, fails to generate at all; no published checkpoint has that shape.)"""
     model, shape = build(name)
     ids, mask = padded(random_rows(torch.Generator().manual_seed(5), [10, 6, 8], shape.vocab_size))
     model.backbone.eval()
@@ -149,6 +147,23 @@ def test_greedy_generation_is_counted_exactly(name):
     assert 1 <= steps <= 6
     expected = t5cost.encoder(shape, 3, 5 + 10)[0] + t5cost.generation(shape, 3, steps, 5 + 10)
     assert flops == expected
+
+
+@pytest.mark.parametrize("name", ["plain", "gated", "one-decoder-layer"])
+def test_generation_on_the_cache_is_the_uncached_greedy_decoding(name):
+    """More decoder than encoder layers ("plain") too: transformers' default cache is sized by the encoder's layer
+    count and fails there; the engine's cache grows with the decoder."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    model, shape = build(name)
+    ids, mask = padded(random_rows(torch.Generator().manual_seed(5), [10, 6, 8], shape.vocab_size))
+    model.backbone.eval()
+    with torch.no_grad():
+        cached = model.generate(ids, mask, max_new_tokens=6)
+        enc, emask = model.encode(ids, mask)
+        plain = model.backbone.generate(encoder_outputs=BaseModelOutput(last_hidden_state=enc), attention_mask=emask,
+                                        max_new_tokens=6, do_sample=False, num_beams=1, use_cache=False)
+    assert cached.tolist() == plain.tolist()
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])

@@ -111,11 +111,16 @@ class PromptedT5(PromptedModel):
         return label_scores(self, enc, mask, labels)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int) -> torch.Tensor:
+        """Greedy decoding on a key/value cache that grows one layer at a time: the cache transformers builds by
+        default is sized by the config's encoder layer count, so a T5 with more decoder than encoder layers would
+        fail with an IndexError."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
         from transformers.modeling_outputs import BaseModelOutput
 
         enc, mask = self.encode(input_ids, attention_mask)
         return self.backbone.generate(encoder_outputs=BaseModelOutput(last_hidden_state=enc), attention_mask=mask,
-                                      max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+                                      max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                      cache=EncoderDecoderCache(DynamicCache(), DynamicCache()))
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The mean encoder state over each row's input tokens (EOS included). The prompt shapes every input state
