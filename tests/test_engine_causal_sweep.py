@@ -36,7 +36,9 @@ def test_the_demo_causal_sweep_names_the_causal_engine_and_its_model():
     ("demo-causal", ["trial.prompt.length=200"], r"prompt.length 200 .* more than the 256 of 'model.config'"),
     ("demo-causal", ["trial.model.config.model_type=t5"], r"a t5 model is not a decoder-only family .*engine: t5"),
     ("smoke", ["engine=causal"], "model.config.model_type must name the family of the random model"),
-    ("demo-causal", ["engine=t5"], "model.config.hidden_size is not a T5Config field"),  # and the other way round: a Llama config is no T5Config
+    # and the other way round: a Llama config is no T5Config, and the refusal says where it runs
+    ("demo-causal", ["engine=t5"], r"model.config.model_type 'llama' is not a T5-family model .*engine: causal"),
+    ("smoke", ["trial.model.config.model_type=gpt2"], r"model.config.model_type 'gpt2' is not a T5-family model"),
 ])
 def test_an_option_the_engine_cannot_run_stops_the_sweep_file_naming_it(sweep, overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -111,7 +111,8 @@ def test_an_unknown_model_is_refused_naming_model_name(name, match, hf_cache):
 def test_a_model_of_another_family_or_without_a_config_is_refused(tmp_path):
     gpt2 = write_config(tmp_path / "gpt2", {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "vocab_size": 50257})
     with pytest.raises(ConfigError, match=r"model\.name '.*gpt2' is a gpt2 model \(config\.json model_type 'gpt2', "
-                                          r"from config\.json in .*\), not a T5-family model \(t5, mt5\)"):
+                                          r"from config\.json in .*\), not a T5-family model \(t5, mt5\) that this "
+                                          r"engine runs \(engine: causal runs decoder-only models"):
         T5.describe_model(ModelConfig(name=str(gpt2)))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"model\.name '.*empty': no config\.json found: no config\.json in "):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from itsel_ray.engine.objectives import Batch, LabelSet
 from itsel_ray.engine.prompt import PromptedModel
-from itsel_ray.engine.t5.shapes import FAMILIES, resolve_shape
+from itsel_ray.engine.t5.shapes import FAMILIES, OTHER_ENGINES, resolve_shape
 from itsel_ray.schema import ConfigError
 from itsel_ray.trial_config import ModelConfig
 
@@ -35,6 +35,10 @@ def t5_config_fields() -> frozenset[str]:
 
 def check_t5_fields(config: Mapping[str, Any]) -> None:
     """A typo in `model.config` would silently become an unused attribute of a default-shaped backbone."""
+    kind = config.get("model_type", "t5")
+    if kind not in FAMILIES:
+        raise ConfigError(f"model.config.model_type {kind!r} is not a T5-family model ({', '.join(FAMILIES)}) "
+                          f"that this engine runs{OTHER_ENGINES}")
     known = t5_config_fields()
     for key in config:
         if key not in known:

@@ -24,6 +24,10 @@ FAMILIES: Mapping[str, tuple[str, str]] = {
 }
 
 
+# where a model of another family goes instead, for the refusals' hint
+OTHER_ENGINES = " (engine: causal runs decoder-only models: GPT-2, Llama, Mistral, Qwen)"
+
+
 @dataclass(frozen=True)
 class T5Shape:
     """The T5Config fields memory and parameters depend on (defaults: T5Config's)."""
@@ -154,7 +158,7 @@ def _pretrained(name: str) -> ResolvedShape:
     if kind not in FAMILIES:
         raise ConfigError(f"model.name {name!r} is a {kind or 'untyped'} model (config.json model_type "
                           f"{kind!r}, from {where}), not a T5-family model ({', '.join(FAMILIES)}) that this "
-                          "engine runs")
+                          f"engine runs{OTHER_ENGINES}")
     try:
         shape = shape_from_config(config)
     except (TypeError, ValueError) as err:
